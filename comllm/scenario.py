@@ -1,0 +1,310 @@
+"""Scenarios: typed, validated configuration of an MEC system, with named presets.
+
+Units used throughout comllm:
+
+* time in slots (``slot_s`` seconds each, default 0.1 s);
+* data in Mbit; rates in Mbit per slot unless a name says ``mbps``;
+* CPU frequency in GHz; computation density in cycles per bit
+  (297 cycles/bit = 0.297 Gcycles/Mbit).
+
+A scenario is a pydantic model, so every field is type-checked and an invalid
+value raises :class:`ScenarioError` naming the field and the value.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+#: Edge-server types of DESIGN §1 with their default CPU frequency (GHz).
+SERVER_TYPES: dict[str, float] = {
+    "high-performance": 41.8,
+    "standard": 30.0,
+    "energy-saving": 22.0,
+}
+#: Stable integer code of each server type (used in arrays and observations).
+SERVER_TYPE_CODES: dict[str, int] = {name: i for i, name in enumerate(SERVER_TYPES)}
+SERVER_TYPE_NAMES: tuple[str, ...] = tuple(SERVER_TYPES)
+
+
+class ScenarioError(ValueError):
+    """An invalid scenario: the message names the field and the offending value."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class ServerSpec(_Strict):
+    """One edge server: its type label and CPU frequency (GHz)."""
+
+    type: Literal["high-performance", "standard", "energy-saving"] = "standard"
+    ghz: float = Field(default=30.0, gt=0, description="CPU frequency, GHz")
+
+    @classmethod
+    def of_type(cls, type_: str) -> "ServerSpec":
+        return cls(type=type_, ghz=SERVER_TYPES[type_])
+
+
+class BurstyArrivals(_Strict):
+    """Markov-modulated Bernoulli arrivals: each device is in a calm or a burst phase.
+
+    In the burst phase a device's per-slot arrival probability is ``burst_prob``,
+    in the calm phase it is the scenario's ``arrival_prob``. Phase switches are
+    per device and per slot with the given probabilities.
+    """
+
+    burst_prob: float = Field(default=0.8, ge=0, le=1)
+    p_enter: float = Field(default=0.05, ge=0, le=1, description="P(calm -> burst) per slot")
+    p_leave: float = Field(default=0.2, ge=0, le=1, description="P(burst -> calm) per slot")
+
+
+class ChannelSpec(_Strict):
+    """Per-device uplink channel, redrawn every slot.
+
+    * ``static``: the rate is always ``uplink_mbps``.
+    * ``gauss-markov``: rate factor ``g`` follows an AR(1) process around 1,
+      ``g' = 1 + rho (g - 1) + sqrt(1 - rho^2) sigma eps``, clipped to
+      ``[min_factor, max_factor]``.
+    * ``rayleigh``: complex gain ``h' = rho h + sqrt(1 - rho^2) e``, ``e ~ CN(0, 1)``;
+      the rate factor is ``log2(1 + snr |h|^2) / log2(1 + snr)``, clipped likewise.
+    """
+
+    model: Literal["static", "gauss-markov", "rayleigh"] = "static"
+    rho: float = Field(default=0.9, ge=0, le=1, description="slot-to-slot correlation")
+    sigma: float = Field(default=0.2, ge=0, description="std of the gauss-markov factor")
+    snr_db: float = Field(default=10.0, description="mean SNR of the rayleigh model, dB")
+    min_factor: float = Field(default=0.2, gt=0)
+    max_factor: float = Field(default=2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _range(self) -> "ChannelSpec":
+        if self.min_factor > self.max_factor:
+            raise ValueError(f"min_factor={self.min_factor} is above max_factor={self.max_factor}")
+        return self
+
+
+class Scenario(_Strict):
+    """An MEC system: devices, servers, arrivals, channel and physics.
+
+    Offered load (Mbit/slot) is ``n_devices * arrival_prob * mean task size``; the
+    system's capacity is ``n_devices * local_rate + sum(server rates)`` (see
+    :meth:`figures`).
+    """
+
+    name: str = "custom"
+    n_devices: int = Field(default=20, ge=1, le=10_000, description="number of mobile devices M")
+    servers: tuple[ServerSpec, ...] = Field(default=(ServerSpec(),))
+    slot_s: float = Field(default=0.1, gt=0, description="slot length, seconds")
+    arrival_prob: float = Field(default=0.3, ge=0, le=1, description="P(task) per device per slot")
+    size_min: float = Field(default=2.0, gt=0, description="smallest task, Mbit")
+    size_max: float = Field(default=5.0, gt=0, description="largest task, Mbit")
+    bursty: BurstyArrivals | None = None
+    deadline: int = Field(default=10, ge=1, le=1000, description="max delay, slots after arrival")
+    cycles_per_bit: float = Field(default=297.0, gt=0, description="computation density")
+    device_ghz: float = Field(default=2.5, gt=0, description="device CPU frequency, GHz")
+    uplink_mbps: float = Field(default=14.0, gt=0, description="nominal uplink rate, Mbit/s")
+    channel: ChannelSpec = ChannelSpec()
+    history_len: int = Field(default=10, ge=1, le=1000, description="slots of load history shown")
+    drop_penalty: float = Field(default=100.0, ge=0, description="reward penalty of a drop")
+
+    @field_validator("servers")
+    @classmethod
+    def _nonempty(cls, v: tuple[ServerSpec, ...]) -> tuple[ServerSpec, ...]:
+        if len(v) == 0:
+            raise ValueError("a scenario needs at least one server")
+        return v
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "Scenario":
+        if self.size_min > self.size_max:
+            raise ValueError(f"size_min={self.size_min} is above size_max={self.size_max}")
+        return self
+
+    # ---- derived physics -------------------------------------------------
+    @property
+    def n_servers(self) -> int:
+        return len(self.servers)
+
+    @property
+    def density(self) -> float:
+        """Computation density in Gcycles per Mbit."""
+        return self.cycles_per_bit / 1000.0
+
+    @property
+    def local_rate(self) -> float:
+        """Mbit a device computes per slot."""
+        return self.device_ghz * self.slot_s / self.density
+
+    @property
+    def uplink_rate(self) -> float:
+        """Nominal uplink, Mbit per slot."""
+        return self.uplink_mbps * self.slot_s
+
+    def server_rates(self) -> list[float]:
+        """Mbit each server computes per slot (shared among its active queues)."""
+        return [s.ghz * self.slot_s / self.density for s in self.servers]
+
+    def figures(self) -> dict[str, float]:
+        """Offered load and capacity, Mbit/slot."""
+        mean_size = 0.5 * (self.size_min + self.size_max)
+        p = self.arrival_prob
+        if self.bursty is not None:
+            b = self.bursty
+            frac = b.p_enter / (b.p_enter + b.p_leave) if (b.p_enter + b.p_leave) > 0 else 0.0
+            p = (1 - frac) * p + frac * b.burst_prob
+        offered = self.n_devices * p * mean_size
+        local = self.n_devices * self.local_rate
+        edge = sum(self.server_rates())
+        return {
+            "offered_mbit_per_slot": offered,
+            "local_capacity": local,
+            "edge_capacity": edge,
+            "uplink_capacity": self.n_devices * self.uplink_rate,
+            "load_factor": offered / (local + edge),
+        }
+
+    # ---- construction -----------------------------------------------------
+    def with_overrides(self, overrides: dict[str, Any] | list[str]) -> "Scenario":
+        """A copy with ``key=value`` overrides (dotted keys reach nested fields)."""
+        if isinstance(overrides, list):
+            overrides = parse_overrides(overrides)
+        data = self.model_dump()
+        for key, value in overrides.items():
+            _set_dotted(data, key, value)
+        return make_scenario(data)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        if part == "bursty" and node.get(part) is None:
+            node[part] = {}
+        if not isinstance(node.get(part), dict):
+            raise ScenarioError(f"unknown scenario key '{'.'.join(parts[: i + 1])}' (in '{key}')")
+        node = node[part]
+    if parts[-1] not in node and not (len(parts) == 1 and parts[0] in Scenario.model_fields):
+        nested = {"channel": ChannelSpec, "bursty": BurstyArrivals}
+        parent = parts[-2] if len(parts) > 1 else None
+        if parent not in nested or parts[-1] not in nested[parent].model_fields:
+            raise ScenarioError(f"unknown scenario key '{key}'")
+    node[parts[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Parse ``["arrival_prob=0.5", "servers=[standard, energy-saving]"]`` (values are YAML)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ScenarioError(f"override '{item}' is not of the form key=value")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        if key == "servers":
+            value = _servers_from_any(value)
+        out[key] = value
+    return out
+
+
+def _servers_from_any(value: Any) -> Any:
+    """Accept a list of type names, of GHz numbers, or of {type, ghz} dicts."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list):
+        return value
+    out = []
+    for v in value:
+        if isinstance(v, str) and v in SERVER_TYPES:
+            out.append({"type": v, "ghz": SERVER_TYPES[v]})
+        elif isinstance(v, str):
+            raise ScenarioError(f"unknown server type '{v}' (known: {', '.join(SERVER_TYPES)})")
+        else:
+            out.append(v)
+    return out
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "scenario"
+    value = first.get("input")
+    if first["type"] == "extra_forbidden":
+        return f"unknown scenario key '{loc}'"
+    msg = first["msg"]
+    return f"invalid scenario field '{loc}' = {value!r}: {msg}"
+
+
+def make_scenario(data: dict[str, Any]) -> Scenario:
+    """Validate a dict into a :class:`Scenario`; errors become :class:`ScenarioError`."""
+    data = copy.deepcopy(data)
+    if "servers" in data:
+        data["servers"] = _servers_from_any(data["servers"])
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as err:
+        raise ScenarioError(_format_validation_error(err)) from None
+
+
+def _mix(n: int) -> tuple[ServerSpec, ...]:
+    """A heterogeneous mix cycling high-performance, standard, energy-saving."""
+    order = ("high-performance", "standard", "energy-saving")
+    return tuple(ServerSpec.of_type(order[i % 3]) for i in range(n))
+
+
+_PAPER_COMMON: dict[str, Any] = {
+    # 30 devices at p = 0.3 offer 31.5 Mbit/slot; see README "Scenarios".
+    "n_devices": 30,
+    "arrival_prob": 0.3,
+    "channel": {"model": "gauss-markov", "rho": 0.9, "sigma": 0.2},
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper-6": {"name": "paper-6", **_PAPER_COMMON, "servers": [s.model_dump() for s in _mix(6)]},
+    "paper-11": {"name": "paper-11", **_PAPER_COMMON, "servers": [s.model_dump() for s in _mix(11)]},
+    "tang-wong": {
+        "name": "tang-wong",
+        "n_devices": 50,
+        "arrival_prob": 0.3,
+        "servers": [{"type": "standard", "ghz": 41.8}] * 5,
+        "channel": {"model": "static"},
+    },
+    "small": {
+        "name": "small",
+        "n_devices": 5,
+        "arrival_prob": 0.3,
+        "servers": [s.model_dump() for s in _mix(3)],
+        "channel": {"model": "static"},
+    },
+}
+
+
+def load_scenario(name_or_path: str, overrides: list[str] | dict[str, Any] | None = None) -> Scenario:
+    """A preset by name, or a YAML file (which may name a ``base`` preset), plus overrides."""
+    if name_or_path in PRESETS:
+        data = copy.deepcopy(PRESETS[name_or_path])
+    elif name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).is_file():
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ScenarioError(f"scenario file '{name_or_path}' does not exist")
+        raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ScenarioError(f"scenario file '{name_or_path}' is not a mapping")
+        base = raw.pop("base", None)
+        data = copy.deepcopy(PRESETS[base]) if base else {}
+        if base and base not in PRESETS:
+            raise ScenarioError(f"unknown preset '{base}' (known: {', '.join(PRESETS)})")
+        data.update(raw)
+        data.setdefault("name", path.stem)
+    else:
+        raise ScenarioError(f"unknown scenario '{name_or_path}' (presets: {', '.join(PRESETS)})")
+    scen = make_scenario(data)
+    if overrides:
+        scen = scen.with_overrides(overrides)
+    return scen

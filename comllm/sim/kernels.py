@@ -1,0 +1,336 @@
+"""Compiled slot dynamics of the MEC queues (numba).
+
+Layout of one system: a device receives at most one task per slot and a task
+lives at most ``D`` (deadline) slots, so each device's live tasks fit a ring of
+``D`` places indexed by ``arrival_slot % D``; FIFO order is arrival order,
+i.e. the ring read from ``(t + 1) % D`` round to ``t % D``. Arrays of shape
+``(M, D)`` per task place: ``arr`` arrival slot (-1 = empty place), ``size`` and
+``rem`` (Mbit; ``rem`` = what is left of the current stage), ``act`` (0 local,
+j server j), ``stage`` (``STAGE_*``), ``tid`` (task id, -1 when untracked).
+Batched kernels take the same arrays with a leading axis ``B`` of independent
+systems (LACS rolls many copies of one moment forward at once).
+
+Semantics of one slot ``t`` (DESIGN §1):
+
+1. the slot's new tasks enter the local queue (action 0) or the uplink queue;
+2. each server's active count is the number of its non-empty device queues;
+3. service, fluid within the slot and FIFO within a queue: a device computes
+   ``local_rate`` Mbit and transmits ``rate[m]`` Mbit, and each active queue at
+   server ``j`` gets ``server_rate[j] / active_j`` Mbit. A task that finishes
+   at fraction ``phi`` of the slot completes at time ``t + phi`` (latency
+   ``t + phi - arrival``); the capacity it leaves passes to the next task of the
+   same queue. Capacity an empty queue cannot use is lost;
+4. a transmitted task joins its server queue at the start of slot ``t + 1``;
+5. a task still unfinished at the end of slot ``arrival + D - 1`` is dropped
+   wherever it is, its leftover bits leave, and its latency counts as ``D``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+STAGE_EMPTY = 0
+STAGE_LOCAL = 1
+STAGE_TX = 2
+STAGE_SERVER = 3
+
+#: outcome codes
+OUT_NONE = 0
+OUT_DONE = 1
+OUT_DROP_LOCAL_WAIT = 2
+OUT_DROP_LOCAL_RUN = 3
+OUT_DROP_TX_WAIT = 4
+OUT_DROP_TX_RUN = 5
+OUT_DROP_SERVER_WAIT = 6
+OUT_DROP_SERVER_RUN = 7
+
+OUTCOME_NAMES = {
+    OUT_NONE: "in the system",
+    OUT_DONE: "completed",
+    OUT_DROP_LOCAL_WAIT: "dropped waiting in the local queue",
+    OUT_DROP_LOCAL_RUN: "dropped computing locally",
+    OUT_DROP_TX_WAIT: "dropped waiting in the uplink queue",
+    OUT_DROP_TX_RUN: "dropped transmitting",
+    OUT_DROP_SERVER_WAIT: "dropped waiting at the server",
+    OUT_DROP_SERVER_RUN: "dropped computing at the server",
+}
+
+_EPS = 1e-9
+
+
+@njit(cache=True, nogil=True)
+def observe_system(t, arr, rem, act, stage, rate, local_rate, local_wait, tx_wait, queued, active):
+    """What a task arriving now at each device of one system would see.
+
+    ``local_wait`` / ``tx_wait`` (M,): slots until the local CPU / uplink is
+    free, counting that queued tasks are dropped at their deadlines (the uplink
+    at the current rate). ``queued`` (N,): Mbit at each server; ``active`` (N,):
+    its non-empty device queues.
+    """
+    M, D = arr.shape
+    N = queued.shape[0]
+    queued[:] = 0.0
+    active[:] = 0
+    seen = np.zeros(N, dtype=np.bool_)
+    for m in range(M):
+        lw = 0.0
+        tw = 0.0
+        seen[:] = False
+        for i in range(D):
+            k = (t + 1 + i) % D
+            if arr[m, k] < 0:
+                continue
+            s = stage[m, k]
+            left = arr[m, k] + D - t  # slots from now until its deadline
+            if s == STAGE_LOCAL:
+                lw = max(lw, min(lw + rem[m, k] / local_rate, left))
+            elif s == STAGE_TX:
+                tw = max(tw, min(tw + rem[m, k] / rate[m], left))
+            elif s == STAGE_SERVER:
+                j = act[m, k] - 1
+                queued[j] += rem[m, k]
+                if not seen[j]:
+                    seen[j] = True
+                    active[j] += 1
+        local_wait[m] = lw
+        tx_wait[m] = tw
+
+
+@njit(cache=True, nogil=True)
+def run_slot(
+    t,
+    arr,
+    size,
+    rem,
+    act,
+    stage,
+    tid,
+    rate,
+    local_rate,
+    server_rate,
+    active_now,
+    served,
+    out_code,
+    out_lat,
+    out_tid,
+    out_act,
+):
+    """Run slot ``t`` of one system whose arrivals are already placed; return the outcome count.
+
+    ``active_now`` (N,) receives each server's active count in this slot;
+    ``served`` (N,) accumulates the Mbit each server computes. Outcomes go to
+    the first places of ``out_code``, ``out_lat``, ``out_tid``, ``out_act``
+    (each at least M*D long): ``OUT_*`` code, latency (slots), task id, action.
+    """
+    M, D = arr.shape
+    N = server_rate.shape[0]
+    used = np.zeros(N)
+    share = np.zeros(N)
+    seen = np.zeros(N, dtype=np.bool_)
+    active_now[:] = 0
+    for m in range(M):
+        seen[:] = False
+        for k in range(D):
+            if arr[m, k] >= 0 and stage[m, k] == STAGE_SERVER:
+                j = act[m, k] - 1
+                if not seen[j]:
+                    seen[j] = True
+                    active_now[j] += 1
+    for j in range(N):
+        share[j] = server_rate[j] / active_now[j] if active_now[j] > 0 else 0.0
+    n_out = 0
+    for m in range(M):
+        used_local = 0.0
+        used_tx = 0.0
+        r = rate[m]
+        used[:] = 0.0
+        for i in range(D):
+            k = (t + 1 + i) % D
+            if arr[m, k] < 0:
+                continue
+            s = stage[m, k]
+            if s == STAGE_LOCAL:
+                cap = local_rate - used_local
+                if cap > _EPS:
+                    serve = min(rem[m, k], cap)
+                    used_local += serve
+                    rem[m, k] -= serve
+                    if rem[m, k] <= _EPS:
+                        out_code[n_out] = OUT_DONE
+                        out_lat[n_out] = t + used_local / local_rate - arr[m, k]
+                        out_tid[n_out] = tid[m, k]
+                        out_act[n_out] = act[m, k]
+                        n_out += 1
+                        arr[m, k] = -1
+                        stage[m, k] = STAGE_EMPTY
+                        continue
+            elif s == STAGE_TX:
+                cap = r - used_tx
+                if cap > _EPS:
+                    serve = min(rem[m, k], cap)
+                    used_tx += serve
+                    rem[m, k] -= serve
+                    if rem[m, k] <= _EPS:
+                        # joins the server queue at the start of the next slot
+                        stage[m, k] = -STAGE_SERVER
+                        rem[m, k] = size[m, k]
+            elif s == STAGE_SERVER:
+                j = act[m, k] - 1
+                cap = share[j] - used[j]
+                if cap > _EPS:
+                    serve = min(rem[m, k], cap)
+                    used[j] += serve
+                    rem[m, k] -= serve
+                    if rem[m, k] <= _EPS:
+                        out_code[n_out] = OUT_DONE
+                        out_lat[n_out] = t + used[j] / share[j] - arr[m, k]
+                        out_tid[n_out] = tid[m, k]
+                        out_act[n_out] = act[m, k]
+                        n_out += 1
+                        arr[m, k] = -1
+                        stage[m, k] = STAGE_EMPTY
+                        continue
+            if arr[m, k] == t - D + 1:  # end of its last slot: drop
+                s = stage[m, k]
+                started = rem[m, k] < size[m, k] - _EPS
+                if s == STAGE_LOCAL:
+                    code = OUT_DROP_LOCAL_RUN if started else OUT_DROP_LOCAL_WAIT
+                elif s == STAGE_TX:
+                    code = OUT_DROP_TX_RUN if started else OUT_DROP_TX_WAIT
+                elif s == -STAGE_SERVER:
+                    code = OUT_DROP_TX_RUN  # its last bit left in its very last slot
+                else:
+                    code = OUT_DROP_SERVER_RUN if started else OUT_DROP_SERVER_WAIT
+                out_code[n_out] = code
+                out_lat[n_out] = D
+                out_tid[n_out] = tid[m, k]
+                out_act[n_out] = act[m, k]
+                n_out += 1
+                arr[m, k] = -1
+                stage[m, k] = STAGE_EMPTY
+        for j in range(N):
+            served[j] += used[j]
+        for k in range(D):
+            if stage[m, k] == -STAGE_SERVER:
+                stage[m, k] = STAGE_SERVER
+    return n_out
+
+
+@njit(cache=True, nogil=True)
+def place_arrivals(t, arr, size, rem, act, stage, tid, dev, new_size, actions, first_tid):
+    """Put the slot's arriving tasks (devices ``dev``) in their first queue."""
+    D = arr.shape[1]
+    c = t % D
+    for i in range(dev.shape[0]):
+        m = dev[i]
+        a = actions[i]
+        arr[m, c] = t
+        size[m, c] = new_size[m]
+        rem[m, c] = new_size[m]
+        act[m, c] = a
+        stage[m, c] = STAGE_LOCAL if a == 0 else STAGE_TX
+        tid[m, c] = first_tid + i if first_tid >= 0 else -1
+
+
+@njit(cache=True, nogil=True)
+def step_simulator(
+    t,
+    arr,
+    size,
+    rem,
+    act,
+    stage,
+    tid,
+    dev,
+    new_size,
+    actions,
+    first_tid,
+    rate,
+    local_rate,
+    server_rate,
+    history,
+    busy,
+    served,
+    log_code,
+    log_lat,
+    out_code,
+    out_lat,
+    out_tid,
+    out_act,
+):
+    """One slot of the tracked simulator: place arrivals, run, log outcomes, roll the history.
+
+    Returns the number of outcomes, or ``-1 - i`` when action ``i`` is out of range
+    (then nothing has changed).
+    """
+    N, H = history.shape
+    for i in range(actions.shape[0]):
+        if actions[i] < 0 or actions[i] > N:
+            return -1 - i
+    place_arrivals(t, arr, size, rem, act, stage, tid, dev, new_size, actions, first_tid)
+    active_now = np.zeros(N, dtype=np.int64)
+    n = run_slot(
+        t, arr, size, rem, act, stage, tid, rate, local_rate, server_rate, active_now, served,
+        out_code, out_lat, out_tid, out_act,
+    )
+    for i in range(n):
+        log_code[out_tid[i]] = out_code[i]
+        log_lat[out_tid[i]] = out_lat[i]
+    for j in range(N):
+        for h in range(H - 1):
+            history[j, h] = history[j, h + 1]
+        history[j, H - 1] = active_now[j]
+        if active_now[j] > 0:
+            busy[j] += 1
+    return n
+
+
+CHANNEL_STATIC = 0
+CHANNEL_GAUSS_MARKOV = 1
+CHANNEL_RAYLEIGH = 2
+
+
+@njit(cache=True, nogil=True)
+def channel_rates(model, chan, chan_im, snr, lo, hi, base, rate):
+    """Uplink rate (Mbit/slot) of each device from its channel state."""
+    for m in range(chan.shape[0]):
+        if model == CHANNEL_STATIC:
+            f = 1.0
+        elif model == CHANNEL_GAUSS_MARKOV:
+            f = chan[m]
+        else:
+            f = np.log2(1.0 + snr * (chan[m] ** 2 + chan_im[m] ** 2)) / np.log2(1.0 + snr)
+        rate[m] = base * min(max(f, lo), hi)
+
+
+@njit(cache=True, nogil=True)
+def next_slot_inputs(
+    u, z, model, rho, sigma, snr, lo, hi, base, chan, chan_im, rate,
+    bursty, p_calm, p_burst, p_enter, p_leave, size_min, size_max, phase, new_mask, new_size,
+):  # fmt: skip
+    """Advance channels and burst phases one slot and draw the slot's arrivals.
+
+    ``u`` (3, M) uniforms: arrival, size, phase switch; ``z`` (2, M) standard normals.
+    Gauss-Markov: ``g' = 1 + rho (g - 1) + sqrt(1 - rho^2) sigma z``; Rayleigh:
+    ``h' = rho h + sqrt(1 - rho^2) e`` with ``e ~ CN(0, 1)``.
+    """
+    M = chan.shape[0]
+    innov = np.sqrt(max(0.0, 1.0 - rho * rho))
+    for m in range(M):
+        if model == CHANNEL_GAUSS_MARKOV:
+            chan[m] = 1.0 + rho * (chan[m] - 1.0) + innov * sigma * z[0, m]
+        elif model == CHANNEL_RAYLEIGH:
+            chan[m] = rho * chan[m] + innov * np.sqrt(0.5) * z[0, m]
+            chan_im[m] = rho * chan_im[m] + innov * np.sqrt(0.5) * z[1, m]
+        p = p_calm
+        if bursty:
+            if phase[m]:
+                phase[m] = u[2, m] >= p_leave
+            else:
+                phase[m] = u[2, m] < p_enter
+            if phase[m]:
+                p = p_burst
+        new_mask[m] = u[0, m] < p
+        new_size[m] = size_min + (size_max - size_min) * u[1, m]
+    channel_rates(model, chan, chan_im, snr, lo, hi, base, rate)
