@@ -20,6 +20,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from comllm.errors import ComllmError
+
 #: Edge-server types of DESIGN §1 with their default CPU frequency (GHz).
 SERVER_TYPES: dict[str, float] = {
     "high-performance": 41.8,
@@ -31,7 +33,7 @@ SERVER_TYPE_CODES: dict[str, int] = {name: i for i, name in enumerate(SERVER_TYP
 SERVER_TYPE_NAMES: tuple[str, ...] = tuple(SERVER_TYPES)
 
 
-class ScenarioError(ValueError):
+class ScenarioError(ComllmError, ValueError):
     """An invalid scenario: the message names the field and the offending value."""
 
 

@@ -1,0 +1,1 @@
+"""Evaluation: closed loop on the simulator, open loop on a fixed test set, metrics."""

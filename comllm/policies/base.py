@@ -1,0 +1,91 @@
+"""The policy interface and registry.
+
+A policy maps a batch of task states (one server count) to one action per task:
+0 = run locally, j = offload to server j. Policies are built by name through
+the registry, ``make_policy("greedy")`` or ``make_policy("dqn:runs/dqn-6",
+scenario)``; ``NAME:ARG`` passes ``ARG`` to the factory.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from comllm.errors import ComllmError
+from comllm.scenario import Scenario
+from comllm.state import StateBatch
+
+
+class PolicyError(ComllmError, ValueError):
+    """Unknown policy, bad argument, or a policy that cannot serve a scenario."""
+
+
+class Policy:
+    """Base class: override :meth:`act`. ``name`` is how reports label the policy."""
+
+    name: str = "policy"
+
+    def act(self, batch: StateBatch) -> np.ndarray:
+        """One action per task of ``batch``, shape ``(len(batch),)``, ints in 0..N."""
+        raise NotImplementedError
+
+    def reset(self, seed: int | None = None) -> None:
+        """Called at the start of each evaluation episode (seeds any randomness)."""
+
+    def check_scenario(self, scenario: Scenario) -> None:
+        """Raise :class:`PolicyError` if this policy cannot act in ``scenario``."""
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """Counters a policy wants reported (e.g. invalid answers of a language model)."""
+        return {}
+
+
+PolicyFactory = Callable[[str | None, Scenario | None], Policy]
+_REGISTRY: dict[str, PolicyFactory] = {}
+_HELP: dict[str, str] = {}
+
+
+def register_policy(name: str, help: str = "") -> Callable[[PolicyFactory], PolicyFactory]:
+    """Decorator: register ``factory(arg, scenario) -> Policy`` under ``name``."""
+
+    def deco(factory: PolicyFactory) -> PolicyFactory:
+        _REGISTRY[name] = factory
+        _HELP[name] = help
+        return factory
+
+    return deco
+
+
+def available_policies() -> dict[str, str]:
+    """Registered policy names with a one-line description."""
+    _load_plugins()
+    return dict(sorted(_HELP.items()))
+
+
+def _load_plugins() -> None:
+    # Policies living in heavier modules register on import; import them lazily
+    # so that `comllm simulate --policy greedy` does not load torch.
+    import importlib
+
+    for mod in ("comllm.policies.heuristics", "comllm.policies.dqn", "comllm.lm.policy", "comllm.lacs.planner"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as err:
+            if err.name is None or not err.name.startswith("comllm"):
+                raise
+
+
+def make_policy(spec: str, scenario: Scenario | None = None) -> Policy:
+    """Build a policy from ``NAME`` or ``NAME:ARG``; check it can serve ``scenario``."""
+    name, _, arg = spec.partition(":")
+    name = name.strip()
+    if name not in _REGISTRY:
+        _load_plugins()
+    if name not in _REGISTRY:
+        raise PolicyError(f"unknown policy '{spec}' (known: {', '.join(sorted(_REGISTRY))})")
+    policy = _REGISTRY[name](arg or None, scenario)
+    if scenario is not None:
+        policy.check_scenario(scenario)
+    return policy
