@@ -275,8 +275,9 @@ def step_simulator(
         out_code, out_lat, out_tid, out_act,
     )
     for i in range(n):
-        log_code[out_tid[i]] = out_code[i]
-        log_lat[out_tid[i]] = out_lat[i]
+        if out_tid[i] >= 0:  # tasks restored from a JSON snapshot carry no log id
+            log_code[out_tid[i]] = out_code[i]
+            log_lat[out_tid[i]] = out_lat[i]
     for j in range(N):
         for h in range(H - 1):
             history[j, h] = history[j, h + 1]

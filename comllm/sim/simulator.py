@@ -208,6 +208,22 @@ class MECSimulator:
         """Devices with a task arriving in the current slot."""
         return self._arrivals
 
+    def set_arrivals(self, devices: list[int] | np.ndarray, sizes: list[float] | np.ndarray) -> None:
+        """Replace this slot's random arrivals by given tasks (Mbit): scripted scenarios and tests."""
+        devices = np.asarray(devices, dtype=np.int64)
+        sizes = np.asarray(sizes, dtype=np.float64)
+        if len(devices) != len(sizes):
+            raise ValueError(f"set_arrivals got {len(devices)} devices and {len(sizes)} sizes")
+        if len(devices) and (devices.min() < 0 or devices.max() >= self.M or len(set(devices.tolist())) < len(devices)):
+            raise ValueError(f"devices {devices.tolist()} must be distinct indices in 0..{self.M - 1}")
+        if (sizes <= 0).any():
+            raise ValueError(f"task sizes {sizes.tolist()} must be positive (Mbit)")
+        self.new_mask[:] = False
+        self.new_mask[devices] = True
+        self.new_size[devices] = sizes
+        self._arrivals = np.flatnonzero(self.new_mask)
+        self._obs = None
+
     def queue_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per device local and uplink wait (slots), per server queued Mbit and active count."""
         lw, tw, q, a = self._lw, self._tw, self._q, self._a
