@@ -274,7 +274,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "name": "tang-wong",
         "n_devices": 50,
         "arrival_prob": 0.3,
-        "servers": [{"type": "standard", "ghz": 41.8}] * 5,
+        "servers": [{"type": "high-performance", "ghz": 41.8}] * 5,
         "channel": {"model": "static"},
     },
     "small": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+# piped output (logs, CI) gets a fixed wide layout instead of rich's 80-column default
+console = Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def write_json(path: Path | None, data: Any) -> None:

@@ -19,9 +19,13 @@ SetOpt = typer.Option(None, "--set", help="scenario override key=value (repeatab
 
 @app.command()
 def scenarios() -> None:
-    """List the scenario presets with their offered load and capacity (Mbit/slot)."""
+    """List the scenario presets with their offered load and capacities (Mbit/slot).
+
+    load = offered / (local + edge capacity); the uplink column is the devices' total
+    nominal uplink, the path every offloaded bit takes.
+    """
     table = Table(title="scenario presets")
-    for col in ("name", "devices", "servers", "p", "channel", "offered", "local cap.", "edge cap.", "load"):
+    for col in ("name", "devices", "servers", "p", "channel", "offered", "local cap.", "uplink cap.", "edge cap.", "load"):
         table.add_column(col, justify="right" if col not in ("name", "servers", "channel") else "left")
     for name in PRESETS:
         sc = load_scenario(name)
@@ -38,6 +42,7 @@ def scenarios() -> None:
             sc.channel.model,
             f"{f['offered_mbit_per_slot']:.1f}",
             f"{f['local_capacity']:.1f}",
+            f"{f['uplink_capacity']:.1f}",
             f"{f['edge_capacity']:.1f}",
             f"{f['load_factor']:.2f}",
         )
