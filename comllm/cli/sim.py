@@ -76,6 +76,19 @@ def results_table(rows: list[dict], title: str) -> Table:
     return table
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """The same results as a Markdown table (mean ± 95 % CI over seeds)."""
+    head = "| policy | scenario | latency (slots) | drops | Jain (offloads) | Jain (util.) | offloaded | p95 latency |"
+    lines = [head, "|" + "---|" * 8]
+    for r in rows:
+        lines.append(
+            f"| {r['policy']} | {r['scenario']} | {_fmt(r['avg_latency'], r.get('avg_latency_ci'))} "
+            f"| {_fmt(r['drop_rate'], r.get('drop_rate_ci'), pct=True)} | {_fmt(r['jain_index'])} "
+            f"| {_fmt(r['jain_utilization'])} | {_fmt(r['offload_share'], pct=True)} | {_fmt(r['latency_p95'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 @app.command()
 def simulate(
     scenario: str = typer.Option("paper-6", help="preset name or YAML file"),
@@ -85,6 +98,7 @@ def simulate(
     warmup: int = typer.Option(200, min=0, help="unscored slots before scoring"),
     set_: Optional[list[str]] = SetOpt,
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON"),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="write the table as Markdown"),
 ) -> None:
     """Closed-loop evaluation of policies on a scenario: latency, drops, fairness."""
     sc = load_scenario(scenario, set_ or [])
@@ -107,3 +121,7 @@ def simulate(
             rows.append(summary)
     console.print(results_table(rows, f"closed loop: {sc.name}, {slots} slots × {seeds} seeds"))
     write_json(json_out, rows[0] if len(rows) == 1 else rows)
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(markdown_table(rows))
+        console.print(f"wrote {markdown}")
