@@ -145,3 +145,34 @@ def test_invalid_actions_are_rejected_without_side_effects():
     assert sim.t == 0 and len(sim.log) == 0
     sim.step([1])
     assert len(sim.log) == 1
+
+
+@pytest.mark.parametrize("model", ["gauss-markov", "rayleigh"])
+def test_fading_channels_vary_per_device_and_slot_around_the_nominal_rate(model):
+    sc = make_scenario({"n_devices": 50, "arrival_prob": 0.0, "channel": {"model": model}})
+    sim = MECSimulator(sc, seed=0)
+    rates = []
+    for _ in range(400):
+        rates.append(sim.rate.copy())
+        sim.step([])
+    r = np.array(rates)
+    assert r.std(axis=0).min() > 0.05  # every device's rate changes over time
+    assert r.std(axis=1).min() > 0.05  # devices differ within a slot
+    assert 0.7 * 1.4 < r.mean() < 1.3 * 1.4
+    assert r.min() >= 0.2 * 1.4 - 1e-12 and r.max() <= 2.0 * 1.4 + 1e-12
+    lag1 = np.corrcoef(r[:-1].ravel(), r[1:].ravel())[0, 1]
+    assert lag1 > 0.5  # correlated slot to slot (rho = 0.9)
+
+
+def test_bursty_arrivals_raise_the_offered_load():
+    base = {"n_devices": 50, "channel": {"model": "static"}, "arrival_prob": 0.2}
+    calm = MECSimulator(make_scenario(base), seed=0)
+    bursty = MECSimulator(make_scenario({**base, "bursty": {"burst_prob": 0.9, "p_enter": 0.1, "p_leave": 0.1}}), seed=0)
+    local = np.zeros(0, dtype=np.int64)
+    for sim in (calm, bursty):
+        for _ in range(300):
+            sim.step(np.zeros(len(sim.arrivals), dtype=np.int64) if len(sim.arrivals) else local)
+    rate_calm = len(calm.log) / (300 * 50)
+    rate_bursty = len(bursty.log) / (300 * 50)
+    assert abs(rate_calm - 0.2) < 0.02
+    assert abs(rate_bursty - 0.55) < 0.05  # half the time in bursts at 0.9
