@@ -1,0 +1,74 @@
+"""Text in and out: the one module that turns states into prompts and model output into actions.
+
+Templates (``get_template(name)``):
+
+* ``paper`` (default): English, the raw state, one line per field and per server, units written out;
+* ``paper-zh``: the official COMLLM Chinese format, field for field;
+* ``annotated``: ``paper`` with 2 decimals plus one line per action of cost-model quantities;
+* ``estimates``: only each action's estimated latency, one short line per action.
+
+Answers are ``local`` / ``server K`` (English) and ``本地执行`` / ``卸载到边缘服务器K``
+(Chinese); :func:`parse_answer` reads either language and never raises.
+Prompt perturbations live in :mod:`comllm.text.perturb`.
+"""
+
+from __future__ import annotations
+
+from comllm.state import TaskState
+from comllm.text.answers import answer_strings, parse_answer, render_answer
+from comllm.text.chinese import INSTRUCTION_ZH, ChineseTemplate
+from comllm.text.english import EstimatesTemplate, PaperTemplate, Style
+from comllm.text.parse import parse_field_items, parse_prompt_text
+from comllm.text.reasoning import reasoning_trace
+from comllm.text.template import Template, TextError, quantize_state
+
+DEFAULT_TEMPLATE = "paper"
+
+TEMPLATES: dict[str, Template] = {
+    "paper": PaperTemplate(),
+    "paper-zh": ChineseTemplate(),
+    "annotated": PaperTemplate(
+        name="annotated",
+        decimals=2,
+        style=Style(header=None),
+        derived=True,
+        description="English, the raw state (2 decimals) plus one line per action: service rate and latency terms",
+    ),
+    "estimates": EstimatesTemplate(),
+}
+
+
+def get_template(name: str | Template | None = None) -> Template:
+    """The template called ``name`` (``None``: the default, ``paper``); a Template passes through."""
+    if isinstance(name, Template):
+        return name
+    key = DEFAULT_TEMPLATE if name is None else name
+    if key not in TEMPLATES:
+        raise TextError(f"unknown template '{name}' (known: {', '.join(TEMPLATES)})")
+    return TEMPLATES[key]
+
+
+def parse_prompt(text: str) -> TaskState:
+    """The state of a prompt of any state-carrying template, either language."""
+    return parse_prompt_text(text)
+
+
+__all__ = [
+    "DEFAULT_TEMPLATE",
+    "INSTRUCTION_ZH",
+    "TEMPLATES",
+    "ChineseTemplate",
+    "EstimatesTemplate",
+    "PaperTemplate",
+    "Style",
+    "Template",
+    "TextError",
+    "answer_strings",
+    "get_template",
+    "parse_answer",
+    "parse_field_items",
+    "parse_prompt",
+    "quantize_state",
+    "reasoning_trace",
+    "render_answer",
+]

@@ -1,0 +1,110 @@
+"""Answers: an action to a short string and any model output back to an action.
+
+Canonical answers: ``local`` / ``server K`` (English), ``本地执行`` / ``卸载到边缘服务器K``
+(Chinese). :func:`parse_answer` reads either language in messy text (case,
+spaces, punctuation, full-width characters, surrounding words, Chinese or
+English number words): after the last answer marker (``answer:``, ``决策：``...)
+if there is one, it takes the last action named; an action outside 0..N, or
+no action at all, gives ``None``. It never raises.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+LOCAL_EN = "local"
+LOCAL_ZH = "本地执行"
+ANSWER_MARKER = {"en": "answer: ", "zh": "决策："}
+
+_EN_WORDS = {
+    w: i
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+        "sixteen seventeen eighteen nineteen twenty".split()
+    )
+}
+_ZH_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_EN_NUM = "|".join(sorted(_EN_WORDS, key=len, reverse=True))
+_ZH_NUM = "[零〇一二两三四五六七八九十百]+"
+
+_MARKER = re.compile(r"(?:final answer|answer|decision|决策|答案)\s*(?:is\s*|为\s*|是\s*)?[:=]", re.I)
+_ACTION = re.compile(
+    rf"(?P<local>\blocal(?:ly)?\b|本地|\bon[- ]device\b)"
+    rf"|(?:\bedge[\s_-]*)?\bserver[\s_#:-]*(?:no\.?\s*)?(?P<num>\d+|(?:{_EN_NUM})\b)"
+    rf"|(?:边缘)?服务器\s*#?\s*(?P<zh>\d+|{_ZH_NUM})"
+    rf"|\baction[\s_#:=-]*(?P<act>\d+)",
+    re.I,
+)
+_BARE = re.compile(r"^\W*(\d+)\W*$")
+
+
+def answer_strings(n_servers: int, lang: str = "en") -> list[str]:
+    """Every valid answer for ``n_servers`` servers, in action order 0..N."""
+    if lang == "zh":
+        return [LOCAL_ZH] + [f"卸载到边缘服务器{k}" for k in range(1, n_servers + 1)]
+    return [LOCAL_EN] + [f"server {k}" for k in range(1, n_servers + 1)]
+
+
+def render_answer(action: int, lang: str = "en", reasoning: str | None = None) -> str:
+    """The answer of ``action``; with ``reasoning``, the trace then a marked final answer."""
+    action = int(action)
+    if action < 0:
+        raise ValueError(f"action {action} is not an action (0 = local, j = server j)")
+    if lang == "zh":
+        ans = LOCAL_ZH if action == 0 else f"卸载到边缘服务器{action}"
+    else:
+        ans = LOCAL_EN if action == 0 else f"server {action}"
+    if reasoning:
+        return f"{reasoning.rstrip()}\n{ANSWER_MARKER['zh' if lang == 'zh' else 'en']}{ans}"
+    return ans
+
+
+def _zh_number(s: str) -> int | None:
+    if s.isdigit():
+        return int(s)
+    if "百" in s:
+        return None
+    if "十" in s:
+        tens, _, ones = s.partition("十")
+        t = _ZH_DIGITS.get(tens, None) if tens else 1
+        o = _ZH_DIGITS.get(ones, None) if ones else 0
+        return None if t is None or o is None else 10 * t + o
+    if len(s) == 1:
+        return _ZH_DIGITS.get(s)
+    return None
+
+
+def _action_of(m: re.Match[str]) -> int | None:
+    if m.group("local"):
+        return 0
+    if m.group("num"):
+        s = m.group("num").lower()
+        return int(s) if s.isdigit() else _EN_WORDS.get(s)
+    if m.group("zh"):
+        return _zh_number(m.group("zh"))
+    if m.group("act"):
+        return int(m.group("act"))
+    return None  # pragma: no cover
+
+
+def parse_answer(text: object, n_servers: int) -> int | None:
+    """The action named in a model's answer (either language); ``None`` if it names no action of this state."""
+    try:
+        if not isinstance(text, str):
+            return None
+        t = unicodedata.normalize("NFKC", text)
+        markers = list(_MARKER.finditer(t))
+        if markers:
+            t = t[markers[-1].end() :]
+        found = list(_ACTION.finditer(t))
+        if found:
+            a = _action_of(found[-1])
+        else:
+            bare = _BARE.match(t)
+            a = int(bare.group(1)) if bare else None
+        if a is None or not 0 <= a <= int(n_servers):
+            return None
+        return a
+    except Exception:  # a parser of model output must never take the caller down
+        return None

@@ -1,0 +1,91 @@
+"""``paper-zh``: the official COMLLM Chinese template, field for field.
+
+An official record is ``{"instruction": ..., "input": {...}, "output": {"action_name": ...}}``;
+``input`` holds one string per field and one per server (``边缘服务器K``), e.g.
+``"任务大小": "4.1934 Mbits"``, ``"丢弃惩罚": 100`` (a number), and
+``"边缘服务器1": "类型 高性能型, CPU频率 41.8 GHz, 每比特周期数 297.0, 活跃任务数0，服务器总队列长度0.0000 Mbits, 过去10个时间槽负载: [2.0, 0.0, ...]"``.
+Quantities have 4 decimals; constants are written as Python writes a float
+(``297.0``). The text prompt is the instruction, a blank line, then one
+``key: value`` line per input entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from comllm.state import TaskState
+from comllm.text import vocab as V
+from comllm.text.numbers import fixed, python_float
+from comllm.text.template import Template
+
+INSTRUCTION_ZH = (
+    "你是一个MEC任务卸载决策智能体。你的目标是为新到达的任务制定最优卸载策略，以最小化任务的总处理延迟，"
+    "同时避免任务丢弃（即总延迟不超过最大容忍延迟）。若延迟超过最大容忍延迟，任务被丢弃，成本为常数惩罚。\n\n"
+    "决策分析方法：\n"
+    "对每个动作（本地执行；卸载到各边缘服务器）预估总延迟，选择延迟最低且不超过最大容忍延迟的动作。\n"
+    "1. 本地执行延迟 = 本地CPU队列等待时间 + 本地计算时间。\n"
+    "    - 本地计算时间取决于任务大小、任务的计算密度（每比特周期数）和本地CPU的处理能力（频率）。\n"
+    "    - 本地CPU队列等待时间取决于本地队列中已有任务的完成时间。\n"
+    "2. 边缘卸载延迟 = 传输队列等待时间 + 传输时间 + 边缘服务器队列等待时间 + 边缘服务器执行时间。\n"
+    "    - 传输时间取决于任务大小和网络上传速率。\n"
+    "    - 边缘服务器队列等待时间取决于服务器上所有任务的总队列长度、任务的计算密度和服务器被所有活跃任务共享后的处理能力。\n"
+    "    - 边缘服务器执行时间取决于任务大小、任务的计算密度和服务器被所有活跃任务共享后的处理能力。\n"
+    "    - 活跃任务数表示边缘服务器当前处理的并发任务数。在预估延迟时，我们假设新任务加入后，活跃任务数会加1。\n"
+    "3. 负载历史：利用过去10个时间槽的活跃任务数来理解服务器负载的动态趋势。\n"
+    "请基于以下输入数据，执行分析，选择总延迟最低且不超过最大容忍延迟的决策，并只输出决策名称。"
+)
+
+
+def _penalty(x: float) -> int | float:
+    """The drop penalty is a JSON number in the official format (``100``)."""
+    r = round(x, 4)
+    return int(r) if float(r).is_integer() else float(r)
+
+
+@dataclass(frozen=True, repr=False)
+class ChineseTemplate(Template):
+    """The official Chinese prompt (instruction + one ``key: value`` line per input entry)."""
+
+    name: str = "paper-zh"
+    lang: str = "zh"
+    decimals: int = 4
+    description: str = "Chinese, the official COMLLM format field for field"
+    field_order: tuple[str, ...] = tuple(V.FIELDS)
+    server_order: tuple[int, ...] | None = None  # a permutation of server indices (ids kept)
+
+    @property
+    def instruction(self) -> str:
+        return INSTRUCTION_ZH
+
+    def render_fields(self, state: TaskState) -> dict[str, Any]:
+        d = self.decimals
+        pf = lambda x: python_float(x, d)  # noqa: E731
+        values: dict[str, Any] = {
+            "task_size": f"{fixed(state.task_size, d)} Mbits",
+            "max_delay": f"{int(state.max_delay)} 时间槽",
+            "local_wait": f"{fixed(state.local_wait, d)} 时间槽",
+            "tx_wait": f"{fixed(state.tx_wait, d)} 时间槽",
+            "upload_rate": f"{fixed(state.upload_rate, d)} Mbits/时间槽",
+            "slot_s": f"{pf(state.slot_s)}秒",
+            "drop_penalty": _penalty(state.drop_penalty),
+            "device": (
+                f"类型 {V.DEVICE_TYPE_ZH}, CPU频率 {pf(state.device_ghz)} GHz, "
+                f"每比特周期数 {pf(state.device_cycles_per_bit)}, 传输速率 {pf(state.device_mbps)} Mbps"
+            ),
+        }
+        out = {V.FIELDS[k][1]: values[k] for k in self.field_order}
+        order = self.server_order if self.server_order is not None else range(state.n_servers)
+        for j in order:
+            s = state.servers[j]
+            hist = ", ".join(pf(h) for h in s.history)
+            out[f"边缘服务器{j + 1}"] = (
+                f"类型 {V.TYPES[s.type][1]}, CPU频率 {pf(s.cpu_ghz)} GHz, 每比特周期数 {pf(s.cycles_per_bit)}, "
+                f"活跃任务数{int(s.active)}，服务器总队列长度{fixed(s.queued_mbit, d)} Mbits, "
+                f"过去{len(s.history)}个时间槽负载: [{hist}]"
+            )
+        return out
+
+    def render_prompt(self, state: TaskState) -> str:
+        lines = [f"{k}: {v}" for k, v in self.render_fields(state).items()]
+        return self.instruction + "\n\n" + "\n".join(lines)

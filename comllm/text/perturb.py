@@ -1,0 +1,172 @@
+"""Prompt perturbations for the robustness study: named, seedable, meaning-preserving.
+
+Each :class:`Perturbation` changes how a state is written, never what it says:
+
+* ``shuffle-fields``: field lines and the attributes inside device and server lines in random order;
+* ``paraphrase``: other field and attribute names (from :data:`comllm.text.vocab.FIELDS` / ``ATTRS``);
+* ``units``: other units (kbit, ms or s, kbit/slot or Mbit/s, MHz, Gcycles/Mbit, kbit/s);
+* ``numbers``: other number formatting (no trailing zeros, more decimals, scientific notation);
+* ``shuffle-servers``: server lines in random order, ids kept;
+* ``all``: every one of the above at once.
+
+A perturbation is a change of rendering :class:`~comllm.text.english.Style`, so
+the tolerant parser reads a perturbed prompt back to the same state. Use it on
+text (``PERTURBATIONS["units"](prompt, seed=1)``: the prompt is parsed and
+re-rendered) or as a template (``perturbed_template("units", seed=1)``) whose
+every prompt is perturbed with a draw seeded by ``seed`` and the prompt itself.
+The Chinese template only supports the two shuffles (its wording and units are
+the official format's).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+
+from comllm.state import TaskState
+from comllm.text import vocab as V
+from comllm.text.chinese import ChineseTemplate
+from comllm.text.english import HEADER, NUMBER_FORMATS, PaperTemplate, Style
+from comllm.text.template import Template, TextError
+
+Restyle = Callable[[Style, np.random.Generator, int], Style]
+
+
+def _shuffle_fields(style: Style, rng: np.random.Generator, n: int) -> Style:
+    return replace(
+        style,
+        field_order=tuple(rng.permutation(np.array(style.field_order, dtype=object))),
+        attr_order=tuple(rng.permutation(np.array(style.attr_order, dtype=object))),
+        device_attr_order=tuple(rng.permutation(np.array(style.device_attr_order, dtype=object))),
+    )
+
+
+def _paraphrase(style: Style, rng: np.random.Generator, n: int) -> Style:
+    labels = dict(style.labels)
+    for table in (V.FIELDS, V.ATTRS):
+        for key, (en, _) in table.items():
+            labels[key] = en[int(rng.integers(1, len(en)))]  # never the canonical label
+    return replace(style, labels=labels)
+
+
+def _units(style: Style, rng: np.random.Generator, n: int) -> Style:
+    def pick(options: tuple[str, ...]) -> str:
+        return options[int(rng.integers(len(options)))]
+
+    return replace(
+        style,
+        data_unit="kbit",
+        time_unit=pick(("ms", "s")),
+        rate_unit=pick(("kbit/slot", "Mbit/s")),
+        freq_unit="MHz",
+        density_unit="Gcycles/Mbit",
+        link_unit="kbit/s",
+        slot_unit="ms",
+    )
+
+
+def _numbers(style: Style, rng: np.random.Generator, n: int) -> Style:
+    others = [f for f in NUMBER_FORMATS if f != style.numbers]
+    return replace(style, numbers=others[int(rng.integers(len(others)))])
+
+
+def _shuffle_servers(style: Style, rng: np.random.Generator, n: int) -> Style:
+    return replace(style, server_order=tuple(int(i) for i in rng.permutation(n)))
+
+
+def _all(style: Style, rng: np.random.Generator, n: int) -> Style:
+    for f in (_shuffle_fields, _paraphrase, _units, _numbers, _shuffle_servers):
+        style = f(style, rng, n)
+    return style
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """A named change of rendering style; call it on a prompt (``p(prompt, seed)``) to perturb the text."""
+
+    name: str
+    description: str
+    restyle: Restyle
+    zh: bool = False  # also defined for the Chinese template (the shuffles)
+
+    def style(self, seed: int, n_servers: int, base: Style | None = None, salt: int = 0) -> Style:
+        """The perturbed style for a state with ``n_servers`` servers (``salt`` varies the draw per prompt)."""
+        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, salt & 0xFFFFFFFF])
+        return self.restyle(base if base is not None else Style(), rng, n_servers)
+
+    def __call__(self, prompt: str, seed: int = 0) -> str:
+        """``prompt`` (of the ``paper`` or ``paper-zh`` template) written differently, same state."""
+        from comllm.text.parse import _CJK, parse_prompt_text
+
+        state = parse_prompt_text(prompt)
+        if _CJK.search(prompt):
+            base: Template = ChineseTemplate()
+        else:
+            header = prompt.splitlines()[0] == HEADER if prompt else False
+            base = PaperTemplate(style=Style(header=HEADER if header else None))
+        return perturbed_template(self.name, seed, base=base).render_prompt(state)
+
+
+PERTURBATIONS: dict[str, Perturbation] = {
+    p.name: p
+    for p in (
+        Perturbation("shuffle-fields", "field lines and attributes in random order", _shuffle_fields, zh=True),
+        Perturbation("paraphrase", "other names for every field and attribute", _paraphrase),
+        Perturbation("units", "kbit, ms or s, kbit/slot or Mbit/s, MHz, Gcycles/Mbit, kbit/s", _units),
+        Perturbation("numbers", "no trailing zeros, more decimals or scientific notation", _numbers),
+        Perturbation("shuffle-servers", "server lines in random order, ids kept", _shuffle_servers, zh=True),
+        Perturbation("all", "every perturbation at once", _all),
+    )
+}
+
+
+def get_perturbation(name: str) -> Perturbation:
+    if name not in PERTURBATIONS:
+        raise TextError(f"unknown perturbation '{name}' (known: {', '.join(PERTURBATIONS)})")
+    return PERTURBATIONS[name]
+
+
+class PerturbedTemplate(Template):
+    """A template whose every prompt is perturbed; the draw depends on ``seed`` and on the prompt."""
+
+    def __init__(self, base: Template, perturbation: Perturbation, seed: int = 0) -> None:
+        if not isinstance(base, (PaperTemplate, ChineseTemplate)):
+            raise TextError(f"perturbations apply to the paper, annotated and paper-zh templates, not '{base.name}'")
+        if isinstance(base, ChineseTemplate) and not perturbation.zh:
+            raise TextError(f"perturbation '{perturbation.name}' is not defined for the Chinese template")
+        self.base = base
+        self.perturbation = perturbation
+        self.seed = int(seed)
+        self.name = f"{base.name}+{perturbation.name}"
+        self.lang = base.lang
+        self.decimals = base.decimals
+        self.description = f"{base.name} with perturbation '{perturbation.name}' (seed {seed})"
+
+    @property
+    def instruction(self) -> str:
+        return self.base.instruction
+
+    def _template_for(self, state: TaskState) -> Template:
+        salt = zlib.crc32(self.base.render_prompt(state).encode())
+        if isinstance(self.base, ChineseTemplate):
+            st = self.perturbation.style(self.seed, state.n_servers, Style(field_order=self.base.field_order), salt)
+            return replace(self.base, field_order=st.field_order, server_order=st.server_order)
+        st = self.perturbation.style(self.seed, state.n_servers, self.base.style, salt)
+        return replace(self.base, style=st)
+
+    def render_prompt(self, state: TaskState) -> str:
+        return self._template_for(state).render_prompt(state)
+
+    def render_fields(self, state: TaskState) -> dict:
+        return self._template_for(state).render_fields(state)
+
+
+def perturbed_template(name: str, seed: int = 0, base: str | Template = "paper") -> PerturbedTemplate:
+    """The template ``base`` with perturbation ``name`` applied to every prompt."""
+    from comllm.text import get_template
+
+    t = get_template(base) if isinstance(base, str) else base
+    return PerturbedTemplate(t, get_perturbation(name), seed)

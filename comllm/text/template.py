@@ -1,0 +1,136 @@
+"""The :class:`Template` interface: a state to a prompt and back, an action to an answer and back."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from comllm.errors import ComllmError
+from comllm.state import ServerView, TaskState
+
+
+class TextError(ComllmError, ValueError):
+    """A prompt or field that cannot be read; ``field`` names the offending field ('' if none)."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(f"field '{field}': {message}" if field else message)
+        self.field = field
+        self.detail = message
+
+
+def quantize_state(state: TaskState, decimals: int) -> TaskState:
+    """``state`` with every float rounded to ``decimals`` and no device/slot (a prompt carries neither)."""
+
+    def r(x: float) -> float:
+        return float(round(x, decimals)) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+    servers = tuple(
+        ServerView(
+            type=s.type,
+            cpu_ghz=r(s.cpu_ghz),
+            cycles_per_bit=r(s.cycles_per_bit),
+            active=int(s.active),
+            queued_mbit=r(s.queued_mbit),
+            history=tuple(r(h) for h in s.history),
+        )
+        for s in state.servers
+    )
+    return TaskState(
+        task_size=r(state.task_size),
+        max_delay=int(state.max_delay),
+        local_wait=r(state.local_wait),
+        tx_wait=r(state.tx_wait),
+        upload_rate=r(state.upload_rate),
+        slot_s=r(state.slot_s),
+        drop_penalty=r(state.drop_penalty),
+        device_ghz=r(state.device_ghz),
+        device_cycles_per_bit=r(state.device_cycles_per_bit),
+        device_mbps=r(state.device_mbps),
+        servers=servers,
+    )
+
+
+class Template:
+    """How a state becomes a prompt and an action an answer, in one language and number format.
+
+    Subclasses implement :meth:`render_prompt`, :meth:`render_answer` and, when the
+    template carries the whole state, :meth:`render_fields` / :meth:`parse_fields`
+    (the official COMLLM record form: an ``input`` dict of strings, one entry per
+    field and per server) and :meth:`parse_prompt`.
+    """
+
+    name: str = ""
+    lang: str = "en"  # 'en' | 'zh'
+    decimals: int = 4  # decimals of the quantities (sizes, waits, rates, queues)
+    carries_state: bool = True  # False: the prompt cannot be read back into a state
+    description: str = ""
+
+    # -------------------------------------------------------------- prompts
+    def render_prompt(self, state: TaskState) -> str:
+        raise NotImplementedError
+
+    def parse_prompt(self, text: str) -> TaskState:
+        """The state a prompt of this template describes; :class:`TextError` naming the field if it cannot."""
+        from comllm.text.parse import parse_prompt_text
+
+        self._need_state()
+        return parse_prompt_text(text)
+
+    def quantize(self, state: TaskState) -> TaskState:
+        """``state`` rounded to what this template carries: ``parse_prompt(render_prompt(q)) == q``."""
+        self._need_state()
+        return quantize_state(state, self.decimals)
+
+    @property
+    def instruction(self) -> str:
+        """The task description that heads a prompt (the ``instruction`` of the official format)."""
+        return ""
+
+    def render_fields(self, state: TaskState) -> dict[str, Any]:
+        """The state as an ordered dict ``label -> value`` (the ``input`` of the official format)."""
+        raise TextError(f"template '{self.name}' has no field form")
+
+    def parse_fields(self, fields: dict[str, Any]) -> TaskState:
+        """Inverse of :meth:`render_fields`; unknown keys are errors (they name the key)."""
+        from comllm.text.parse import parse_field_items
+
+        self._need_state()
+        return parse_field_items(list(fields.items()), strict=True)
+
+    # -------------------------------------------------------------- answers
+    def answers(self, n_servers: int) -> list[str]:
+        """Every valid answer for ``n_servers`` servers, in action order 0..N."""
+        from comllm.text.answers import answer_strings
+
+        return answer_strings(n_servers, self.lang)
+
+    def render_answer(self, action: int, reasoning: str | None = None) -> str:
+        """The answer string of ``action`` (0 local, j server j), after ``reasoning`` if given."""
+        from comllm.text.answers import render_answer
+
+        return render_answer(action, self.lang, reasoning)
+
+    def parse_answer(self, text: str, n_servers: int) -> int | None:
+        """The action an answer names (either language, messy text tolerated); ``None`` if none. Never raises."""
+        from comllm.text.answers import parse_answer
+
+        return parse_answer(text, n_servers)
+
+    def reasoning_trace(self, state: TaskState) -> str:
+        """A short reasoning trace from the cost model, in this template's language."""
+        from comllm.text.reasoning import reasoning_trace
+
+        return reasoning_trace(state, lang=self.lang)
+
+    # --------------------------------------------------------------- helpers
+    def _need_state(self) -> None:
+        if not self.carries_state:
+            raise TextError(f"template '{self.name}' does not carry the state; it cannot be parsed back")
+
+    def __repr__(self) -> str:
+        return f"Template({self.name!r}, lang={self.lang!r})"
+
+
+def replace_template(t: Template, **changes: Any) -> Template:
+    """A copy of a dataclass template with some options changed."""
+    return dataclasses.replace(t, **changes)  # type: ignore[type-var]

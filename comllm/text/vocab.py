@@ -1,0 +1,116 @@
+"""The words of the prompts: field labels (with paraphrases), server types, units.
+
+One table per kind of word. Renderers take the first English label of each
+entry (the canonical one) or the Chinese one; the paraphrase perturbation picks
+among the English ones; the tolerant parser accepts all of them. Labels are
+compared after :func:`norm_label` (NFKC, lower case, single spaces).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from comllm.scenario import SERVER_TYPE_NAMES
+
+#: Top-level fields of a prompt: key -> (English labels, canonical first; Chinese label).
+FIELDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "task_size": (("task size", "size of the task", "input data size", "data to process"), "任务大小"),
+    "max_delay": (("max delay", "deadline", "maximum tolerable delay", "delay limit"), "最大延迟"),
+    "local_wait": (
+        ("local CPU queue wait", "local queue waiting time", "wait for the local CPU", "local backlog"),
+        "本地CPU队列等待时间",
+    ),
+    "tx_wait": (
+        ("transmission queue wait", "uplink queue waiting time", "wait for the uplink", "network queue wait"),
+        "网络队列等待时间",
+    ),
+    "upload_rate": (("upload rate", "current uplink rate", "transmission rate now", "network upload speed"), "网络上传速率"),
+    "slot_s": (("slot duration", "time slot length", "slot length", "length of a slot"), "时间槽时长"),
+    "drop_penalty": (("drop penalty", "penalty for a dropped task", "cost of a drop", "drop cost"), "丢弃惩罚"),
+    "device": (("local device", "this device", "mobile device", "the device"), "本地设备"),
+}
+
+#: Attributes inside the device line and the server lines: key -> (English labels; Chinese label).
+ATTRS: dict[str, tuple[tuple[str, ...], str]] = {
+    "type": (("type", "kind", "class"), "类型"),
+    "cpu_ghz": (("CPU", "CPU frequency", "clock", "processor speed"), "CPU频率"),
+    "cycles_per_bit": (("density", "computation density", "workload density", "complexity"), "每比特周期数"),
+    "uplink_mbps": (("uplink", "nominal uplink", "nominal rate", "link capacity"), "传输速率"),
+    "active": (("active tasks", "active queues", "busy queues", "concurrent tasks"), "活跃任务数"),
+    "queued_mbit": (("queued", "queue length", "backlog", "queued data"), "服务器总队列长度"),
+    # the Chinese label carries the history length ("过去10个时间槽负载"); digits are dropped before lookup
+    "history": (("load history", "recent active counts", "past load", "active history"), "过去个时间槽负载"),
+}
+
+#: Server type names: canonical (scenario) name -> (English spellings; Chinese name).
+TYPES: dict[str, tuple[tuple[str, ...], str]] = {
+    "high-performance": (("high-performance", "high performance", "high-perf"), "高性能型"),
+    "standard": (("standard", "regular"), "标准型"),
+    "energy-saving": (("energy-saving", "energy saving", "low-power"), "节能型"),
+}
+assert tuple(TYPES) == SERVER_TYPE_NAMES
+DEVICE_TYPE_ZH = "移动设备"
+DEVICE_TYPE_EN = "mobile device"
+
+#: Units: normalized spelling -> (dimension, base, factor). A value in this unit is
+#: ``factor`` canonical units per ``base`` (time units need the slot length to convert).
+#: Canonical units: data Mbit, time slot, rate Mbit/slot, frequency GHz, density cycles/bit,
+#: link Mbit/s (the device's nominal uplink).
+UNITS: dict[str, tuple[str, str, float]] = {}
+
+
+def _units(dim: str, base: str, factor: float, *names: str) -> None:
+    for n in names:
+        UNITS[n] = (dim, base, factor)
+
+
+_units("data", "", 1.0, "mbit", "mbits", "mb", "megabit", "megabits")
+_units("data", "", 1e-3, "kbit", "kbits", "kb", "kilobit", "kilobits")
+_units("data", "", 1e-6, "bit", "bits")
+_units("data", "", 1e3, "gbit", "gbits")
+_units("time", "slot", 1.0, "slot", "slots", "时间槽", "time slot", "time slots")
+_units("time", "s", 1.0, "s", "sec", "secs", "second", "seconds", "秒")
+_units("time", "s", 1e-3, "ms", "msec", "millisecond", "milliseconds", "毫秒")
+_units("rate", "slot", 1.0, "mbit/slot", "mbits/slot", "mb/slot", "mbit/时间槽", "mbits/时间槽", "mbit per slot")
+_units("rate", "slot", 1e-3, "kbit/slot", "kbits/slot", "kbit per slot")
+_units("rate", "s", 1.0, "mbit/s", "mbits/s", "mbps", "mb/s", "mbit per second")
+_units("rate", "s", 1e-3, "kbit/s", "kbits/s", "kbps")
+_units("freq", "", 1.0, "ghz")
+_units("freq", "", 1e-3, "mhz")
+_units("density", "", 1.0, "cycles/bit", "cycles per bit", "cycle/bit", "cpb")
+_units("density", "", 1e3, "gcycles/mbit", "megacycles/kbit")
+
+#: The canonical unit of each dimension as the English template writes it.
+CANONICAL_UNIT = {"data": "Mbit", "time": "slots", "rate": "Mbit/slot", "freq": "GHz", "density": "cycles/bit"}
+
+
+def norm_label(text: str) -> str:
+    """Normalize a label for lookup: NFKC (full-width to ASCII), lower case, single spaces, no edge punctuation."""
+    t = unicodedata.normalize("NFKC", text).lower()
+    t = re.sub(r"\s+", " ", t)
+    return t.strip(" \t:=-\"'")
+
+
+def _index(table: dict[str, tuple[tuple[str, ...], str]], drop_digits: bool = False) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, (en, zh) in table.items():
+        for label in (*en, zh):
+            n = norm_label(label)
+            if drop_digits:
+                n = re.sub(r"\d+", "", n)
+            if n in out and out[n] != key:
+                raise AssertionError(f"label '{label}' is ambiguous ({out[n]} / {key})")
+            out[n] = key
+    return out
+
+
+FIELD_INDEX = _index(FIELDS)
+ATTR_INDEX = _index(ATTRS, drop_digits=True)
+TYPE_INDEX = _index(TYPES)
+
+
+def norm_unit(text: str) -> str:
+    """Normalize a unit for lookup in :data:`UNITS`."""
+    t = unicodedata.normalize("NFKC", text).lower().strip(" \t.,;:")
+    return re.sub(r"\s*/\s*", "/", re.sub(r"\s+", " ", t))
