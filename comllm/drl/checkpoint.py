@@ -1,0 +1,70 @@
+"""Finding and loading trained DRL agents (run folders and the agents shipped with comllm)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from comllm.drl.config import META_FILE, CheckpointMeta, DRLError
+from comllm.drl.policy import QPolicy
+
+#: agents shipped with the package: comllm/checkpoints/<name>/
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+
+_FILES = {
+    "dqn": ("best_model.zip", "model.zip"),
+    "d3qn-lstm": ("best_model.safetensors", "model.safetensors"),
+}
+
+
+def shipped_checkpoints() -> list[str]:
+    """Names of the DRL agents shipped in ``comllm/checkpoints``."""
+    if not SHIPPED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / META_FILE).is_file())
+
+
+def resolve_checkpoint(arg: str, prefix: str | None = None) -> Path:
+    """A run folder: ``arg`` itself, or a shipped agent ``arg`` / ``<prefix>-<arg>``."""
+    path = Path(arg)
+    if path.is_file() and path.name == META_FILE:
+        path = path.parent
+    if (path / META_FILE).is_file():
+        return path
+    names = [arg] + ([f"{prefix}-{arg}"] if prefix else [])
+    for name in names:
+        if "/" not in name and (SHIPPED_DIR / name / META_FILE).is_file():
+            return SHIPPED_DIR / name
+    shipped = ", ".join(shipped_checkpoints()) or "none"
+    raise DRLError(f"no DRL checkpoint at '{arg}' (give a folder written by `comllm dqn train`, or a shipped agent: {shipped})")
+
+
+def weights_file(folder: Path, meta: CheckpointMeta, which: str = "best") -> Path:
+    """The weights to load: ``best`` (best closed-loop evaluation, falling back to last) or ``last``."""
+    best, last = _FILES[meta.algo]
+    order = (best, last) if which == "best" else (last,)
+    for name in order:
+        if (folder / name).is_file():
+            return folder / name
+    raise DRLError(f"checkpoint '{folder}' has no {' or '.join(order)}")
+
+
+def load_policy(folder: Path, which: str = "best") -> QPolicy:
+    """The greedy policy of the agent in ``folder`` (its best weights by default)."""
+    meta = CheckpointMeta.read(folder)
+    path = weights_file(folder, meta, which)
+    if meta.algo == "dqn":
+        from comllm.drl.sb3 import load_q_function
+
+        q_fn = load_q_function(path)
+    else:
+        from comllm.drl.d3qn import load_d3qn
+
+        q_fn = load_d3qn(folder, meta, path.name)
+    scale = np.asarray(meta.feature_scale, dtype=np.float32)
+    if scale.shape != (meta.obs_dim,):
+        raise DRLError(f"checkpoint '{folder}': feature_scale has {scale.size} values, obs_dim is {meta.obs_dim}")
+    return QPolicy(
+        q_fn, scale, meta.n_servers, meta.history_len, name=meta.algo, trained_on=str(meta.scenario.get("name", "?"))
+    )
