@@ -73,12 +73,14 @@ def observe_system(t, arr, rem, act, stage, rate, local_rate, local_wait, tx_wai
     queued[:] = 0.0
     active[:] = 0
     seen = np.zeros(N, dtype=np.bool_)
+    k0 = (t + 1) % D  # the ring is walked by increment and wrap: no division per place
     for m in range(M):
         lw = 0.0
         tw = 0.0
         seen[:] = False
+        k = k0 - 1
         for i in range(D):
-            k = (t + 1 + i) % D
+            k = k + 1 if k + 1 < D else 0
             if arr[m, k] < 0:
                 continue
             s = stage[m, k]
@@ -140,13 +142,15 @@ def run_slot(
     for j in range(N):
         share[j] = server_rate[j] / active_now[j] if active_now[j] > 0 else 0.0
     n_out = 0
+    k0 = (t + 1) % D  # the ring is walked by increment and wrap: no division per place
     for m in range(M):
         used_local = 0.0
         used_tx = 0.0
         r = rate[m]
         used[:] = 0.0
+        k = k0 - 1
         for i in range(D):
-            k = (t + 1 + i) % D
+            k = k + 1 if k + 1 < D else 0
             if arr[m, k] < 0:
                 continue
             s = stage[m, k]
