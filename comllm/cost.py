@@ -15,6 +15,7 @@ action index, i.e. local first).
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from comllm.state import StateBatch
 
@@ -47,3 +48,48 @@ def chosen_costs(batch: StateBatch, actions: np.ndarray) -> np.ndarray:
     """One-step cost of the given actions, shape ``(B,)``."""
     costs = action_costs(batch)
     return costs[np.arange(len(batch)), np.asarray(actions, dtype=np.int64)]
+
+
+# --------------------------------------------------------------------------- compiled form
+# The same formulas, one task at a time, for compiled code (the LACS rollouts decide
+# other devices' tasks inside numba). The operations are written in the order numpy
+# evaluates `action_costs`, so both give bit-identical costs (tests check it).
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _local_cost(task_size, local_wait, slot_s, device_ghz, device_cpb):
+    return local_wait + task_size * (device_cpb / 1000.0) / (device_ghz * slot_s)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _server_cost(task_size, tx_wait, rate, slot_s, server_ghz, server_cpb, queued, active):
+    return tx_wait + task_size / rate + (queued + task_size) * (server_cpb / 1000.0) * (active + 1) / (server_ghz * slot_s)
+
+
+@njit(cache=True, nogil=True)
+def task_costs(task_size, local_wait, tx_wait, upload_rate, slot_s, device_ghz, device_cpb,
+               server_ghz, server_cpb, queued, active, out):  # fmt: skip
+    """One task's estimated latency (slots) of every action into ``out`` (N + 1,); compiled.
+
+    Scalars for the task and its device; ``server_ghz``, ``server_cpb`` (cycles/bit),
+    ``queued`` (Mbit) and ``active`` are (N,) arrays. Same values as :func:`action_costs`.
+    """
+    rate = max(upload_rate, 1e-9)
+    out[0] = _local_cost(task_size, local_wait, slot_s, device_ghz, device_cpb)
+    for j in range(server_ghz.shape[0]):
+        out[j + 1] = _server_cost(task_size, tx_wait, rate, slot_s, server_ghz[j], server_cpb[j], queued[j], active[j])
+
+
+@njit(cache=True, nogil=True)
+def greedy_action(task_size, local_wait, tx_wait, upload_rate, slot_s, device_ghz, device_cpb,
+                  server_ghz, server_cpb, queued, active):  # fmt: skip
+    """The greedy oracle's action for one task (argmin of :func:`task_costs`, ties to the lowest); compiled."""
+    rate = max(upload_rate, 1e-9)
+    best = _local_cost(task_size, local_wait, slot_s, device_ghz, device_cpb)
+    best_a = 0
+    for j in range(server_ghz.shape[0]):
+        c = _server_cost(task_size, tx_wait, rate, slot_s, server_ghz[j], server_cpb[j], queued[j], active[j])
+        if c < best:
+            best = c
+            best_a = j + 1
+    return best_a

@@ -1,0 +1,274 @@
+"""Batched look-ahead rollouts: many copies of one simulator moment rolled forward at once (numba).
+
+LACS (issue 5) scores a decision by simulating what follows it. A *system* here is one
+copy of a :class:`~comllm.sim.Snapshot` in which the deciding device's task takes one
+candidate action; each system is rolled forward on the simulator's own per-system
+kernels (:func:`~comllm.sim.kernels.observe_system`, :func:`~comllm.sim.kernels.place_arrivals`,
+:func:`~comllm.sim.kernels.run_slot`, :func:`~comllm.sim.kernels.next_slot_inputs`), so a
+rollout follows exactly the slot semantics documented in :mod:`comllm.sim.kernels`.
+
+One rollout from decision slot ``t0`` (the snapshot's slot):
+
+* slot ``t0``: the snapshot's arrivals (known) enter; the current task takes the
+  candidate action, the others take ``first_actions`` (>= 0) or the ``rule``;
+* every later slot ``t0 + i`` draws its channel and arrivals from ``u[i - 1]``, ``z[i - 1]``
+  (the layout :func:`~comllm.sim.kernels.next_slot_inputs` reads, i.e. what
+  :class:`~comllm.sim.MECSimulator` draws) and decides every arrival by the ``rule``
+  (greedy: the DESIGN §3 oracle, :func:`comllm.cost.greedy_action`, on the state at
+  the slot's start, as ``MECSimulator.observe`` would show it);
+* *horizon tasks* are the tasks other than the current one that arrive in slots
+  ``t0 .. t0 + horizon``; the rollout stops once the current task and every
+  horizon task have ended (at most ``horizon + D`` slots), or after ``n_slots``.
+
+Outputs per system (``OUT_*`` columns): the current task's cost (its latency in slots,
+or ``drop_cost`` if dropped), whether it completed, the summed cost of the horizon tasks
+(drops cost ``drop_cost``), their count, and the number of slots run.
+
+Common random numbers: every candidate of a state reads the same draws ``u``, ``z``,
+``ua`` of rollout ``k``, so two identical candidates give bit-identical outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from numba import njit, prange
+
+from comllm.cost import greedy_action
+from comllm.scenario import Scenario
+from comllm.sim import kernels as K
+
+#: how rollouts decide the tasks of other devices (and of later slots)
+RULE_GREEDY = 0
+RULE_LOCAL = 1
+RULE_RANDOM = 2
+RULES = {"greedy": RULE_GREEDY, "local": RULE_LOCAL, "random": RULE_RANDOM}
+
+#: columns of a rollout's output row
+OUT_CUR_COST = 0  # current task: latency (slots) or drop_cost
+OUT_CUR_DONE = 1  # 1.0 if the current task completed, 0.0 if dropped (or unfinished)
+OUT_HOR_SUM = 2  # summed cost of the horizon tasks that ended
+OUT_HOR_N = 3  # number of horizon tasks
+OUT_SLOTS = 4  # slots simulated
+N_OUT = 5
+
+# indices into the packed parameter arrays
+_F_LOCAL_RATE, _F_SLOT_S, _F_DEV_GHZ, _F_DEV_CPB = 0, 1, 2, 3
+_F_RHO, _F_SIGMA, _F_SNR, _F_LO, _F_HI, _F_BASE = 4, 5, 6, 7, 8, 9
+_F_P_CALM, _F_P_BURST, _F_P_ENTER, _F_P_LEAVE, _F_SIZE_MIN, _F_SIZE_MAX = 10, 11, 12, 13, 14, 15
+_F_DROP_COST = 16
+_I_CHAN_MODEL, _I_BURSTY, _I_RULE, _I_HORIZON, _I_MAX_SLOTS, _I_STOP_EARLY = 0, 1, 2, 3, 4, 5
+
+
+@dataclass(frozen=True)
+class RolloutParams:
+    """A scenario's physics and a rollout's settings, packed for the compiled kernels.
+
+    ``fp`` / ``ip``: float and int scalars (see the ``_F_*`` / ``_I_*`` indices);
+    ``server_rate`` (Mbit/slot), ``server_ghz``, ``server_cpb`` (cycles/bit): (N,).
+    """
+
+    fp: np.ndarray
+    ip: np.ndarray
+    server_rate: np.ndarray
+    server_ghz: np.ndarray
+    server_cpb: np.ndarray
+
+    @property
+    def max_slots(self) -> int:
+        return int(self.ip[_I_MAX_SLOTS])
+
+
+@lru_cache(maxsize=64)
+def _scenario_arrays(scenario: Scenario) -> tuple[tuple, np.ndarray, np.ndarray, np.ndarray]:
+    from comllm.sim.simulator import MECSimulator
+
+    sim = MECSimulator(scenario, seed=0)  # owns the scenario -> kernel-argument mapping
+    ghz = np.array([s.ghz for s in scenario.servers], dtype=np.float64)
+    cpb = np.full(scenario.n_servers, scenario.cycles_per_bit)
+    return sim._args_channel, sim.server_rate.copy(), ghz, cpb
+
+
+def rollout_params(
+    scenario: Scenario,
+    horizon: int,
+    rule: str = "greedy",
+    drop_cost: float | None = None,
+    max_slots: int | None = None,
+    stop_early: bool = True,
+) -> RolloutParams:
+    """Pack ``scenario`` and the rollout settings.
+
+    ``horizon`` (slots after the decision slot whose arrivals are scored), ``rule``
+    (one of :data:`RULES`), ``drop_cost`` (cost of a dropped task; default the
+    scenario's drop penalty), ``max_slots`` (default ``horizon + deadline``, enough for
+    every scored task to end), ``stop_early`` (stop once every scored task has ended).
+    """
+    if rule not in RULES:
+        raise ValueError(f"rollout rule '{rule}' is not one of {', '.join(RULES)}")
+    if horizon < 0:
+        raise ValueError(f"horizon={horizon} must be >= 0 slots")
+    chan, server_rate, ghz, cpb = _scenario_arrays(scenario)
+    model, rho, sigma, snr, lo, hi, base = chan
+    b = scenario.bursty
+    fp = np.array(
+        [
+            scenario.local_rate, scenario.slot_s, scenario.device_ghz, scenario.cycles_per_bit,
+            rho, sigma, snr, lo, hi, base,
+            scenario.arrival_prob, b.burst_prob if b else 0.0, b.p_enter if b else 0.0, b.p_leave if b else 0.0,
+            scenario.size_min, scenario.size_max,
+            scenario.drop_penalty if drop_cost is None else float(drop_cost),
+        ],
+        dtype=np.float64,
+    )  # fmt: skip
+    n_slots = horizon + scenario.deadline if max_slots is None else int(max_slots)
+    if n_slots < 1:
+        raise ValueError(f"max_slots={max_slots} must be >= 1")
+    ip = np.array([model, int(b is not None), RULES[rule], horizon, n_slots, int(stop_early)], dtype=np.int64)
+    return RolloutParams(fp, ip, server_rate, ghz, cpb)
+
+
+@njit(cache=True, nogil=True)
+def rollout_system(
+    t0, arr, size, rem, act, stage, tid, chan, chan_im, rate, phase, new_mask, new_size,
+    first_actions, cur_dev, cur_action, u, z, ua, fp, ip, server_rate, server_ghz, server_cpb, out,
+):  # fmt: skip
+    """Roll one system forward from slot ``t0``; its arrays are modified in place.
+
+    ``arr`` .. ``tid``: (M, D) task places (``tid`` is overwritten for scored tasks);
+    ``chan``, ``chan_im``, ``rate`` (Mbit/slot), ``phase``, ``new_mask``, ``new_size``
+    (Mbit): (M,) channel, burst phase and the slot's arrivals. ``first_actions`` (M,):
+    actions of slot ``t0``'s arrivals (< 0: decide by the rule); ``cur_dev`` gets
+    ``cur_action``. ``u`` (T, 3, M), ``z`` (T, 2, M): draws for slots ``t0 + 1 ..``;
+    ``ua`` (T', M) uniforms of the random rule. Writes the ``OUT_*`` row into ``out``.
+    """
+    M, D = arr.shape
+    N = server_rate.shape[0]
+    local_rate = fp[_F_LOCAL_RATE]
+    drop_cost = fp[_F_DROP_COST]
+    rule = ip[_I_RULE]
+    horizon = ip[_I_HORIZON]
+    n_slots = ip[_I_MAX_SLOTS]
+    stop_early = ip[_I_STOP_EARLY] != 0
+    dev = np.empty(M, dtype=np.int64)
+    acts = np.empty(M, dtype=np.int64)
+    lw = np.empty(M)
+    tw = np.empty(M)
+    queued = np.empty(N)
+    active = np.empty(N, dtype=np.int64)
+    active_now = np.empty(N, dtype=np.int64)
+    served = np.zeros(N)
+    o_code = np.empty(M * D, dtype=np.int64)
+    o_lat = np.empty(M * D)
+    o_tid = np.empty(M * D, dtype=np.int64)
+    o_act = np.empty(M * D, dtype=np.int64)
+    tid[:, :] = -1
+    cur_tid = -1
+    next_tid = 0
+    cur_cost = 0.0
+    cur_done = 0.0
+    cur_ended = False
+    h_sum = 0.0
+    h_n = 0
+    h_ended = 0
+    slots = 0
+    for i in range(n_slots):
+        t = t0 + i
+        n_new = 0
+        for m in range(M):
+            if new_mask[m]:
+                dev[n_new] = m
+                n_new += 1
+        if n_new > 0:
+            observed = False
+            for j in range(n_new):
+                m = dev[j]
+                if i == 0 and m == cur_dev:
+                    acts[j] = cur_action
+                elif i == 0 and first_actions[m] >= 0:
+                    acts[j] = first_actions[m]
+                elif rule == RULE_GREEDY:
+                    if not observed:
+                        K.observe_system(t, arr, rem, act, stage, rate, local_rate, lw, tw, queued, active)
+                        observed = True
+                    acts[j] = greedy_action(
+                        new_size[m], lw[m], tw[m], rate[m], fp[_F_SLOT_S], fp[_F_DEV_GHZ], fp[_F_DEV_CPB],
+                        server_ghz, server_cpb, queued, active,
+                    )  # fmt: skip
+                elif rule == RULE_LOCAL:
+                    acts[j] = 0
+                else:
+                    acts[j] = min(int(ua[i, m] * (N + 1)), N)
+            first = -1
+            if i <= horizon:
+                first = next_tid
+                if i == 0:
+                    for j in range(n_new):
+                        if dev[j] == cur_dev:
+                            cur_tid = first + j
+                    h_n += n_new - 1
+                else:
+                    h_n += n_new
+                next_tid += n_new
+            K.place_arrivals(t, arr, size, rem, act, stage, tid, dev[:n_new], new_size, acts[:n_new], first)
+        n_out = K.run_slot(
+            t, arr, size, rem, act, stage, tid, rate, local_rate, server_rate, active_now, served,
+            o_code, o_lat, o_tid, o_act,
+        )  # fmt: skip
+        slots = i + 1
+        for o in range(n_out):
+            if o_tid[o] < 0:
+                continue
+            c = o_lat[o] if o_code[o] == K.OUT_DONE else drop_cost
+            if o_tid[o] == cur_tid:
+                cur_cost = c
+                cur_done = 1.0 if o_code[o] == K.OUT_DONE else 0.0
+                cur_ended = True
+            else:
+                h_sum += c
+                h_ended += 1
+        if stop_early and cur_ended and i >= horizon and h_ended == h_n:
+            break
+        if i + 1 < n_slots:
+            K.next_slot_inputs(
+                u[i], z[i], ip[_I_CHAN_MODEL], fp[_F_RHO], fp[_F_SIGMA], fp[_F_SNR], fp[_F_LO], fp[_F_HI],
+                fp[_F_BASE], chan, chan_im, rate, ip[_I_BURSTY] != 0, fp[_F_P_CALM], fp[_F_P_BURST],
+                fp[_F_P_ENTER], fp[_F_P_LEAVE], fp[_F_SIZE_MIN], fp[_F_SIZE_MAX], phase, new_mask, new_size,
+            )  # fmt: skip
+    if not cur_ended:  # only when max_slots cuts the rollout short
+        cur_cost = np.nan
+    out[OUT_CUR_COST] = cur_cost
+    out[OUT_CUR_DONE] = cur_done
+    out[OUT_HOR_SUM] = h_sum
+    out[OUT_HOR_N] = h_n
+    out[OUT_SLOTS] = slots
+
+
+@njit(cache=True, parallel=True)
+def rollout_batch(
+    t0, arr, size, rem, act, stage, chan, chan_im, rate, phase, new_mask, new_size,
+    first_actions, cur_dev, candidates, u, z, ua, fp, ip, server_rate, server_ghz, server_cpb, out,
+):  # fmt: skip
+    """Roll ``S x C x K`` systems: S states, C candidate actions each, K rollouts.
+
+    State arrays carry a leading axis S: ``arr`` .. ``stage`` (S, M, D), ``chan`` ..
+    ``new_size`` and ``first_actions`` (S, M), ``t0`` and ``cur_dev`` (S,).
+    ``candidates`` (S, C) actions of the current task. Draws: ``u`` (S, K, T, 3, M),
+    ``z`` (S, K, T, 2, M), ``ua`` (S, K, T', M) (T' = 1 unless the rule is random);
+    rollout ``k`` of every candidate of state ``s`` reads the same draws.
+    ``out`` (S, C, K, N_OUT) receives each rollout's row.
+    """
+    S, C = candidates.shape
+    Kr = u.shape[1]
+    for idx in prange(S * C * Kr):
+        s = idx // (C * Kr)
+        c = (idx // Kr) % C
+        k = idx % Kr
+        rollout_system(
+            t0[s], arr[s].copy(), size[s].copy(), rem[s].copy(), act[s].copy(), stage[s].copy(),
+            np.empty_like(arr[s]), chan[s].copy(), chan_im[s].copy(), rate[s].copy(), phase[s].copy(),
+            new_mask[s].copy(), new_size[s].copy(), first_actions[s], cur_dev[s], candidates[s, c],
+            u[s, k], z[s, k], ua[s, k], fp, ip, server_rate, server_ghz, server_cpb, out[s, c, k],
+        )  # fmt: skip
