@@ -29,11 +29,13 @@ _EN_NUM = "|".join(sorted(_EN_WORDS, key=len, reverse=True))
 _ZH_NUM = "[零〇一二两三四五六七八九十百]+"
 
 _MARKER = re.compile(r"(?:final answer|answer|decision|决策|答案)\s*(?:is\s*|为\s*|是\s*)?[:=]", re.I)
+# ASCII word edges (not \b): "选择local" must still read "local"
+_A, _Z = r"(?<![A-Za-z])", r"(?![A-Za-z])"
 _ACTION = re.compile(
-    rf"(?P<local>\blocal(?:ly)?\b|本地|\bon[- ]device\b)"
-    rf"|(?:\bedge[\s_-]*)?\bserver[\s_#:-]*(?:no\.?\s*)?(?P<num>\d+|(?:{_EN_NUM})\b)"
+    rf"(?P<local>{_A}local(?:ly)?{_Z}|本地|{_A}on[- ]device{_Z})"
+    rf"|(?:{_A}edge[\s_-]*)?{_A}server[\s_#:-]*(?:no\.?\s*)?(?P<num>\d+|(?:{_EN_NUM}){_Z})"
     rf"|(?:边缘)?服务器\s*#?\s*(?P<zh>\d+|{_ZH_NUM})"
-    rf"|\baction[\s_#:=-]*(?P<act>\d+)",
+    rf"|{_A}action[\s_#:=-]*(?P<act>\d+)",
     re.I,
 )
 _BARE = re.compile(r"^\W*(\d+)\W*$")
@@ -75,14 +77,18 @@ def _zh_number(s: str) -> int | None:
     return None
 
 
+def _server(k: int | None) -> int | None:
+    return None if k is None or k < 1 else k  # servers are numbered from 1
+
+
 def _action_of(m: re.Match[str]) -> int | None:
     if m.group("local"):
         return 0
     if m.group("num"):
         s = m.group("num").lower()
-        return int(s) if s.isdigit() else _EN_WORDS.get(s)
+        return _server(int(s) if s.isdigit() else _EN_WORDS.get(s))
     if m.group("zh"):
-        return _zh_number(m.group("zh"))
+        return _server(_zh_number(m.group("zh")))
     if m.group("act"):
         return int(m.group("act"))
     return None  # pragma: no cover

@@ -35,12 +35,21 @@ from comllm.text.template import Template, TextError
 Restyle = Callable[[Style, np.random.Generator, int], Style]
 
 
+def _moved(items: tuple, rng: np.random.Generator) -> tuple:
+    """A random order of ``items`` other than the given one (when there are two or more)."""
+    for _ in range(20):
+        out = tuple(items[i] for i in rng.permutation(len(items)))
+        if out != items or len(items) < 2:
+            return out
+    return items[1:] + items[:1]  # pragma: no cover  (20 identity draws in a row)
+
+
 def _shuffle_fields(style: Style, rng: np.random.Generator, n: int) -> Style:
     return replace(
         style,
-        field_order=tuple(rng.permutation(np.array(style.field_order, dtype=object))),
-        attr_order=tuple(rng.permutation(np.array(style.attr_order, dtype=object))),
-        device_attr_order=tuple(rng.permutation(np.array(style.device_attr_order, dtype=object))),
+        field_order=_moved(style.field_order, rng),
+        attr_order=_moved(style.attr_order, rng),
+        device_attr_order=_moved(style.device_attr_order, rng),
     )
 
 
@@ -74,7 +83,7 @@ def _numbers(style: Style, rng: np.random.Generator, n: int) -> Style:
 
 
 def _shuffle_servers(style: Style, rng: np.random.Generator, n: int) -> Style:
-    return replace(style, server_order=tuple(int(i) for i in rng.permutation(n)))
+    return replace(style, server_order=_moved(tuple(range(n)), rng))
 
 
 def _all(style: Style, rng: np.random.Generator, n: int) -> Style:
