@@ -4,7 +4,9 @@ Protocol per seed: ``warmup`` slots (not scored) fill the queues, then the tasks
 arriving during the next ``slots`` slots are scored; the run continues until
 every scored task has ended (at most ``deadline`` more slots), so no scored
 task is censored. Every seed sees the same arrivals and channel under every
-policy (the random draws do not depend on the actions).
+policy (the random draws do not depend on the actions). A policy with a
+``bind(sim)`` method (the LACS planner) is handed each episode's live simulator
+before the episode starts; it must not advance it.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def run_episode(
     """Run one seed of the closed-loop protocol and measure it."""
     sim = MECSimulator(scenario, seed=seed)
     policy.reset(seed)
+    if hasattr(policy, "bind"):  # policies that plan on the simulator itself (lacs-planner) get it here
+        policy.bind(sim)
     empty = np.zeros(0, dtype=np.int64)
 
     def advance() -> None:

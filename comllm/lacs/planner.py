@@ -1,0 +1,102 @@
+"""``lacs-planner[:H,K]``: an online look-ahead planner, the non-learned upper reference of LACS.
+
+At each slot it scores every action of each arriving task with the simulated LACS
+(:mod:`comllm.lacs.lookahead`, horizon ``H`` slots, ``K`` rollouts per action) from the
+live simulator's state and takes the best. The slot's tasks are decided one after
+another in device order: a task's rollouts fix the actions already chosen this slot
+and let the greedy oracle decide the rest.
+
+A :class:`~comllm.policies.Policy` only receives a :class:`~comllm.state.StateBatch`,
+so the planner needs the simulator itself: the closed-loop evaluator calls
+``policy.bind(sim)`` at the start of each episode (policies with a ``bind`` method).
+The planner never reads the simulator's random stream: its rollouts draw their own
+futures, seeded by ``(seed, slot, device)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from comllm.lacs.lookahead import LacsSettings, lacs_evaluate
+from comllm.policies.base import Policy, PolicyError, register_policy
+from comllm.scenario import Scenario
+from comllm.sim import MECSimulator, Snapshot
+from comllm.state import StateBatch
+
+_STATE_KEYS = ("arr", "size", "rem", "act", "stage", "chan", "chan_im", "rate", "phase", "new_mask", "new_size")
+
+
+def live_snapshot(sim: MECSimulator) -> Snapshot:
+    """The simulator's current moment as a :class:`Snapshot` of views (no copies, no log, no random stream).
+
+    Enough for look-ahead rollouts, which copy what they change; not for restoring.
+    """
+    return Snapshot(
+        scenario=sim.scenario, t=sim.t, arrays={k: getattr(sim, k) for k in _STATE_KEYS}, rng_state={}, log=None
+    )
+
+
+class LacsPlanner(Policy):
+    """Pick, per arriving task, the action of least LACS score (see the module docstring)."""
+
+    name = "lacs-planner"
+
+    def __init__(self, horizon: int = 5, rollouts: int = 16, lam: float = 0.3, other_policy: str = "greedy") -> None:
+        self.settings = LacsSettings(horizon=horizon, rollouts=rollouts, lam=lam, other_policy=other_policy)
+        self.name = f"lacs-planner:{horizon},{rollouts}"
+        self.sim: MECSimulator | None = None
+        self._seed = 0
+        self._decisions = 0
+
+    def bind(self, sim: MECSimulator) -> None:
+        """Plan on ``sim``'s live state (the closed-loop evaluator calls this each episode)."""
+        self.sim = sim
+
+    def reset(self, seed: int | None = None) -> None:
+        self._seed = 0 if seed is None else int(seed)
+        self._decisions = 0
+
+    def act(self, batch: StateBatch) -> np.ndarray:
+        sim = self.sim
+        if sim is None:
+            raise PolicyError("lacs-planner plans on the live simulator: call policy.bind(sim) first")
+        if len(batch) == 0:
+            return np.zeros(0, dtype=np.int64)
+        if not np.array_equal(batch.device, sim.arrivals) or ((batch.slot >= 0) & (batch.slot != sim.t)).any():
+            raise PolicyError("lacs-planner got states that are not the bound simulator's current arrivals")
+        snap = live_snapshot(sim)
+        settings = LacsSettings(
+            self.settings.horizon, self.settings.rollouts, self.settings.lam, self.settings.other_policy,
+            None, self._seed,
+        )  # fmt: skip
+        fixed: dict[int, int] = {}
+        out = np.empty(len(batch), dtype=np.int64)
+        for i, dev in enumerate(batch.device.tolist()):
+            res = lacs_evaluate(snap, dev, settings, first_actions=fixed)
+            a = int(res.candidates[np.argmin(res.score)])
+            out[i] = a
+            fixed[dev] = a
+        self._decisions += len(batch)
+        return out
+
+    @property
+    def stats(self) -> dict[str, float]:
+        return {"decisions": float(self._decisions)}
+
+
+def _factory(arg: str | None, scenario: Scenario | None) -> LacsPlanner:
+    if not arg:
+        return LacsPlanner()
+    parts = [p.strip() for p in arg.split(",")]
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        h, k = int(parts[0]), int(parts[1])
+    except ValueError:
+        raise PolicyError(f"lacs-planner takes 'H,K' (horizon slots, rollouts), e.g. lacs-planner:5,16; got '{arg}'")
+    if h < 0 or k < 1:
+        raise PolicyError(f"lacs-planner:{arg}: horizon must be >= 0 and rollouts >= 1")
+    return LacsPlanner(horizon=h, rollouts=k)
+
+
+register_policy("lacs-planner", "look-ahead planner: best simulated LACS score per task (arg H,K)")(_factory)

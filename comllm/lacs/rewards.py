@@ -1,0 +1,251 @@
+"""GRPO reward functions in TRL's form, ``f(prompts, completions, **kwargs) -> list[float]``.
+
+The state of a completion is never re-parsed from its prompt: each record carries its
+simulator snapshot (``Snapshot.to_dict()``, as a dict or a JSON string) and the
+deciding device's index in dataset columns (``snapshot`` and ``device`` by default),
+which TRL passes to reward functions as keyword lists aligned with the completions.
+Completions are parsed with :func:`comllm.text.parse_answer`.
+
+Three callables, logged separately by TRL under their names, whose sum (TRL's default
+reward weights of 1) is the reference reward of DESIGN §4. For a parseable answer
+``a`` with one-step cost ``cost(a)`` (:func:`comllm.cost.action_costs`, slots) and
+look-ahead term ``future(a)``, ``C = cost + lam * future``:
+
+* ``format``: ``format_weight * [the answer is a plain canonical answer]``;
+* ``task``: ``task_weight * (1 - cost - over_deadline_penalty * [C > max_delay])``;
+* ``lacs``: ``-task_weight * lam * future``;
+
+an unparseable answer gets ``unparseable`` (-10) from ``task`` and 0 from the others.
+``shaping="normalised"`` replaces the last two by ratios in (0, 1]:
+``task = task_weight * min_b cost(b) / cost(a)`` and
+``lacs = task_weight * (min_b C(b) / C(a) - min_b cost(b) / cost(a))``.
+
+``future`` comes from ``lacs``: ``sim`` (rollouts on the simulator,
+:mod:`comllm.lacs.lookahead`), ``reference`` (DESIGN §4's cheap estimator,
+:mod:`comllm.lacs.reference`) or ``off`` (0: GRPO without LACS). Rewards are
+deterministic given the seed: a record's draws depend only on the seed and the record.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from comllm.cost import action_costs
+from comllm.lacs.lookahead import LacsError, LacsSettings, as_snapshot, lacs_evaluate_batch
+from comllm.lacs.reference import reference_terms
+from comllm.sim import MECSimulator
+from comllm.state import StateBatch
+from comllm.text import answer_strings, parse_answer
+
+RewardFunc = Callable[..., list[float]]
+
+LACS_MODES = ("sim", "reference", "off")
+SHAPINGS = ("reference", "normalised")
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Reward settings; defaults are the reference's (DESIGN §4) and issue 5's LACS settings.
+
+    ``horizon`` (slots), ``rollouts``, ``other_policy``, ``drop_cost`` configure ``lacs="sim"``;
+    ``n_future`` configures ``lacs="reference"``.
+    """
+
+    lacs: str = "sim"
+    lam: float = 0.3
+    task_weight: float = 0.8
+    format_weight: float = 0.2
+    unparseable: float = -10.0
+    over_deadline_penalty: float = 10.0
+    shaping: str = "reference"
+    horizon: int = 5
+    rollouts: int = 16
+    other_policy: str = "greedy"
+    drop_cost: float | None = None
+    n_future: int = 3
+    seed: int = 0
+    snapshot_column: str = "snapshot"
+    device_column: str = "device"
+
+    def __post_init__(self) -> None:
+        if self.lacs not in LACS_MODES:
+            raise LacsError(f"lacs='{self.lacs}' is not one of {', '.join(LACS_MODES)}")
+        if self.shaping not in SHAPINGS:
+            raise LacsError(f"shaping='{self.shaping}' is not one of {', '.join(SHAPINGS)}")
+        if not self.lam >= 0:
+            raise LacsError(f"lam={self.lam!r} must be >= 0")
+        if self.n_future < 1:
+            raise LacsError(f"n_future={self.n_future!r} must be >= 1")
+        self.lacs_settings()  # validates horizon, rollouts, other_policy, drop_cost
+
+    def lacs_settings(self) -> LacsSettings:
+        return LacsSettings(self.horizon, self.rollouts, self.lam, self.other_policy, self.drop_cost, self.seed)
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a TRL completion: a string, or a conversation whose last message is the answer."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, (list, tuple)) and completion and isinstance(completion[-1], dict):
+        return str(completion[-1].get("content", ""))
+    if isinstance(completion, dict):
+        return str(completion.get("content", ""))
+    return ""
+
+
+def is_plain_answer(text: str, n_servers: int) -> bool:
+    """True if ``text`` is exactly a canonical answer (``local`` / ``server K`` or the Chinese ones)."""
+    t = unicodedata.normalize("NFKC", text).strip()
+    canon = answer_strings(n_servers, "en")
+    return t.lower() in canon or t in answer_strings(n_servers, "zh")
+
+
+@dataclass
+class _Record:
+    """A record's state, parsed once: the snapshot, the device and its one-step view."""
+
+    snapshot: Any
+    device: int
+    batch: StateBatch  # one row: the device's task
+    cost: np.ndarray  # (N + 1,) one-step costs, slots
+
+
+class LacsRewards:
+    """The three reward callables of a :class:`RewardConfig`, sharing one cache.
+
+    ``funcs()`` returns ``[format, task, lacs]`` for ``GRPOTrainer(reward_funcs=...)``.
+    The look-ahead of a batch is computed once (the first of the three to be called)
+    and reused by the other two; parsed records are kept in an LRU cache.
+    """
+
+    def __init__(self, config: RewardConfig = RewardConfig(), cache_size: int = 4096) -> None:
+        self.config = config
+        self._records: OrderedDict[str, _Record] = OrderedDict()
+        self._cache_size = cache_size
+        self._last: tuple[Any, dict[str, list[float]]] | None = None
+
+    # --------------------------------------------------------------- records
+    @staticmethod
+    def _key(snapshot: Any, device: Any) -> str:
+        text = snapshot if isinstance(snapshot, str) else json.dumps(snapshot, sort_keys=True, default=str)
+        return f"{int(device)}|{text}"
+
+    def _record(self, key: str, snapshot: Any, device: Any) -> _Record:
+        rec = self._records.get(key)
+        if rec is not None:
+            self._records.move_to_end(key)
+            return rec
+        snap = as_snapshot(snapshot)
+        dev = int(device)
+        sim = MECSimulator.from_snapshot(snap)
+        batch = sim.observe()
+        rows = np.flatnonzero(batch.device == dev)
+        if len(rows) != 1:
+            raise LacsError(f"device={dev} has no task arriving in the snapshot's slot {snap.t}")
+        row = batch.subset(rows)
+        rec = _Record(snap, dev, row, action_costs(row)[0])
+        self._records[key] = rec
+        if len(self._records) > self._cache_size:
+            self._records.popitem(last=False)
+        return rec
+
+    # ------------------------------------------------------------ the rewards
+    def compute(self, completions: Sequence[Any], **kwargs: Any) -> dict[str, list[float]]:
+        """All three reward terms of a batch, ``{"format": [...], "task": [...], "lacs": [...]}``."""
+        cfg = self.config
+        texts = [completion_text(c) for c in completions]
+        snaps = kwargs.get(cfg.snapshot_column)
+        devs = kwargs.get(cfg.device_column)
+        if snaps is None or devs is None:
+            raise LacsError(
+                f"reward functions need the dataset columns '{cfg.snapshot_column}' and '{cfg.device_column}' "
+                f"(got columns: {', '.join(sorted(kwargs)) or 'none'})"
+            )
+        if len(snaps) != len(texts) or len(devs) != len(texts):
+            raise LacsError(f"got {len(texts)} completions, {len(snaps)} snapshots and {len(devs)} devices")
+        keys = [self._key(s, d) for s, d in zip(snaps, devs)]
+        fingerprint = (tuple(texts), tuple(keys))
+        if self._last is not None and self._last[0] == fingerprint:
+            return self._last[1]
+        recs = [self._record(k, s, d) for k, s, d in zip(keys, snaps, devs)]
+        actions = [parse_answer(t, r.batch.n_servers) for t, r in zip(texts, recs)]
+        future = self._future(keys, recs, actions)
+        out: dict[str, list[float]] = {"format": [], "task": [], "lacs": []}
+        w, lam = cfg.task_weight, cfg.lam
+        for text, rec, a, fut in zip(texts, recs, actions, future):
+            if a is None:
+                out["format"].append(0.0)
+                out["task"].append(cfg.unparseable)
+                out["lacs"].append(0.0)
+                continue
+            out["format"].append(cfg.format_weight * float(is_plain_answer(text, rec.batch.n_servers)))
+            cost = float(rec.cost[a])
+            if cfg.shaping == "reference":
+                total = cost + lam * fut[a]
+                over = float(total > rec.batch.max_delay[0])
+                out["task"].append(w * (1.0 - cost - cfg.over_deadline_penalty * over))
+                out["lacs"].append(-w * lam * fut[a])
+            else:
+                one = float(rec.cost.min() / cost)
+                c_all = rec.cost + lam * fut
+                out["task"].append(w * one)
+                out["lacs"].append(w * (float(c_all.min() / c_all[a]) - one))
+        self._last = (fingerprint, out)
+        return out
+
+    def _future(self, keys: list[str], recs: list[_Record], actions: list[int | None]) -> list[np.ndarray]:
+        """Per completion, the future term of every action of its state (N + 1,), slots (NaN: not scored)."""
+        cfg = self.config
+        if cfg.lacs == "off":
+            return [np.zeros(r.batch.n_actions) for r in recs]
+        states: dict[str, _Record] = {}  # one evaluation per distinct state of the batch
+        wanted: dict[str, set[int]] = {}
+        for k, r, a in zip(keys, recs, actions):
+            states.setdefault(k, r)
+            wanted.setdefault(k, set())
+            if a is not None:
+                wanted[k].add(a)
+        fut: dict[str, np.ndarray] = {}
+        if cfg.lacs == "reference":
+            for k, r in states.items():
+                fut[k] = reference_terms(r.batch, cfg.n_future, cfg.seed)[1][0]
+        else:
+            # score only the actions the completions chose (every action for normalised shaping)
+            ks = list(states)
+            cands = [
+                list(range(states[k].batch.n_actions)) if cfg.shaping == "normalised" else sorted(wanted[k]) or [0]
+                for k in ks
+            ]
+            res = lacs_evaluate_batch(
+                [states[k].snapshot for k in ks], [states[k].device for k in ks], cfg.lacs_settings(), cands
+            )
+            for k, c, lr in zip(ks, cands, res):
+                f = np.full(states[k].batch.n_actions, np.nan)
+                f[np.asarray(c)] = lr.future
+                fut[k] = f
+        return [fut[k] for k in keys]
+
+    def funcs(self) -> list[RewardFunc]:
+        """``[format, task, lacs]`` reward callables (TRL logs each under its ``__name__``)."""
+        return [self._term("format"), self._term("task"), self._term("lacs")]
+
+    def _term(self, name: str) -> RewardFunc:
+        def reward(prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **kwargs: Any) -> list[float]:
+            return self.compute(completions, **kwargs)[name]
+
+        reward.__name__ = name
+        reward.__qualname__ = f"LacsRewards.{name}"
+        reward.__doc__ = f"The '{name}' reward term of comllm.lacs.rewards (see the module docstring)."
+        return reward
+
+
+def make_reward_funcs(config: RewardConfig | None = None, **overrides: Any) -> list[RewardFunc]:
+    """``[format, task, lacs]`` TRL reward callables for ``config`` (or the defaults with ``overrides``)."""
+    cfg = config if config is not None else RewardConfig(**overrides)
+    return LacsRewards(cfg).funcs()

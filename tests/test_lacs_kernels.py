@@ -1,0 +1,189 @@
+"""The compiled pieces of LACS agree with their sources of truth.
+
+* ``comllm.cost.task_costs`` / ``greedy_action`` (numba) == ``action_costs`` / ``oracle_actions``;
+* a batched rollout (``comllm.sim.batch``) == ``MECSimulator`` run from the same snapshot
+  with the same actions (greedy oracle for the other tasks) and the same random draws.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from comllm.cost import action_costs, greedy_action, oracle_actions, task_costs
+from comllm.policies.heuristics import GreedyPolicy, RandomPolicy
+from comllm.scenario import load_scenario
+from comllm.sim import MECSimulator, Snapshot
+from comllm.sim import batch as B
+from comllm.sim import kernels as K
+from comllm.state import StateBatch
+from tests.strategies import scenarios
+
+
+def random_batch(rng, n=200, n_servers=5):
+    """States with wide-ranging values, some servers idle, some rates tiny."""
+    return StateBatch(
+        task_size=rng.uniform(0.1, 8, n),
+        max_delay=np.full(n, 10),
+        local_wait=rng.uniform(0, 12, n) * (rng.random(n) < 0.7),
+        tx_wait=rng.uniform(0, 12, n) * (rng.random(n) < 0.7),
+        upload_rate=np.where(rng.random(n) < 0.05, 0.0, rng.uniform(0.1, 3, n)),
+        slot_s=rng.choice([0.1, 0.05, 1.0], n),
+        drop_penalty=np.full(n, 100.0),
+        device_ghz=rng.uniform(0.5, 5, n),
+        device_cycles_per_bit=rng.uniform(100, 1000, n),
+        device_mbps=np.full(n, 14.0),
+        server_type=np.zeros((n, n_servers), dtype=np.int64),
+        server_ghz=rng.uniform(5, 60, (n, n_servers)),
+        server_cycles_per_bit=rng.uniform(100, 1000, (n, n_servers)),
+        active=rng.integers(0, 30, (n, n_servers)),
+        queued=rng.uniform(0, 80, (n, n_servers)) * (rng.random((n, n_servers)) < 0.7),
+        history=np.zeros((n, n_servers, 10)),
+    )
+
+
+@pytest.mark.parametrize("n_servers", [1, 6, 11])
+def test_compiled_costs_are_bit_identical_to_action_costs(n_servers):
+    b = random_batch(np.random.default_rng(n_servers), n_servers=n_servers)
+    ref = action_costs(b)
+    got = np.empty_like(ref)
+    for i in range(len(b)):
+        task_costs(
+            b.task_size[i], b.local_wait[i], b.tx_wait[i], b.upload_rate[i], b.slot_s[i], b.device_ghz[i],
+            b.device_cycles_per_bit[i], b.server_ghz[i], b.server_cycles_per_bit[i], b.queued[i], b.active[i], got[i],
+        )  # fmt: skip
+    np.testing.assert_array_equal(got, ref)
+    greedy = [
+        greedy_action(
+            b.task_size[i], b.local_wait[i], b.tx_wait[i], b.upload_rate[i], b.slot_s[i], b.device_ghz[i],
+            b.device_cycles_per_bit[i], b.server_ghz[i], b.server_cycles_per_bit[i], b.queued[i], b.active[i],
+        )  # fmt: skip
+        for i in range(len(b))
+    ]
+    np.testing.assert_array_equal(greedy, oracle_actions(b))
+
+
+def test_greedy_action_breaks_ties_like_argmin():
+    # two identical idle servers: the oracle and the compiled rule both take the lower index
+    ghz, cpb = np.array([30.0, 30.0]), np.array([297.0, 297.0])
+    q, a = np.zeros(2), np.zeros(2, dtype=np.int64)
+    assert greedy_action(3.0, 50.0, 0.0, 1.4, 0.1, 2.5, 297.0, ghz, cpb, q, a) == 1
+
+
+def _simulator_rollout(snap, device, action, n_slots, horizon, drop_cost):
+    """What MECSimulator does from ``snap``: ``device`` takes ``action``, greedy decides the rest."""
+    sim = MECSimulator.from_snapshot(snap)
+    first_id = sim.log.n
+    cur_id = first_id + int(np.flatnonzero(sim.arrivals == device)[0])
+    greedy = GreedyPolicy()
+    for i in range(n_slots):
+        batch = sim.observe()
+        acts = greedy.act(batch) if len(batch) else np.zeros(0, dtype=np.int64)
+        if i == 0:
+            acts[np.flatnonzero(batch.device == device)[0]] = action
+        sim.step(acts)
+    log = sim.log
+    ids = np.arange(first_id, log.n)
+    scored = ids[(log.arrival[ids] <= snap.t + horizon) & (ids != cur_id)]
+    cost = np.where(log.code == K.OUT_DONE, log.latency, drop_cost)
+    ended = scored[log.code[scored] > 0]
+    return sim, {
+        "cur": cost[cur_id] if log.code[cur_id] > 0 else np.nan,
+        "cur_done": float(log.code[cur_id] == K.OUT_DONE),
+        "h_sum": cost[ended].sum(),
+        "h_n": len(scored),
+        "h_all_ended": len(ended) == len(scored),
+    }
+
+
+def _simulator_draws(snap, n):
+    """The random draws a simulator restored from ``snap`` uses for its next ``n`` slots."""
+    src = MECSimulator.from_snapshot(snap)
+    pairs = [tuple(x.copy() for x in src._next_randoms()) for _ in range(max(n, 1))]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def _check_rollout_matches_simulator(scenario, seed, warmup, horizon, action_pick, via_json=False):
+    sim = MECSimulator(scenario, seed=seed)
+    pol = RandomPolicy(seed)
+    for _ in range(warmup):
+        sim.step(pol.act(sim.observe()))
+    if not len(sim.arrivals):  # a decision needs a task: script one
+        sim.set_arrivals([scenario.n_devices - 1], [scenario.size_max])
+    snap = sim.snapshot()
+    if via_json:
+        snap = Snapshot.from_dict(snap.to_dict())
+    device = int(sim.arrivals[action_pick % len(sim.arrivals)])
+    action = action_pick % (scenario.n_servers + 1)
+    n_slots = horizon + scenario.deadline
+    drop_cost = 77.0
+    ref_sim, ref = _simulator_rollout(snap, device, action, n_slots, horizon, drop_cost)
+    u, z = _simulator_draws(snap, n_slots - 1)
+
+    # one system, run for exactly n_slots: the whole state must match
+    params = B.rollout_params(scenario, horizon, "greedy", drop_cost, max_slots=n_slots, stop_early=False)
+    a = {k: v.copy() for k, v in snap.arrays.items()}
+    tid = np.empty_like(a["arr"])
+    out = np.empty(B.N_OUT)
+    first = np.full(scenario.n_devices, -1, dtype=np.int64)
+    B.rollout_system(
+        snap.t, a["arr"], a["size"], a["rem"], a["act"], a["stage"], tid, a["chan"], a["chan_im"], a["rate"],
+        a["phase"], a["new_mask"], a["new_size"], first, device, action, u, z, np.zeros((1, scenario.n_devices)),
+        params.fp, params.ip, params.server_rate, params.server_ghz, params.server_cpb, out,
+    )  # fmt: skip
+    # the queues match exactly (the simulator has also drawn the inputs of one more slot, the rollout not)
+    for key in ("arr", "size", "rem", "act", "stage"):
+        np.testing.assert_array_equal(a[key], getattr(ref_sim, key), err_msg=key)
+    assert ref["h_all_ended"]
+    np.testing.assert_equal(out[B.OUT_CUR_COST], ref["cur"])
+    assert out[B.OUT_CUR_DONE] == ref["cur_done"]
+    assert out[B.OUT_HOR_N] == ref["h_n"]
+    assert out[B.OUT_HOR_SUM] == pytest.approx(ref["h_sum"], rel=1e-12, abs=1e-9)
+    assert out[B.OUT_SLOTS] == n_slots
+
+    # the batched kernel with early stopping scores the same
+    params = B.rollout_params(scenario, horizon, "greedy", drop_cost)
+    s = snap.arrays
+    bout = np.empty((1, 2, 1, B.N_OUT))
+    B.rollout_batch(
+        np.array([snap.t]), *(s[k][None].copy() for k in ("arr", "size", "rem", "act", "stage", "chan", "chan_im",
+        "rate", "phase", "new_mask", "new_size")), first[None], np.array([device]), np.array([[action, action]]),
+        u[None, None], z[None, None], np.zeros((1, 1, 1, scenario.n_devices)),
+        params.fp, params.ip, params.server_rate, params.server_ghz, params.server_cpb, bout,
+    )  # fmt: skip
+    for c in range(2):
+        np.testing.assert_array_equal(bout[0, c, 0, :4], out[:4])
+    assert bout[0, 0, 0, B.OUT_SLOTS] <= n_slots
+
+
+@pytest.mark.parametrize("name", ["paper-6", "small", "tang-wong"])
+@pytest.mark.parametrize("action_pick", [0, 1, 5])
+def test_rollout_reproduces_the_simulator_on_presets(name, action_pick):
+    _check_rollout_matches_simulator(load_scenario(name), seed=action_pick, warmup=60, horizon=5, action_pick=action_pick)
+
+
+def test_rollout_reproduces_the_simulator_from_a_json_snapshot():
+    sc = load_scenario("paper-11", {"bursty": {"burst_prob": 0.8}, "channel.model": "rayleigh"})
+    _check_rollout_matches_simulator(sc, seed=3, warmup=80, horizon=3, action_pick=4, via_json=True)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    scenario=scenarios(),
+    seed=st.integers(0, 10_000),
+    warmup=st.integers(0, 40),
+    horizon=st.integers(0, 6),
+    action_pick=st.integers(0, 50),
+)
+def test_rollout_reproduces_the_simulator_on_random_scenarios(scenario, seed, warmup, horizon, action_pick):
+    _check_rollout_matches_simulator(scenario, seed, warmup, horizon, action_pick)
+
+
+def test_rollout_params_reject_bad_settings():
+    sc = load_scenario("small")
+    with pytest.raises(ValueError, match="rule 'smart'"):
+        B.rollout_params(sc, 5, "smart")
+    with pytest.raises(ValueError, match="horizon=-1"):
+        B.rollout_params(sc, -1)
+    p = B.rollout_params(sc, 4)
+    assert p.max_slots == 4 + sc.deadline
