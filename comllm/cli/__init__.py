@@ -9,6 +9,7 @@ from comllm.errors import ComllmError
 
 # command modules register themselves on `app` when imported
 from comllm.cli import sim as _sim  # noqa: F401,E402
+from comllm.cli import data as _data  # noqa: F401,E402
 from comllm.cli import drl as _drl  # noqa: F401,E402
 
 

@@ -26,6 +26,8 @@ def fixed(x: float, decimals: int) -> str:
 
 def compact(x: float, decimals: int = 4) -> str:
     """``x`` rounded to ``decimals`` decimals without trailing zeros (``41.8``, ``297``, ``0.1``)."""
+    if float(x).is_integer() and abs(x) < 1e15:  # fast path: whole numbers (load history, 297 cycles/bit)
+        return str(int(x))
     s = fixed(x, decimals)
     if "." in s:
         s = s.rstrip("0").rstrip(".")

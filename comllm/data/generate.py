@@ -1,0 +1,196 @@
+"""Oracle datasets from closed-loop simulator trajectories.
+
+Each episode runs the simulator from empty queues under one behaviour policy
+drawn from a mix (greedy oracle, uniform random, epsilon-greedy, least-loaded),
+so the states cover idle, loaded and congested queues. With ``servers`` given,
+each episode draws its server count N and a mix of server types (training sets
+with a variable N); otherwise the scenario's servers are used as they are.
+In each slot with arrivals, with probability ``keep_prob`` one arriving task is
+recorded (so consecutive records are not near-duplicates of one moment): its
+state, the oracle label and every action's cost (:mod:`comllm.cost`), the prompt
+and answer in a template, and the simulator snapshot at the start of the slot.
+
+Records are yielded one at a time (never a list of all of them) and depend only
+on ``(scenario, n, split, template, seed, servers, config)``.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from comllm.cost import action_costs
+from comllm.data.records import DataError, Record, state_to_dict
+from comllm.policies import make_policy
+from comllm.policies.base import Policy
+from comllm.scenario import SERVER_TYPE_NAMES, SERVER_TYPES, Scenario, make_scenario
+from comllm.sim import MECSimulator
+from comllm.state import StateBatch
+from comllm.text import Template, get_template
+
+SPLITS = ("sft", "grpo", "test")
+BEHAVIOURS = ("greedy", "random", "epsilon-greedy", "least-loaded")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """How trajectories are run and sampled.
+
+    ``episode_slots``: slots per episode (each starts from empty queues);
+    ``keep_prob``: probability that a slot with arrivals yields a record;
+    ``behaviours``: behaviour policies, one drawn uniformly per episode;
+    ``epsilon``: range of the random-action probability of epsilon-greedy;
+    ``load_scale``: range of a per-episode factor on the arrival probability
+    (``(1, 1)``, the default, keeps the scenario's load).
+    """
+
+    episode_slots: int = 200
+    keep_prob: float = 0.25
+    behaviours: tuple[str, ...] = BEHAVIOURS
+    epsilon: tuple[float, float] = (0.1, 0.5)
+    load_scale: tuple[float, float] = (1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if self.episode_slots < 1:
+            raise DataError(f"episode_slots = {self.episode_slots} must be at least 1")
+        lo, hi = self.load_scale
+        if not 0 <= lo <= hi:
+            raise DataError(f"load_scale = {self.load_scale} must be a range 0 <= low <= high")
+        if not 0 < self.keep_prob <= 1:
+            raise DataError(f"keep_prob = {self.keep_prob} must be in (0, 1]")
+        for b in self.behaviours:
+            if b not in BEHAVIOURS:
+                raise DataError(f"unknown behaviour policy '{b}' (known: {', '.join(BEHAVIOURS)})")
+
+
+class EpsilonGreedy(Policy):
+    """The greedy oracle, but a uniformly random action with probability ``epsilon``."""
+
+    name = "epsilon-greedy"
+
+    def __init__(self, epsilon: float, seed: int = 0) -> None:
+        self.epsilon = epsilon
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, batch: StateBatch) -> np.ndarray:
+        greedy = np.argmin(action_costs(batch), axis=1)
+        explore = self.rng.random(len(batch)) < self.epsilon
+        return np.where(explore, self.rng.integers(0, batch.n_actions, len(batch)), greedy)
+
+
+def parse_servers(spec: str | int | tuple[int, ...] | None) -> tuple[int, ...] | None:
+    """Server counts to draw from: ``"3-7"`` -> (3..7), ``"6"`` -> (6,), ``"2,4,8"``; ``None`` keeps the scenario's."""
+    if spec is None:
+        return None
+    if isinstance(spec, int):
+        values: tuple[int, ...] = (spec,)
+    elif isinstance(spec, tuple):
+        values = spec
+    else:
+        s = spec.strip()
+        m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", s)
+        if m:
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if lo > hi:
+                raise DataError(f"--servers '{spec}': the range is empty ({lo} > {hi})")
+            values = tuple(range(lo, hi + 1))
+        elif re.fullmatch(r"\d+(\s*,\s*\d+)*", s):
+            values = tuple(int(x) for x in s.split(","))
+        else:
+            raise DataError(f"--servers '{spec}' is not a count (6), a range (3-7) or a list (2,4,8)")
+    if not values or min(values) < 1:
+        raise DataError(f"--servers '{spec}': server counts must be at least 1")
+    return values
+
+
+def _behaviour(name: str, rng: np.random.Generator, cfg: GenerationConfig, seed: int) -> Policy:
+    if name == "epsilon-greedy":
+        policy: Policy = EpsilonGreedy(float(rng.uniform(*cfg.epsilon)), seed)
+    else:
+        policy = make_policy(name)
+    policy.reset(seed)
+    return policy
+
+
+def _episode_scenario(
+    base: Scenario, counts: tuple[int, ...] | None, rng: np.random.Generator, cfg: GenerationConfig
+) -> Scenario:
+    data: dict = {}
+    if counts is not None:
+        n = int(counts[int(rng.integers(len(counts)))])
+        types = [SERVER_TYPE_NAMES[int(i)] for i in rng.integers(0, len(SERVER_TYPE_NAMES), n)]
+        data["servers"] = [{"type": t, "ghz": SERVER_TYPES[t]} for t in types]
+    if cfg.load_scale != (1.0, 1.0):
+        data["arrival_prob"] = min(1.0, base.arrival_prob * float(rng.uniform(*cfg.load_scale)))
+    if not data:
+        return base
+    return make_scenario({**base.model_dump(), **data})
+
+
+def generate_records(
+    scenario: Scenario,
+    n: int,
+    split: str = "sft",
+    template: str | Template = "paper",
+    seed: int = 0,
+    servers: str | int | tuple[int, ...] | None = None,
+    reasoning: bool = False,
+    config: GenerationConfig | None = None,
+) -> Iterator[Record]:
+    """Yield ``n`` oracle-labelled records from simulator trajectories (see the module docstring).
+
+    ``split`` names the set and seeds its own random stream (the same ``seed`` gives
+    different sft, grpo and test sets); ``reasoning`` puts a cost-model reasoning
+    trace before each answer.
+    """
+    if n < 0:
+        raise DataError(f"--n = {n} must be at least 0")
+    cfg = config or GenerationConfig()
+    t = get_template(template)
+    counts = parse_servers(servers)
+    stream = zlib.crc32(split.encode())
+    empty = np.zeros(0, dtype=np.int64)
+    made = 0
+    episode = 0
+    while made < n:
+        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, stream, episode])
+        sc = _episode_scenario(scenario, counts, rng, cfg)
+        behaviour = cfg.behaviours[int(rng.integers(len(cfg.behaviours)))]
+        sim_seed = int(rng.integers(2**31))
+        policy = _behaviour(behaviour, rng, cfg, sim_seed)
+        sim = MECSimulator(sc, seed=sim_seed)
+        for _ in range(cfg.episode_slots):
+            batch = sim.observe()
+            if len(batch) and rng.random() < cfg.keep_prob:
+                k = int(rng.integers(len(batch)))
+                costs = action_costs(batch.subset([k]))[0]
+                state = batch.state(k)
+                oracle = int(np.argmin(costs))
+                yield Record(
+                    id=made,
+                    split=split,
+                    scenario=scenario.name,
+                    n_servers=sc.n_servers,
+                    template=t.name,
+                    prompt=t.render_prompt(state),
+                    answer=t.render_answer(oracle, t.reasoning_trace(state) if reasoning else None),
+                    oracle_action=oracle,
+                    costs=[float(c) for c in costs],
+                    state=state_to_dict(state),
+                    device=int(batch.device[k]),
+                    snapshot=sim.snapshot().to_dict(),
+                    behaviour=behaviour,
+                    _state_cache=state,
+                )
+                made += 1
+                if made == n:
+                    return
+            sim.step(policy.act(batch) if len(batch) else empty)
+        episode += 1

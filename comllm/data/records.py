@@ -1,0 +1,510 @@
+"""Dataset records: one JSONL line per decision, read and written as streams.
+
+A :class:`Record` holds what a trainer and an evaluator need about one arriving
+task: the prompt and the oracle answer in a template, the one-step cost of
+every action (slots, :mod:`comllm.cost`), the typed state, and the simulator
+snapshot at the start of that slot (the LACS reward re-simulates from it).
+
+:func:`read_records` reads our JSONL and the official COMLLM format (a JSON
+object, a JSON array of objects, or JSONL of objects with ``instruction`` /
+``input`` / ``output``); official records are parsed into states and labelled
+by our oracle. Files ending in ``.gz`` are (de)compressed on the fly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Iterable, Iterator
+
+import numpy as np
+
+from comllm.cost import action_costs
+from comllm.errors import ComllmError
+from comllm.scenario import SERVER_TYPE_NAMES
+from comllm.sim import Snapshot
+from comllm.state import ServerView, StateBatch, TaskState
+from comllm.text import Template, TextError, get_template, parse_answer, parse_field_items, parse_prompt_text
+from comllm.text.parse import _is_zh
+
+
+class DataError(ComllmError, ValueError):
+    """A malformed record or file; the message names the record number (1-based) and the field."""
+
+    def __init__(self, message: str, record: int | None = None, field: str = "") -> None:
+        where = f"record {record}: " if record is not None else ""
+        super().__init__(where + message)
+        self.record = record
+        self.field = field
+        self.detail = message
+
+
+# ----------------------------------------------------------------- states
+_STATE_FLOATS = (
+    "task_size", "local_wait", "tx_wait", "upload_rate", "slot_s", "drop_penalty",
+    "device_ghz", "device_cycles_per_bit", "device_mbps",
+)  # fmt: skip
+_SERVER_FLOATS = ("cpu_ghz", "cycles_per_bit", "queued_mbit")
+_STATE_KEYS = [f.name for f in dataclasses.fields(TaskState) if f.name not in ("servers", "device", "slot")]
+
+
+def state_to_dict(state: TaskState) -> dict[str, Any]:
+    """A JSON-safe dict of a :class:`TaskState` (servers as a list of dicts, history as a list)."""
+    d: dict[str, Any] = {k: getattr(state, k) for k in _STATE_KEYS}
+    d["servers"] = [
+        {
+            "type": s.type,
+            "cpu_ghz": s.cpu_ghz,
+            "cycles_per_bit": s.cycles_per_bit,
+            "active": s.active,
+            "queued_mbit": s.queued_mbit,
+            "history": list(s.history),
+        }
+        for s in state.servers
+    ]
+    d["device"] = state.device
+    d["slot"] = state.slot
+    return d
+
+
+def _num(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DataError(f"field '{name}' = {value!r} is not a number", field=name)
+    return float(value)
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+        raise DataError(f"field '{name}' = {value!r} is not an integer", field=name)
+    return int(value)
+
+
+def _get(d: dict[str, Any], key: str, name: str) -> Any:
+    if key not in d:
+        raise DataError(f"missing field '{name}'", field=name)
+    return d[key]
+
+
+def state_from_dict(d: Any, prefix: str = "state") -> TaskState:
+    """Inverse of :func:`state_to_dict`; :class:`DataError` names the bad field (``state.servers[2].active``)."""
+    if not isinstance(d, dict):
+        raise DataError(f"field '{prefix}' is not an object", field=prefix)
+    servers_raw = _get(d, "servers", f"{prefix}.servers")
+    if not isinstance(servers_raw, list) or not servers_raw:
+        raise DataError(f"field '{prefix}.servers' must be a non-empty list", field=f"{prefix}.servers")
+    servers = []
+    for j, s in enumerate(servers_raw):
+        p = f"{prefix}.servers[{j}]"
+        if not isinstance(s, dict):
+            raise DataError(f"field '{p}' is not an object", field=p)
+        typ = _get(s, "type", f"{p}.type")
+        if typ not in SERVER_TYPE_NAMES:
+            raise DataError(f"field '{p}.type' = {typ!r} is not a server type {SERVER_TYPE_NAMES}", field=f"{p}.type")
+        hist = _get(s, "history", f"{p}.history")
+        if not isinstance(hist, list):
+            raise DataError(f"field '{p}.history' is not a list", field=f"{p}.history")
+        servers.append(
+            ServerView(
+                type=typ,
+                active=_int(_get(s, "active", f"{p}.active"), f"{p}.active"),
+                history=tuple(_num(h, f"{p}.history[{i}]") for i, h in enumerate(hist)),
+                **{k: _num(_get(s, k, f"{p}.{k}"), f"{p}.{k}") for k in _SERVER_FLOATS},
+            )
+        )
+    return TaskState(
+        max_delay=_int(_get(d, "max_delay", f"{prefix}.max_delay"), f"{prefix}.max_delay"),
+        servers=tuple(servers),
+        device=_int(d.get("device", -1), f"{prefix}.device"),
+        slot=_int(d.get("slot", -1), f"{prefix}.slot"),
+        **{k: _num(_get(d, k, f"{prefix}.{k}"), f"{prefix}.{k}") for k in _STATE_FLOATS},
+    )
+
+
+# ----------------------------------------------------------------- records
+@dataclass
+class Record:
+    """One decision of a dataset (one JSONL line). Costs are estimated latencies in slots."""
+
+    id: int | str
+    split: str
+    scenario: str  # scenario name ("reference" for records read from the official format)
+    n_servers: int
+    template: str
+    prompt: str
+    answer: str  # the oracle's answer in ``template`` (with a reasoning trace if the set has them)
+    oracle_action: int  # 0 local, j server j
+    costs: list[float]  # one per action, 0..N
+    state: dict[str, Any]  # state_to_dict(TaskState)
+    device: int  # the device whose task it is (-1: unknown)
+    snapshot: dict[str, Any] | None  # Snapshot.to_dict() at the start of the slot; None for official records
+    behaviour: str = ""  # the behaviour policy that produced the trajectory
+    source_action: int | None = None  # the label an imported official record carried
+    _state_cache: TaskState | None = field(default=None, repr=False, compare=False)
+
+    REQUIRED = (
+        "id", "split", "scenario", "n_servers", "template", "prompt", "answer",
+        "oracle_action", "costs", "state", "device", "snapshot",
+    )  # fmt: skip
+
+    def task_state(self) -> TaskState:
+        """The record's state as a :class:`TaskState`."""
+        if self._state_cache is None:
+            self._state_cache = state_from_dict(self.state)
+        return self._state_cache
+
+    def sim_snapshot(self) -> Snapshot:
+        """The simulator snapshot at the start of the record's slot (``MECSimulator.from_snapshot``)."""
+        if self.snapshot is None:
+            raise DataError(f"record {self.id} carries no simulator snapshot (it came from the official format)")
+        return Snapshot.from_dict(self.snapshot)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in (*self.REQUIRED, "behaviour", "source_action")}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Record":
+        """Validate a JSON object into a Record; :class:`DataError` names the field."""
+        for k in cls.REQUIRED:
+            if k not in d:
+                raise DataError(f"missing field '{k}'", field=k)
+        for k in ("split", "scenario", "template", "prompt", "answer"):
+            if not isinstance(d[k], str):
+                raise DataError(f"field '{k}' = {d[k]!r} is not a string", field=k)
+        if not isinstance(d["id"], (int, str)) or isinstance(d["id"], bool):
+            raise DataError(f"field 'id' = {d['id']!r} is not an integer or a string", field="id")
+        n = _int(d["n_servers"], "n_servers")
+        state = state_from_dict(d["state"])
+        if state.n_servers != n:
+            raise DataError(f"field 'n_servers' = {n} but the state has {state.n_servers} servers", field="n_servers")
+        oracle = _int(d["oracle_action"], "oracle_action")
+        if not 0 <= oracle <= n:
+            raise DataError(f"field 'oracle_action' = {oracle} is not in 0..{n}", field="oracle_action")
+        costs = d["costs"]
+        if not isinstance(costs, list) or len(costs) != n + 1:
+            raise DataError(f"field 'costs' must be a list of {n + 1} numbers", field="costs")
+        costs = [_num(c, f"costs[{i}]") for i, c in enumerate(costs)]
+        snap = d["snapshot"]
+        if snap is not None and not isinstance(snap, dict):
+            raise DataError("field 'snapshot' is neither an object nor null", field="snapshot")
+        src = d.get("source_action")
+        return cls(
+            id=d["id"],
+            split=d["split"],
+            scenario=d["scenario"],
+            n_servers=n,
+            template=d["template"],
+            prompt=d["prompt"],
+            answer=d["answer"],
+            oracle_action=oracle,
+            costs=costs,
+            state=d["state"],
+            device=_int(d["device"], "device"),
+            snapshot=snap,
+            behaviour=str(d.get("behaviour", "")),
+            source_action=None if src is None else _int(src, "source_action"),
+            _state_cache=state,
+        )
+
+    def rendered(self, template: Template | str, reasoning: bool = False) -> "Record":
+        """This record with prompt and answer written in another template."""
+        t = get_template(template)
+        s = self.task_state()
+        trace = t.reasoning_trace(s) if reasoning else None
+        return dataclasses.replace(
+            self,
+            template=t.name,
+            prompt=t.render_prompt(s),
+            answer=t.render_answer(self.oracle_action, trace),
+            _state_cache=s,
+        )
+
+
+def label_state(state: TaskState) -> tuple[int, list[float]]:
+    """The oracle action and every action's cost (slots) of one state."""
+    costs = action_costs(StateBatch.from_states([state]))[0]
+    return int(np.argmin(costs)), [float(c) for c in costs]
+
+
+# ------------------------------------------------------- official format
+def record_from_reference(obj: dict[str, Any], index: int, template: str | Template | None = None) -> Record:
+    """An official record (``instruction``/``input``/``output``) parsed and labelled by our oracle.
+
+    ``index`` is the 1-based record number (errors name it). The prompt and answer
+    are rendered in ``template`` (default: ``paper-zh`` for Chinese keys, ``paper``
+    for English ones); ``source_action`` keeps the file's own label.
+    """
+    if "input" not in obj:
+        raise DataError("missing field 'input'", index, "input")
+    raw = obj["input"]
+    try:
+        if isinstance(raw, dict):
+            items = list(raw.items())
+            state = parse_field_items(items, strict=True)
+            zh = _is_zh(items)
+        elif isinstance(raw, str):
+            state = parse_prompt_text(raw)
+            zh = _is_zh([(raw, "")])
+        else:
+            raise DataError("field 'input' is neither an object nor a string", index, "input")
+    except TextError as err:
+        name = f"input.{err.field}" if err.field else "input"
+        if err.detail == "missing field":
+            raise DataError(f"missing field '{name}'", index, name) from None
+        raise DataError(f"field '{name}': {err.detail}", index, name) from None
+    source = None
+    out = obj.get("output")
+    if out is not None:
+        name = out.get("action_name") if isinstance(out, dict) else out
+        if name is not None:
+            source = parse_answer(name, state.n_servers)
+            if source is None:
+                raise DataError(
+                    f"field 'output.action_name' = {name!r} is not an action of a {state.n_servers}-server state",
+                    index,
+                    "output.action_name",
+                )
+    t = get_template(template if template is not None else ("paper-zh" if zh else "paper"))
+    oracle, costs = label_state(state)
+    return Record(
+        id=obj["id"] if isinstance(obj.get("id"), (int, str)) and not isinstance(obj.get("id"), bool) else index - 1,
+        split=str(obj.get("split", "reference")),
+        scenario="reference",
+        n_servers=state.n_servers,
+        template=t.name,
+        prompt=t.render_prompt(state),
+        answer=t.render_answer(oracle),
+        oracle_action=oracle,
+        costs=costs,
+        state=state_to_dict(state),
+        device=-1,
+        snapshot=None,
+        source_action=source,
+        _state_cache=state,
+    )
+
+
+def record_to_reference(record: Record, template: str | Template | None = None) -> dict[str, Any]:
+    """The official form of a record: ``{"instruction", "input", "output": {"action_name"}}``.
+
+    ``template`` must have a field form (``paper-zh``, ``paper``); default: the record's own
+    if it has one, else ``paper-zh``.
+    """
+    if template is None:
+        template = record.template if record.template in ("paper-zh", "paper") else "paper-zh"
+    t = get_template(template)
+    s = record.task_state()
+    try:
+        fields = t.render_fields(s)
+    except TextError as err:
+        raise DataError(f"the official format needs a template with fields (paper-zh or paper): {err}") from None
+    return {
+        "instruction": t.instruction,
+        "input": fields,
+        "output": {"action_name": t.answers(s.n_servers)[record.oracle_action]},
+    }
+
+
+# ------------------------------------------------------------------- files
+def _open(path: Path, mode: str) -> IO[str]:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, mode.replace("t", "") + "b"), encoding="utf-8")
+    return open(path, mode, encoding="utf-8")
+
+
+def _base_suffix(path: Path) -> str:
+    return Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
+
+
+def write_records(
+    path: str | Path,
+    records: Iterable[Record],
+    format: str = "jsonl",
+    template: str | Template | None = None,
+) -> int:
+    """Stream ``records`` to ``path``; returns how many were written.
+
+    ``format="jsonl"``: one :class:`Record` per line. ``format="reference"``: the
+    official form (a JSON array if ``path`` ends in ``.json``, else JSONL), in
+    ``template`` (see :func:`record_to_reference`). The file appears only when
+    complete (written to a temporary name, then renamed).
+    """
+    if format not in ("jsonl", "reference"):
+        raise DataError(f"unknown format '{format}' (jsonl or reference)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    array = format == "reference" and _base_suffix(path) == ".json"
+    n = 0
+    try:
+        with _open(tmp, "wt") as f:
+            if array:
+                f.write("[")
+            for r in records:
+                if format == "jsonl":
+                    f.write(json.dumps(r.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False))
+                    f.write("\n")
+                elif array:
+                    f.write(",\n" if n else "\n")
+                    f.write(json.dumps(record_to_reference(r, template), ensure_ascii=False, indent=2))
+                else:
+                    f.write(json.dumps(record_to_reference(r, template), ensure_ascii=False) + "\n")
+                n += 1
+            if array:
+                f.write("\n]\n")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return n
+
+
+def _json_values(f: IO[str], array: bool) -> Iterator[tuple[Any, DataError | None]]:
+    """Decode consecutive JSON values (of an array if ``array``) from a text stream, chunk by chunk."""
+    dec = json.JSONDecoder()
+    buf, pos, eof, k = "", 0, False, 0
+    if array:
+        buf = f.read(1 << 16)
+        pos = buf.index("[") + 1
+    while True:
+        while True:  # skip separators
+            while pos < len(buf) and buf[pos] in " \t\r\n" + ("," if array else ""):
+                pos += 1
+            if pos < len(buf) or eof:
+                break
+            buf, pos = f.read(1 << 20), 0
+            eof = buf == ""
+        if pos >= len(buf):
+            if array:
+                yield None, DataError("the JSON array is not closed with ']'", k + 1, "")
+            return
+        if array and buf[pos] == "]":
+            return
+        try:
+            obj, end = dec.raw_decode(buf, pos)
+        except json.JSONDecodeError as err:
+            if not eof:  # maybe the value continues in the next chunk
+                more = f.read(1 << 20)
+                eof = more == ""
+                buf = buf[pos:] + more
+                pos = 0
+                continue
+            yield None, DataError(f"invalid JSON ({err.msg})", k + 1, "")
+            return
+        k += 1
+        pos = end
+        yield obj, None
+
+
+class RecordReader:
+    """Iterator over the records of a file; ``n_read`` good records, ``n_bad`` skipped ones.
+
+    With ``skip_bad`` a malformed record is counted (``n_bad``, first messages in
+    ``errors``) and skipped; otherwise it raises :class:`DataError` naming the record
+    number and the field.
+    """
+
+    def __init__(self, path: str | Path, skip_bad: bool = False, template: str | Template | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataError(f"data file '{path}' does not exist")
+        self.skip_bad = skip_bad
+        self.template = get_template(template) if template is not None else None
+        self.n_read = 0
+        self.n_bad = 0
+        self.errors: list[str] = []
+        self._it = self._records()
+
+    def __iter__(self) -> "RecordReader":
+        return self
+
+    def __next__(self) -> Record:
+        return next(self._it)
+
+    def _bad(self, err: DataError) -> None:
+        if not self.skip_bad:
+            raise err
+        self.n_bad += 1
+        if len(self.errors) < 20:
+            self.errors.append(str(err))
+
+    def _convert(self, obj: Any, k: int) -> Record:
+        if not isinstance(obj, dict):
+            raise DataError("not a JSON object", k)
+        if "prompt" in obj or "oracle_action" in obj:
+            try:
+                rec = Record.from_dict(obj)
+            except DataError as err:
+                raise DataError(str(err), k, err.field) from None
+            return rec.rendered(self.template) if self.template is not None else rec
+        if "input" in obj or "instruction" in obj:
+            return record_from_reference(obj, k, self.template)
+        raise DataError(
+            "unknown record: neither our fields (id, prompt, answer, ...) nor the official ones "
+            "(instruction, input, output); missing field 'input'",
+            k,
+            "input",
+        )
+
+    def _records(self) -> Iterator[Record]:
+        with _open(self.path, "rt") as f:
+            head = f.read(1 << 16)
+            first = head.lstrip()[:1]
+            f.seek(0)
+            if not first:
+                return
+            jsonl = False
+            if first == "{":
+                line = head.lstrip().split("\n", 1)[0]
+                try:
+                    jsonl = isinstance(json.loads(line), dict)
+                except json.JSONDecodeError:
+                    jsonl = False
+            elif first != "[":
+                jsonl = True  # not JSON at all: report record 1 as invalid JSON
+            if jsonl:
+                k = 0
+                for line_no, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    k += 1
+                    try:
+                        try:
+                            obj = json.loads(line)
+                        except json.JSONDecodeError as err:
+                            raise DataError(f"invalid JSON on line {line_no} ({err.msg})", k, "") from None
+                        rec = self._convert(obj, k)
+                    except DataError as err:
+                        self._bad(err)
+                        continue
+                    self.n_read += 1
+                    yield rec
+                return
+            k = 0
+            for obj, err in _json_values(f, array=first == "["):
+                k += 1
+                if err is not None:  # inside one JSON document there is no next record to resume at
+                    raise DataError(err.detail + " (the rest of the JSON document cannot be read)", err.record)
+                try:
+                    rec = self._convert(obj, k)
+                except DataError as e:
+                    self._bad(e)
+                    continue
+                self.n_read += 1
+                yield rec
+
+
+def read_records(
+    path: str | Path, skip_bad: bool = False, template: str | Template | None = None
+) -> RecordReader:
+    """Iterate the records of a JSONL file of ours or an official-format JSON/JSONL file.
+
+    ``template`` re-renders every prompt and answer in that template (default: as stored;
+    official records in ``paper-zh`` or ``paper`` after their language).
+    """
+    return RecordReader(path, skip_bad=skip_bad, template=template)
