@@ -39,6 +39,11 @@ def _uniforms(seed: int, slot: np.ndarray, device: np.ndarray, n: int) -> np.nda
     return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
+def future_sizes(batch: StateBatch, n_future: int = 3, seed: int = 0) -> np.ndarray:
+    """The ``n_future`` future task sizes of each state, ``U(0.5 S, 1.5 S)`` Mbit, shape ``(B, n_future)``."""
+    return batch.task_size[:, None] * (0.5 + _uniforms(seed, batch.slot, batch.device, n_future))
+
+
 def reference_terms(batch: StateBatch, n_future: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """One-step ``cost`` and reference ``future`` term of every action, each ``(B, N + 1)``, slots."""
     if n_future < 1:
@@ -56,8 +61,7 @@ def reference_terms(batch: StateBatch, n_future: int = 3, seed: int = 0) -> tupl
     j = act[srv] - 1
     after.queued[srv, j] += after.task_size[srv]
     after.active[srv, j] += 1
-    u = _uniforms(seed, batch.slot, batch.device, F)  # (B, F)
-    after.task_size = after.task_size * (0.5 + np.repeat(u[:, None, :], A, axis=1).reshape(-1))
+    after.task_size = np.repeat(future_sizes(batch, F, seed)[:, None, :], A, axis=1).reshape(-1)
     future = action_costs(after).min(axis=1).reshape(B, A, F).mean(axis=2)
     return cost, future
 

@@ -190,7 +190,7 @@ class LacsRewards:
                 total = cost + lam * fut[a]
                 over = float(total > rec.batch.max_delay[0])
                 out["task"].append(w * (1.0 - cost - cfg.over_deadline_penalty * over))
-                out["lacs"].append(-w * lam * fut[a])
+                out["lacs"].append(0.0 - w * lam * float(fut[a]))
             else:
                 one = float(rec.cost.min() / cost)
                 c_all = rec.cost + lam * fut
