@@ -45,13 +45,17 @@ class D3QNLSTM(nn.Module):
         self.value = nn.Linear(hidden, 1)
         self.advantage = nn.Linear(hidden, n_servers + 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer, ``(B, hidden)``."""
         lay = self.layout
         static = x[:, : lay.n_static]
         hist = x[:, lay.n_static :].reshape(-1, lay.n_servers, lay.history_len).transpose(1, 2)
         seq, _ = self.lstm(hist)
         z = torch.relu(self.l1(torch.cat([seq[:, -1], static], dim=1)))
-        z = torch.relu(self.l2(z))
+        return torch.relu(self.l2(z))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.features(x)
         adv = self.advantage(z)
         return self.value(z) + adv - adv.mean(dim=1, keepdim=True)
 

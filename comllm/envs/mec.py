@@ -58,7 +58,9 @@ class MECEnv(gym.Env):
     tasks), so every decided task is credited within its episode; the last
     step's reward and credit include them.
 
-    ``info`` also holds ``device`` and ``slot`` of the decided task, and at the
+    ``info`` of :meth:`reset` describes the first task to decide (``task_id``,
+    ``device``, ``slot``); ``info`` of :meth:`step` describes the task the step
+    decided (:meth:`current_task` tells the next one), and at the
     end of an episode ``episode_stats`` = ``{tasks, avg_latency, drop_rate}`` (latency
     in slots, a drop counted at the deadline, as in closed-loop evaluation).
     """
@@ -104,7 +106,8 @@ class MECEnv(gym.Env):
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        self.sim.reset(int(self.np_random.integers(2**63 - 1)))
+        self.sim_seed = int(self.np_random.integers(2**63 - 1))  # the episode's simulator seed
+        self.sim.reset(self.sim_seed)
         self._t0 = 0
         self._ended: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._ep_tasks = 0
@@ -152,6 +155,10 @@ class MECEnv(gym.Env):
                 "drop_rate": self._ep_drops / max(self._ep_tasks, 1),
             }
         return obs, float(rewards.sum()), False, truncated, info
+
+    def current_task(self) -> dict[str, int]:
+        """``task_id``, ``device`` and ``slot`` of the task the next :meth:`step` decides."""
+        return self._info()
 
     # ------------------------------------------------------------- internals
     def _info(self) -> dict[str, Any]:
