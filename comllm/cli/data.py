@@ -49,7 +49,7 @@ def data_cmd(
     seed: int = typer.Option(0, help="random seed (the file depends only on the options)"),
     servers: Optional[str] = typer.Option(None, help="server count per episode: 6, a range 3-7 or a list 2,4,8"),
     reasoning: bool = typer.Option(False, help="put a cost-model reasoning trace before each answer"),
-    episode_slots: int = typer.Option(200, min=1, help="slots per simulated episode"),
+    episode_slots: int = typer.Option(100, min=1, help="slots per simulated episode"),
     keep_prob: float = typer.Option(0.25, help="probability that a slot with arrivals yields a record"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="scenario override key=value (repeatable)"),
     out: Path = typer.Option(..., help="output file (.jsonl, .json for a reference array; .gz compresses)"),

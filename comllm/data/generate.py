@@ -1,8 +1,9 @@
 """Oracle datasets from closed-loop simulator trajectories.
 
-Each episode runs the simulator from empty queues under one behaviour policy
-drawn from a mix (greedy oracle, uniform random, epsilon-greedy, least-loaded),
-so the states cover idle, loaded and congested queues. With ``servers`` given,
+Each episode runs the simulator from empty queues under behaviour policies
+drawn from a mix (greedy oracle, uniform random, epsilon-greedy, least-loaded;
+a new draw every ``behaviour_slots`` slots), so the states cover idle, loaded
+and congested queues. With ``servers`` given,
 each episode draws its server count N and a mix of server types (training sets
 with a variable N); otherwise the scenario's servers are used as they are.
 In each slot with arrivals, with probability ``keep_prob`` one arriving task is
@@ -42,19 +43,23 @@ class GenerationConfig:
 
     ``episode_slots``: slots per episode (each starts from empty queues);
     ``keep_prob``: probability that a slot with arrivals yields a record;
-    ``behaviours``: behaviour policies, one drawn uniformly per episode;
+    ``behaviours``: behaviour policies, one drawn uniformly per episode and again every
+    ``behaviour_slots`` slots (queues left by one policy meet the next);
     ``epsilon``: range of the random-action probability of epsilon-greedy;
     ``load_scale``: range of a per-episode factor on the arrival probability
     (``(1, 1)``, the default, keeps the scenario's load).
     """
 
-    episode_slots: int = 200
+    episode_slots: int = 100
     keep_prob: float = 0.25
     behaviours: tuple[str, ...] = BEHAVIOURS
+    behaviour_slots: int = 50
     epsilon: tuple[float, float] = (0.1, 0.5)
     load_scale: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:
+        if self.behaviour_slots < 1:
+            raise DataError(f"behaviour_slots = {self.behaviour_slots} must be at least 1")
         if self.episode_slots < 1:
             raise DataError(f"episode_slots = {self.episode_slots} must be at least 1")
         lo, hi = self.load_scale
@@ -162,11 +167,11 @@ def generate_records(
     while made < n:
         rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, stream, episode])
         sc = _episode_scenario(scenario, counts, rng, cfg)
-        behaviour = cfg.behaviours[int(rng.integers(len(cfg.behaviours)))]
-        sim_seed = int(rng.integers(2**31))
-        policy = _behaviour(behaviour, rng, cfg, sim_seed)
-        sim = MECSimulator(sc, seed=sim_seed)
-        for _ in range(cfg.episode_slots):
+        sim = MECSimulator(sc, seed=int(rng.integers(2**31)))
+        for slot in range(cfg.episode_slots):
+            if slot % cfg.behaviour_slots == 0:
+                behaviour = cfg.behaviours[int(rng.integers(len(cfg.behaviours)))]
+                policy = _behaviour(behaviour, rng, cfg, int(rng.integers(2**31)))
             batch = sim.observe()
             if len(batch) and rng.random() < cfg.keep_prob:
                 k = int(rng.integers(len(batch)))

@@ -311,8 +311,8 @@ def record_to_reference(record: Record, template: str | Template | None = None) 
 
 
 # ------------------------------------------------------------------- files
-def _open(path: Path, mode: str) -> IO[str]:
-    if path.suffix == ".gz":
+def _open(path: Path, mode: str, gz: bool | None = None) -> IO[str]:
+    if path.suffix == ".gz" if gz is None else gz:
         return io.TextIOWrapper(gzip.open(path, mode.replace("t", "") + "b"), encoding="utf-8")
     return open(path, mode, encoding="utf-8")
 
@@ -342,7 +342,7 @@ def write_records(
     array = format == "reference" and _base_suffix(path) == ".json"
     n = 0
     try:
-        with _open(tmp, "wt") as f:
+        with _open(tmp, "wt", gz=path.suffix == ".gz") as f:
             if array:
                 f.write("[")
             for r in records:
@@ -424,7 +424,10 @@ class RecordReader:
         return self
 
     def __next__(self) -> Record:
-        return next(self._it)
+        try:
+            return next(self._it)
+        except (OSError, EOFError, UnicodeDecodeError) as err:  # not text, not gzip, truncated gzip
+            raise DataError(f"cannot read '{self.path}': {err}") from None
 
     def _bad(self, err: DataError) -> None:
         if not self.skip_bad:
