@@ -175,7 +175,7 @@ def generate_records(
             batch = sim.observe()
             if len(batch) and rng.random() < cfg.keep_prob:
                 k = int(rng.integers(len(batch)))
-                costs = action_costs(batch.subset([k]))[0]
+                costs = action_costs(batch)[k]
                 state = batch.state(k)
                 oracle = int(np.argmin(costs))
                 yield Record(

@@ -17,7 +17,7 @@ from typing import Any
 from comllm.state import TaskState
 from comllm.text import vocab as V
 from comllm.text.numbers import fixed, python_float
-from comllm.text.template import Template
+from comllm.text.template import CONSTANT_DECIMALS, Template
 
 INSTRUCTION_ZH = (
     "你是一个MEC任务卸载决策智能体。你的目标是为新到达的任务制定最优卸载策略，以最小化任务的总处理延迟，"
@@ -60,7 +60,7 @@ class ChineseTemplate(Template):
 
     def render_fields(self, state: TaskState) -> dict[str, Any]:
         d = self.decimals
-        pf = lambda x: python_float(x, d)  # noqa: E731
+        pf = lambda x: python_float(x, max(d, CONSTANT_DECIMALS))  # noqa: E731
         values: dict[str, Any] = {
             "task_size": f"{fixed(state.task_size, d)} Mbits",
             "max_delay": f"{int(state.max_delay)} 时间槽",

@@ -29,7 +29,7 @@ from comllm.state import TaskState
 from comllm.text import vocab as V
 from comllm.text.derived import action_terms
 from comllm.text.numbers import compact, fixed, shortest
-from comllm.text.template import Template
+from comllm.text.template import CONSTANT_DECIMALS, Template
 
 FIELD_ORDER: tuple[str, ...] = tuple(V.FIELDS)
 SERVER_ATTR_ORDER: tuple[str, ...] = ("type", "cpu_ghz", "cycles_per_bit", "active", "queued_mbit", "history")
@@ -96,6 +96,7 @@ class _Numbers:
     def __init__(self, style: Style, decimals: int) -> None:
         self.fmt = style.numbers
         self.d = decimals
+        self.cd = max(decimals, CONSTANT_DECIMALS)
 
     def _sci(self, x: float) -> str:
         mant, exp = f"{round(x, 10):.12e}".split("e")
@@ -117,8 +118,8 @@ class _Numbers:
         """A constant of the system (GHz, cycles/bit, slot length, penalty) or a load-history count."""
         if self.fmt == "sci":
             return self._sci(x * factor)
-        s = shortest(x * factor) if factor != 1.0 else compact(x, self.d)
-        return _pad(s, self.d + 2) if self.fmt == "padded" else s
+        s = shortest(x * factor) if factor != 1.0 else compact(x, self.cd)
+        return _pad(s, self.cd + 2) if self.fmt == "padded" else s
 
     def integer(self, n: int) -> str:
         return fixed(float(n), self.d + 2) if self.fmt == "padded" else str(int(n))

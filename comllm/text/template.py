@@ -18,11 +18,23 @@ class TextError(ComllmError, ValueError):
         self.detail = message
 
 
+#: decimals of the constants (slot length, GHz, cycles/bit, penalty, uplink) and load-history counts
+CONSTANT_DECIMALS = 4
+
+
 def quantize_state(state: TaskState, decimals: int) -> TaskState:
-    """``state`` with every float rounded to ``decimals`` and no device/slot (a prompt carries neither)."""
+    """``state`` rounded as a template writes it, without device/slot (a prompt carries neither).
+
+    Quantities (task size, waits, upload rate, queued Mbit) get ``decimals`` decimals;
+    constants and load-history counts get ``max(decimals, CONSTANT_DECIMALS)``.
+    """
+    cd = max(decimals, CONSTANT_DECIMALS)
+
+    def q(x: float) -> float:
+        return float(round(x, decimals)) + 0.0  # + 0.0 turns -0.0 into 0.0
 
     def r(x: float) -> float:
-        return float(round(x, decimals)) + 0.0  # + 0.0 turns -0.0 into 0.0
+        return float(round(x, cd)) + 0.0
 
     servers = tuple(
         ServerView(
@@ -30,17 +42,17 @@ def quantize_state(state: TaskState, decimals: int) -> TaskState:
             cpu_ghz=r(s.cpu_ghz),
             cycles_per_bit=r(s.cycles_per_bit),
             active=int(s.active),
-            queued_mbit=r(s.queued_mbit),
+            queued_mbit=q(s.queued_mbit),
             history=tuple(r(h) for h in s.history),
         )
         for s in state.servers
     )
     return TaskState(
-        task_size=r(state.task_size),
+        task_size=q(state.task_size),
         max_delay=int(state.max_delay),
-        local_wait=r(state.local_wait),
-        tx_wait=r(state.tx_wait),
-        upload_rate=r(state.upload_rate),
+        local_wait=q(state.local_wait),
+        tx_wait=q(state.tx_wait),
+        upload_rate=q(state.upload_rate),
         slot_s=r(state.slot_s),
         drop_penalty=r(state.drop_penalty),
         device_ghz=r(state.device_ghz),
