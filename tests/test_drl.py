@@ -24,6 +24,7 @@ from comllm.scenario import load_scenario
 from comllm.sim import MECSimulator
 
 SMALL = load_scenario("small")
+torch.set_num_threads(1)  # tiny networks: threads only contend with the other jobs
 
 
 def _cfg(algo: str, steps: int, **hyper) -> TrainConfig:
