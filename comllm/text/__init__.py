@@ -14,6 +14,8 @@ Prompt perturbations live in :mod:`comllm.text.perturb`.
 
 from __future__ import annotations
 
+import importlib
+
 from comllm.state import TaskState
 from comllm.text.answers import answer_strings, parse_answer, render_answer
 from comllm.text.chinese import INSTRUCTION_ZH, ChineseTemplate
@@ -38,6 +40,13 @@ TEMPLATES: dict[str, Template] = {
 }
 
 
+def register_template(template: Template) -> None:
+    """Add ``template`` to :data:`TEMPLATES` under its name (template modules call this on import)."""
+    if not template.name:
+        raise TextError("a template needs a name")
+    TEMPLATES[template.name] = template
+
+
 def get_template(name: str | Template | None = None) -> Template:
     """The template called ``name`` (``None``: the default, ``paper``); a Template passes through."""
     if isinstance(name, Template):
@@ -52,6 +61,15 @@ def parse_prompt(text: str) -> TaskState:
     """The state of a prompt of any state-carrying template, either language."""
     return parse_prompt_text(text)
 
+
+# modules of this package that register more templates on import
+_PLUGINS = ("comllm.text.compact",)
+for _mod in _PLUGINS:
+    try:
+        importlib.import_module(_mod)
+    except ModuleNotFoundError as _err:
+        if _err.name != _mod:
+            raise
 
 __all__ = [
     "DEFAULT_TEMPLATE",
@@ -70,5 +88,6 @@ __all__ = [
     "parse_prompt",
     "quantize_state",
     "reasoning_trace",
+    "register_template",
     "render_answer",
 ]
