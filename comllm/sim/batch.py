@@ -30,12 +30,15 @@ Common random numbers: every candidate of a state reads the same draws ``u``, ``
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from numba import njit, prange
 
+from comllm import cost as _cost
 from comllm.cost import greedy_action
 from comllm.scenario import Scenario
 from comllm.sim import kernels as K
@@ -272,3 +275,27 @@ def rollout_batch(
             new_mask[s].copy(), new_size[s].copy(), first_actions[s], cur_dev[s], candidates[s, c],
             u[s, k], z[s, k], ua[s, k], fp, ip, server_rate, server_ghz, server_cpb, out[s, c, k],
         )  # fmt: skip
+
+
+def _drop_stale_cache() -> None:
+    """Drop this module's compiled cache when a kernel it calls has changed.
+
+    numba's on-disk cache only watches the file of the cached function, so the rollouts
+    would keep old copies of :mod:`comllm.sim.kernels` and :mod:`comllm.cost` after an
+    edit there; a digest of those files, kept beside the cache, notices the edit.
+    """
+    try:
+        digest = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (K, _cost))).hexdigest()[:16]
+        cache_dir = Path(rollout_batch._cache._cache_path)
+        stamp = cache_dir / f"{__name__.rpartition('.')[2]}.deps"
+        if stamp.is_file() and stamp.read_text() == digest:
+            return
+        for f in cache_dir.glob(f"{__name__.rpartition('.')[2]}.*.nb[ic]"):
+            f.unlink(missing_ok=True)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(digest)
+    except (OSError, AttributeError):  # no cache directory to manage: numba compiles in memory
+        pass
+
+
+_drop_stale_cache()
