@@ -149,6 +149,8 @@ def test_other_policies_and_drop_cost_change_the_outcome():
     # everyone computing locally on 0.84 Mbit/slot CPUs drops tasks: the drop cost shows
     cheap = lacs_evaluate(snap, dev, LacsSettings(other_policy="local", drop_cost=10.0))
     assert (cheap.future < local.future).all()
+    deadline = lacs_evaluate(snap, dev, LacsSettings(other_policy="local", drop_cost="deadline"))
+    np.testing.assert_array_equal(deadline.score, cheap.score)  # paper-6's deadline is 10 slots
 
 
 def test_bad_inputs_name_the_argument():
@@ -164,6 +166,8 @@ def test_bad_inputs_name_the_argument():
         lacs_scores(snap, 0, rollouts=0)
     with pytest.raises(LacsError, match="other_policy='smart'"):
         lacs_scores(snap, 0, other_policy="smart")
+    with pytest.raises(LacsError, match="drop_cost='often'"):
+        lacs_scores(snap, 0, drop_cost="often")
     with pytest.raises(LacsError, match=r"candidates\[0\]"):
         lacs_evaluate(snap, 0, candidates=[0, 3])
     with pytest.raises(LacsError, match="not valid JSON"):

@@ -7,8 +7,8 @@ arrivals and every later arrival are decided by ``other_policy`` (default the gr
 oracle), arrivals, sizes and the channel are sampled, queues drain and deadlines drop
 tasks. Per candidate:
 
-* ``current``: the current task's realised latency in slots (a drop costs ``drop_cost``,
-  default the scenario's drop penalty), mean over rollouts;
+* ``current``: the current task's realised latency in slots (a drop costs ``drop_cost``:
+  default the scenario's drop penalty, or ``"deadline"``), mean over rollouts;
 * ``future``: the mean cost of the tasks other than the current one that arrive in
   the decision slot and the ``horizon`` slots after it (drops cost ``drop_cost``),
   pooled over rollouts;
@@ -47,7 +47,8 @@ class LacsSettings:
     ``horizon``: slots after the decision slot whose arrivals are scored;
     ``rollouts``: rollouts per candidate; ``lam``: weight of the future term;
     ``other_policy``: how other tasks are decided (``greedy``, ``local``, ``random``);
-    ``drop_cost``: cost of a dropped task (None: the scenario's drop penalty);
+    ``drop_cost``: cost of a dropped task in slots (None: the scenario's drop penalty,
+    ``"deadline"``: the deadline, as the metrics count it);
     ``seed``: base seed of the draws.
     """
 
@@ -55,7 +56,7 @@ class LacsSettings:
     rollouts: int = 16
     lam: float = 0.3
     other_policy: str = "greedy"
-    drop_cost: float | None = None
+    drop_cost: float | str | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -65,8 +66,9 @@ class LacsSettings:
             raise LacsError(f"rollouts={self.rollouts!r} must be an integer >= 1")
         if self.other_policy not in B.RULES:
             raise LacsError(f"other_policy='{self.other_policy}' is not one of {', '.join(B.RULES)}")
-        if self.drop_cost is not None and not self.drop_cost >= 0:
-            raise LacsError(f"drop_cost={self.drop_cost!r} must be >= 0")
+        if self.drop_cost is not None and self.drop_cost != "deadline":
+            if isinstance(self.drop_cost, str) or not self.drop_cost >= 0:
+                raise LacsError(f"drop_cost={self.drop_cost!r} must be a number >= 0, 'deadline' or None")
 
 
 @dataclass
@@ -219,7 +221,7 @@ def lacs_scores(
     lam: float = 0.3,
     seed: int = 0,
     other_policy: str = "greedy",
-    drop_cost: float | None = None,
+    drop_cost: float | str | None = None,
 ) -> np.ndarray:
     """LACS score (slots, lower is better) of every action 0..N of ``device``'s arriving task, shape ``(N + 1,)``."""
     settings = LacsSettings(horizon, rollouts, lam, other_policy, drop_cost, seed)
@@ -234,7 +236,7 @@ def lacs_scores_batch(
     lam: float = 0.3,
     seed: int = 0,
     other_policy: str = "greedy",
-    drop_cost: float | None = None,
+    drop_cost: float | str | None = None,
 ) -> list[np.ndarray]:
     """:func:`lacs_scores` of many states at once (one ``(N_i + 1,)`` array per state)."""
     settings = LacsSettings(horizon, rollouts, lam, other_policy, drop_cost, seed)

@@ -67,7 +67,7 @@ class RewardConfig:
     horizon: int = 5
     rollouts: int = 16
     other_policy: str = "greedy"
-    drop_cost: float | None = None
+    drop_cost: float | str | None = None
     n_future: int = 3
     seed: int = 0
     snapshot_column: str = "snapshot"

@@ -84,6 +84,16 @@ class RolloutParams:
         return int(self.ip[_I_MAX_SLOTS])
 
 
+def _drop_cost(scenario: Scenario, drop_cost: float | str | None) -> float:
+    if drop_cost is None:
+        return float(scenario.drop_penalty)
+    if drop_cost == "deadline":
+        return float(scenario.deadline)
+    if isinstance(drop_cost, str) or not float(drop_cost) >= 0:
+        raise ValueError(f"drop_cost={drop_cost!r} must be a number >= 0, 'deadline' or None")
+    return float(drop_cost)
+
+
 @lru_cache(maxsize=64)
 def _scenario_arrays(scenario: Scenario) -> tuple[tuple, np.ndarray, np.ndarray, np.ndarray]:
     from comllm.sim.simulator import MECSimulator
@@ -98,16 +108,18 @@ def rollout_params(
     scenario: Scenario,
     horizon: int,
     rule: str = "greedy",
-    drop_cost: float | None = None,
+    drop_cost: float | str | None = None,
     max_slots: int | None = None,
     stop_early: bool = True,
 ) -> RolloutParams:
     """Pack ``scenario`` and the rollout settings.
 
     ``horizon`` (slots after the decision slot whose arrivals are scored), ``rule``
-    (one of :data:`RULES`), ``drop_cost`` (cost of a dropped task; default the
-    scenario's drop penalty), ``max_slots`` (default ``horizon + deadline``, enough for
-    every scored task to end), ``stop_early`` (stop once every scored task has ended).
+    (one of :data:`RULES`), ``drop_cost`` (cost of a dropped task in slots: a number,
+    ``"deadline"``, or None for the scenario's drop penalty), ``max_slots`` (default
+    ``horizon + deadline``, enough for every scored task to end; fewer leave the
+    current task's cost NaN if it has not ended), ``stop_early`` (stop once every
+    scored task has ended).
     """
     if rule not in RULES:
         raise ValueError(f"rollout rule '{rule}' is not one of {', '.join(RULES)}")
@@ -122,7 +134,7 @@ def rollout_params(
             rho, sigma, snr, lo, hi, base,
             scenario.arrival_prob, b.burst_prob if b else 0.0, b.p_enter if b else 0.0, b.p_leave if b else 0.0,
             scenario.size_min, scenario.size_max,
-            scenario.drop_penalty if drop_cost is None else float(drop_cost),
+            _drop_cost(scenario, drop_cost),
         ],
         dtype=np.float64,
     )  # fmt: skip
