@@ -1,0 +1,1 @@
+"""Experiments: sweeps over policies × scenarios × loads × seeds, and the end-to-end pipeline."""

@@ -1,0 +1,175 @@
+"""Sweeps: policies × scenarios × loads × seeds, run in parallel worker processes or on Ray.
+
+One :class:`Job` is one closed-loop episode (one policy, one scenario with its
+overrides, one seed). Jobs are independent, so they run in a process pool on one
+machine (``workers``) or as Ray tasks on an existing cluster (``ray_address``);
+either way the results come back in job order and are aggregated over seeds by
+:func:`aggregate`.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from comllm.errors import ComllmError
+
+
+@dataclass(frozen=True)
+class Job:
+    """One closed-loop episode. ``overrides`` are scenario ``key=value`` strings."""
+
+    policy: str
+    scenario: str
+    seed: int = 0
+    slots: int = 2000
+    warmup: int = 200
+    overrides: tuple[str, ...] = ()
+    label: str = ""  # how reports name the policy (default: the spec)
+    keep_latencies: bool = False
+
+    @property
+    def key(self) -> tuple[str, str, tuple[str, ...]]:
+        return (self.label or self.policy, self.scenario, self.overrides)
+
+
+@dataclass
+class JobResult:
+    job: Job
+    metrics: dict[str, Any]  # EpisodeMetrics fields (latencies as a list when kept)
+    policy_stats: dict[str, float] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+def run_job(job: Job) -> JobResult:
+    """Run one episode (in whatever process calls it)."""
+    import time
+
+    from comllm.evaluate.closed_loop import run_episode
+    from comllm.policies import make_policy
+    from comllm.scenario import load_scenario
+
+    t0 = time.perf_counter()
+    sc = load_scenario(job.scenario, list(job.overrides))
+    policy = make_policy(job.policy, sc)
+    ep = run_episode(sc, policy, job.slots, job.seed, warmup=job.warmup, keep_latencies=job.keep_latencies)
+    metrics = asdict(ep)
+    if ep.latencies is not None:
+        metrics["latencies"] = ep.latencies.astype(np.float32).tolist()
+    return JobResult(job=job, metrics=metrics, policy_stats=dict(policy.stats), wall_s=time.perf_counter() - t0)
+
+
+def _init_worker() -> None:
+    # each worker is one process on one core: keep BLAS/torch from oversubscribing
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+
+def run_sweep(
+    jobs: Sequence[Job],
+    workers: int = 2,
+    ray_address: str | None = None,
+    on_done: Callable[[JobResult], None] | None = None,
+) -> list[JobResult]:
+    """Run ``jobs``; results in job order. ``workers=1`` runs in this process."""
+    jobs = list(jobs)
+    if ray_address is not None:
+        return _run_ray(jobs, ray_address, on_done)
+    if workers <= 1 or len(jobs) <= 1:
+        out = []
+        for job in jobs:
+            res = run_job(job)
+            if on_done:
+                on_done(res)
+            out.append(res)
+        return out
+    results: list[JobResult | None] = [None] * len(jobs)
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+        futures = {pool.submit(run_job, job): i for i, job in enumerate(jobs)}
+        from concurrent.futures import as_completed
+
+        for fut in as_completed(futures):
+            res = fut.result()
+            results[futures[fut]] = res
+            if on_done:
+                on_done(res)
+    return [r for r in results if r is not None]
+
+
+def _run_ray(jobs: list[Job], address: str, on_done: Callable[[JobResult], None] | None) -> list[JobResult]:
+    try:
+        import ray
+    except ImportError:
+        raise ComllmError("--ray needs the optional dependency: pip install 'comllm[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    remote = ray.remote(num_cpus=1)(run_job)
+    refs = [remote.remote(job) for job in jobs]
+    index = {ref: i for i, ref in enumerate(refs)}
+    results: list[JobResult | None] = [None] * len(jobs)
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        for ref in done:
+            res = ray.get(ref)
+            results[index[ref]] = res
+            if on_done:
+                on_done(res)
+    return [r for r in results if r is not None]
+
+
+_SCALARS = (
+    "avg_latency",
+    "avg_latency_completed",
+    "drop_rate",
+    "latency_p50",
+    "latency_p95",
+    "latency_p99",
+    "offload_share",
+    "jain_index",
+    "jain_utilization",
+)
+
+
+def aggregate(results: Iterable[JobResult]) -> list[dict[str, Any]]:
+    """One row per (policy label, scenario, overrides): mean and 95 % CI over seeds."""
+    from comllm.evaluate.metrics import mean_ci, nan_to_none
+
+    groups: dict[tuple, list[JobResult]] = {}
+    for r in results:
+        groups.setdefault(r.job.key, []).append(r)
+    rows = []
+    for (label, scenario, overrides), rs in groups.items():
+        row: dict[str, Any] = {
+            "policy": label,
+            "scenario": scenario,
+            "overrides": list(overrides),
+            "seeds": [r.job.seed for r in rs],
+            "n_tasks": int(sum(r.metrics["n_tasks"] for r in rs)),
+            "slots": rs[0].job.slots,
+            "wall_s": float(sum(r.wall_s for r in rs)),
+        }
+        for key in _SCALARS:
+            m, ci = mean_ci(float("nan") if r.metrics[key] is None else r.metrics[key] for r in rs)
+            row[key], row[f"{key}_ci"] = nan_to_none(m), nan_to_none(ci)
+        row["per_server_share"] = np.mean([r.metrics["per_server_share"] for r in rs], axis=0).tolist()
+        row["utilization"] = np.mean([r.metrics["utilization"] for r in rs], axis=0).tolist()
+        stats: dict[str, float] = {}
+        for r in rs:
+            for k, v in r.policy_stats.items():
+                if isinstance(v, (int, float)):
+                    stats[k] = stats.get(k, 0) + v
+        if "invalid" in stats and stats.get("decisions"):
+            stats["invalid_rate"] = stats["invalid"] / stats["decisions"]
+        row["policy_stats"] = stats
+        rows.append(row)
+    return rows

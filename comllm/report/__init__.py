@@ -1,0 +1,1 @@
+"""Reports: tables (Markdown, CSV, JSON) and plots (PNG) from evaluation results."""
