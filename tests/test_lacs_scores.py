@@ -229,3 +229,19 @@ def test_reference_estimator_is_deterministic_and_batch_independent():
     assert not np.array_equal(batch, reference_scores_batch(StateBatch.from_states(states), seed=4))
     with pytest.raises(ValueError, match="n_future=0"):
         reference_terms(StateBatch.from_states(states), n_future=0)
+
+
+def test_large_batches_are_split_without_changing_scores():
+    sim = MECSimulator(load_scenario("small", {"arrival_prob": 0.9}), seed=0)
+    greedy = GreedyPolicy()
+    snaps, devs = [], []
+    while len(snaps) < 70:  # more than one compiled call's worth of states
+        batch = sim.observe()
+        if len(batch):
+            snaps.append(sim.snapshot())
+            devs.append(int(batch.device[-1]))
+        sim.step(greedy.act(batch))
+    scores = lacs_scores_batch(snaps, devs, rollouts=4)
+    assert len(scores) == 70
+    for i in (0, 63, 64, 69):
+        np.testing.assert_array_equal(scores[i], lacs_scores(snaps[i], devs[i], rollouts=4))

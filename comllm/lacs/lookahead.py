@@ -35,6 +35,8 @@ from comllm.sim import batch as B
 
 SnapshotLike = Snapshot | dict[str, Any] | str
 
+_CHUNK = 64  # states per compiled call: bounds the memory of the random draws (~15 MB for paper-6)
+
 
 class LacsError(ComllmError, ValueError):
     """Bad input to a LACS estimator (names the argument and the value)."""
@@ -157,7 +159,11 @@ def lacs_evaluate_batch(
     groups: dict[Any, list[int]] = {}
     for i, s in enumerate(snaps):
         groups.setdefault((s.scenario, len(cands[i])), []).append(i)
-    for (scenario, n_cand), idx in groups.items():
+    chunks = [
+        (scenario, n_cand, idx[c : c + _CHUNK]) for (scenario, n_cand), idx in groups.items()
+        for c in range(0, len(idx), _CHUNK)
+    ]  # fmt: skip
+    for scenario, n_cand, idx in chunks:
         params = B.rollout_params(scenario, settings.horizon, settings.other_policy, settings.drop_cost)
         st = [snaps[i].arrays for i in idx]
         M = scenario.n_devices
