@@ -122,7 +122,11 @@ class ComllmTokenizer(PreTrainedTokenizer):
         def segments() -> Iterable[str]:
             for text in corpus:
                 for part in special_re.split(text):
-                    yield from _split_words(num_re, part)
+                    for seg in _split_words(num_re, part):
+                        # every word also with / without a leading space (a word may start a line or an answer)
+                        yield seg
+                        yield " " + seg.lstrip()
+                        yield seg.lstrip()
             for i in range(MAX_SERVER_ID + 1):
                 yield f" {i}"
                 yield str(i)

@@ -22,6 +22,8 @@ Example (``annotated-compact``, 2 servers)::
     answer:
 
 Answers are the package's (``local``, ``server K``), written after a space.
+Each action has exactly one line, in action order, starting at line
+:attr:`action_line_start` (an auxiliary training head reads the line ends).
 These templates do not carry the whole state back (``parse_prompt`` is not
 offered); :meth:`quantize` rounds to the 2 decimals they print.
 """
@@ -53,6 +55,11 @@ class _Compact(Template):
     carries_state = False
     with_estimates = True
     with_raw = True
+
+    @property
+    def action_line_start(self) -> int:
+        """Index of the prompt line of action 0 (local); action ``a`` is on line ``action_line_start + a``."""
+        return 1 if self.with_raw else 0
 
     def quantize(self, state: TaskState) -> TaskState:
         return quantize_state(state, self.decimals)

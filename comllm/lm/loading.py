@@ -1,0 +1,287 @@
+"""Load and save language models for offloading decisions: the embedded default or any Hugging Face causal LM.
+
+A checkpoint is a ``save_pretrained`` folder (config.json, model.safetensors,
+tokenizer files) plus ``comllm.json``, which names the prompt template and the
+separator written between prompt and answer. A LoRA checkpoint holds the PEFT
+adapter (adapter_config.json, adapter_model.safetensors) instead of the full
+weights; its base model is named in the adapter config and loaded first.
+
+``spec`` forms accepted by :func:`load_lm`:
+
+* ``"default"``: the shipped default checkpoint (``comllm/checkpoints/lm-default``);
+* a local folder written by ``comllm sft`` or ``save_pretrained``;
+* a Hugging Face model name (``Qwen/Qwen2.5-0.5B``), loaded through the Auto classes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from comllm.errors import ComllmError
+from comllm.lm import model as _model  # noqa: F401  (registers comllm_lm with the Auto classes)
+
+META_FILE = "comllm.json"
+FORMAT_VERSION = 1
+#: reference LoRA settings (DESIGN §4): all attention and MLP projections
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class LMError(ComllmError, ValueError):
+    """A model that cannot be loaded, or a bad model option."""
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """LoRA adapter settings (DESIGN §4 reference: r=64, alpha=128, dropout 0.05, all projections)."""
+
+    r: int = 64
+    alpha: int = 128
+    dropout: float = 0.05
+    targets: tuple[str, ...] = LORA_TARGETS
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise LMError(f"lora r={self.r} must be >= 1")
+        if self.alpha <= 0:
+            raise LMError(f"lora alpha={self.alpha} must be > 0")
+        if not 0 <= self.dropout < 1:
+            raise LMError(f"lora dropout={self.dropout} must be in [0, 1)")
+
+
+@dataclass
+class LMMeta:
+    """What ``comllm.json`` holds: how prompts and answers are written for this model."""
+
+    template: str
+    prompt_suffix: str = ""  # appended to the template's prompt (an answer marker if it has none)
+    answer_prefix: str = " "  # written between the prompt and the answer
+    format_version: int = FORMAT_VERSION
+    base_model: str | None = None  # for adapters: the model they apply to
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, directory: str | Path) -> None:
+        Path(directory, META_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def for_template(cls, template: str) -> "LMMeta":
+        """Meta data for a new model on ``template``: an answer marker after prompts that lack one."""
+        from comllm.text import get_template
+
+        t = get_template(template)
+        probe = t.render_prompt(_probe_state())
+        if probe.rstrip().endswith(("answer:", "决策：", "决策:")):
+            return cls(template=template, prompt_suffix="", answer_prefix=" ")
+        if t.lang == "zh":
+            return cls(template=template, prompt_suffix="\n决策：", answer_prefix="")
+        return cls(template=template, prompt_suffix="\nanswer:", answer_prefix=" ")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "LMMeta | None":
+        path = Path(directory, META_FILE)
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        known = {k: data[k] for k in ("template", "prompt_suffix", "answer_prefix", "format_version", "base_model", "training") if k in data}
+        if "template" not in known:
+            raise LMError(f"{path} has no 'template' field")
+        return cls(**known)
+
+
+@dataclass
+class LoadedLM:
+    """A model, its tokenizer and its meta data, ready to decide or to train."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    meta: LMMeta
+    source: str
+
+    @property
+    def is_embedded(self) -> bool:
+        """True for the value-token model (fast tokenizer path, fixed-length prompts per server count)."""
+        from comllm.lm.tokenizer import ComllmTokenizer
+
+        return isinstance(self.tokenizer, ComllmTokenizer)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def prompt_text(self, state: Any) -> str:
+        """The prompt of a :class:`~comllm.state.TaskState` as this model reads it."""
+        from comllm.text import get_template
+
+        return get_template(self.meta.template).render_prompt(state) + self.meta.prompt_suffix
+
+    def encode_prompts(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of prompts (with the model's own leading special tokens, e.g. BOS)."""
+        if self.is_embedded:
+            return self.tokenizer.encode_batch(texts)
+        return self.tokenizer(texts, add_special_tokens=True)["input_ids"]
+
+    def encode_answer(self, answer: str) -> list[int]:
+        """Token ids of one answer as the model writes it: prefix + answer + EOS."""
+        text = self.meta.answer_prefix + answer
+        if self.is_embedded:
+            ids = self.tokenizer.encode_text(text)
+        else:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return list(ids) + [self.tokenizer.eos_token_id]
+
+    def save(self, directory: str | Path) -> None:
+        """``save_pretrained`` of model (or adapter) and tokenizer, plus ``comllm.json``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        self.meta.save(directory)
+
+
+def _probe_state() -> Any:
+    from comllm.state import ServerView, TaskState
+
+    server = ServerView(type="standard", cpu_ghz=30.0, cycles_per_bit=297.0, active=1, queued_mbit=2.0, history=(1.0,) * 10)
+    return TaskState(task_size=3.0, max_delay=10, local_wait=1.0, tx_wait=0.0, upload_rate=1.4, slot_s=0.1,
+                     drop_penalty=100.0, device_ghz=2.5, device_cycles_per_bit=297.0, device_mbps=14.0,
+                     servers=(server,))  # fmt: skip
+
+
+def default_checkpoint() -> Path:
+    """The shipped default checkpoint folder (inside the installed package)."""
+    return Path(str(resources.files("comllm") / "checkpoints" / "lm-default"))
+
+
+def pick_dtype(dtype: str, device: str) -> torch.dtype:
+    """``auto``: bf16 on a GPU that supports it, else float32 (bf16 on CPU is slow)."""
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}  # fmt: skip
+    if dtype == "auto":
+        if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if dtype not in table:
+        raise LMError(f"dtype '{dtype}' is not one of auto, {', '.join(table)}")
+    return table[dtype]
+
+
+def pick_device(device: str = "auto") -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LMError(f"device '{device}' requested but no CUDA GPU is available")
+    return device
+
+
+def _quantization_config(four_bit: bool, device: str) -> Any:
+    if not four_bit:
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise LMError("4-bit loading needs the bitsandbytes package (pip install bitsandbytes)") from None
+    if not device.startswith("cuda"):
+        raise LMError("4-bit loading needs a CUDA GPU")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=True
+    )
+
+
+def resolve_spec(spec: str | Path | None) -> str:
+    """``None``/``"default"`` -> the shipped checkpoint; anything else unchanged."""
+    if spec is None or str(spec) == "default":
+        path = default_checkpoint()
+        if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+            raise LMError(f"the shipped default checkpoint is missing ({path}); reinstall comllm or train one")
+        return str(path)
+    return str(spec)
+
+
+def load_lm(
+    spec: str | Path | None = "default",
+    *,
+    template: str | None = None,
+    lora: LoraSpec | None = None,
+    four_bit: bool = False,
+    dtype: str = "auto",
+    device: str = "auto",
+    trainable: bool = False,
+) -> LoadedLM:
+    """Load a model by spec (see module docstring).
+
+    ``template`` overrides the checkpoint's template (required for a model that
+    has no ``comllm.json``, e.g. a hub model before SFT). ``lora`` wraps the
+    model in a fresh LoRA adapter for training. ``four_bit`` quantizes with
+    bitsandbytes (GPU only). ``trainable`` keeps a loaded adapter trainable.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_spec(spec)
+    device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, device)
+    local = Path(source)
+    meta = LMMeta.load(local) if local.is_dir() else None
+    adapter = local.is_dir() and (local / "adapter_config.json").is_file()
+    if local.exists() and not local.is_dir():
+        raise LMError(f"model path '{source}' is a file; give the checkpoint folder")
+    if not local.exists() and (source.startswith(("/", ".", "~")) or source.count("/") > 1):
+        raise LMError(f"cannot load model '{source}': no such folder")
+    if template is not None and (meta is None or meta.template != template):
+        fresh = LMMeta.for_template(template)
+        meta = fresh if meta is None else LMMeta(**{**asdict(meta), "template": template,
+                                                     "prompt_suffix": fresh.prompt_suffix,
+                                                     "answer_prefix": fresh.answer_prefix})  # fmt: skip
+    if meta is None:
+        raise LMError(f"model '{source}' has no {META_FILE}; pass a template (e.g. --template paper)")
+
+    quant = _quantization_config(four_bit, device)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": device}
+    try:
+        if adapter:
+            from peft import PeftConfig, PeftModel
+
+            base_name = PeftConfig.from_pretrained(source).base_model_name_or_path
+            base = AutoModelForCausalLM.from_pretrained(base_name, **kwargs)
+            model = PeftModel.from_pretrained(base, source, is_trainable=trainable)
+            meta.base_model = base_name
+        else:
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise LMError(f"cannot load model '{source}': {str(err).splitlines()[0]}") from None
+
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.eos_token_id is None:
+        raise LMError(f"model '{source}' has no EOS token; answers need one")
+    if quant is None:
+        model = model.to(device)
+    if lora is not None:
+        if adapter:
+            raise LMError(f"'{source}' already holds a LoRA adapter; train it further without --lora")
+        from peft import LoraConfig, get_peft_model
+
+        present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        targets = [t for t in lora.targets if t in present]
+        if not targets:
+            raise LMError(f"none of the LoRA targets {list(lora.targets)} exist in '{source}'")
+        if quant is not None:
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model)
+        cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+                         task_type="CAUSAL_LM")  # fmt: skip
+        model = get_peft_model(model, cfg)
+        meta.base_model = source
+    model.train(trainable or lora is not None)
+    return LoadedLM(model=model, tokenizer=tokenizer, meta=meta, source=source)

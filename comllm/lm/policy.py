@@ -1,0 +1,250 @@
+"""The language-model policy ``llm``: batched offloading decisions from a causal LM.
+
+Spec: ``llm`` (the shipped default checkpoint), ``llm:PATH`` or ``llm:NAME``,
+plus comma-separated options, e.g. ``llm:runs/sft,mode=sample,temperature=1``
+or ``llm:mode=sample``. Options:
+
+* ``mode``: ``score`` (default) or ``sample``;
+* ``score`` mode: every valid answer of the state's server count
+  (``Template.answers(n)``) is scored by its log-likelihood, EOS included, all
+  answers sharing one forward pass of the prompt (:mod:`comllm.lm.scoring`);
+  the best is taken, so the answer is never invalid. ``norm=sum`` (default)
+  scores the whole answer sequence — the probability that the model writes
+  exactly this answer, which does not favour short answers once the model is
+  trained — and ``norm=mean`` the per-token mean;
+* ``sample`` mode: free generation (``temperature``, default 0.7, ``top_p``,
+  default 0.9, DESIGN §4), parsed by the template; an answer that names no
+  valid action is replaced by the ``fallback`` (``greedy``: the one-step cost
+  oracle, default; ``local``; ``random``) and counted in :attr:`LMPolicy.stats`
+  (``invalid``, ``invalid_rate``, ``decisions``);
+* ``batch`` (default 64): states per forward pass; ``device`` (``auto``);
+  ``template`` (override the checkpoint's); ``max_new_tokens`` (sample mode);
+  ``threads`` (torch CPU threads; default: leave torch's setting).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from comllm.cost import action_costs
+from comllm.lm.loading import LMError, LoadedLM, load_lm
+from comllm.lm.scoring import score_candidates
+from comllm.policies.base import Policy, PolicyError, register_policy
+from comllm.scenario import Scenario
+from comllm.state import StateBatch, TaskState, group_by_servers
+
+MODES = ("score", "sample")
+FALLBACKS = ("greedy", "local", "random")
+
+
+@dataclass
+class DecodeOptions:
+    """How the policy turns the model's output into actions (see the module docstring)."""
+
+    mode: str = "score"
+    temperature: float = 0.7
+    top_p: float = 0.9
+    norm: str = "sum"
+    fallback: str = "greedy"
+    batch: int = 64
+    max_new_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise PolicyError(f"llm option mode='{self.mode}' must be one of {', '.join(MODES)}")
+        if self.fallback not in FALLBACKS:
+            raise PolicyError(f"llm option fallback='{self.fallback}' must be one of {', '.join(FALLBACKS)}")
+        if self.norm not in ("sum", "mean"):
+            raise PolicyError(f"llm option norm='{self.norm}' must be sum or mean")
+        if not self.temperature > 0:
+            raise PolicyError(f"llm option temperature={self.temperature} must be > 0")
+        if not 0 < self.top_p <= 1:
+            raise PolicyError(f"llm option top_p={self.top_p} must be in (0, 1]")
+        if self.batch < 1:
+            raise PolicyError(f"llm option batch={self.batch} must be >= 1")
+
+
+class LMPolicy(Policy):
+    """Decisions from a :class:`~comllm.lm.loading.LoadedLM` (see the module docstring)."""
+
+    name = "llm"
+
+    def __init__(self, lm: LoadedLM, options: DecodeOptions | None = None, seed: int = 0) -> None:
+        from comllm.text import get_template
+
+        self.lm = lm
+        self.options = options or DecodeOptions()
+        try:
+            self.template = get_template(lm.meta.template)
+        except Exception as err:  # noqa: BLE001  (an unknown name is the user's error)
+            raise PolicyError(f"model '{lm.source}' uses template '{lm.meta.template}': {err}") from None
+        self.lm.model.eval()
+        self._answers: dict[int, list[list[int]]] = {}
+        self.reset(seed)
+
+    # ------------------------------------------------------------------ Policy
+    def reset(self, seed: int | None = None) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator(device="cpu").manual_seed(int(seed or 0))
+        self.counts = {"decisions": 0, "invalid": 0}
+
+    @property
+    def stats(self) -> dict[str, float]:
+        n = self.counts["decisions"]
+        return {**self.counts, "invalid_rate": self.counts["invalid"] / n if n else 0.0}
+
+    def act(self, batch: StateBatch) -> np.ndarray:
+        if len(batch) == 0:
+            return np.zeros(0, dtype=np.int64)
+        return self.decide(batch.states(), batch)
+
+    # ---------------------------------------------------------------- decisions
+    def decide(self, states: list[TaskState], batch: StateBatch | None = None) -> np.ndarray:
+        """One action per state (any mix of server counts)."""
+        out = np.zeros(len(states), dtype=np.int64)
+        for n, idx in group_by_servers(states).items():
+            sub = [states[i] for i in idx]
+            sub_batch = batch.subset(np.asarray(idx)) if batch is not None and len(idx) < len(states) else batch
+            for lo in range(0, len(sub), self.options.batch):
+                chunk = sub[lo : lo + self.options.batch]
+                chunk_batch = sub_batch.subset(slice(lo, lo + len(chunk))) if sub_batch is not None else None
+                out[np.asarray(idx[lo : lo + len(chunk)])] = self._decide_group(chunk, n, chunk_batch)
+        return out
+
+    def answer_ids(self, n_servers: int) -> list[list[int]]:
+        """Token ids of every valid answer (action order), EOS included."""
+        if n_servers not in self._answers:
+            self._answers[n_servers] = [self.lm.encode_answer(a) for a in self.template.answers(n_servers)]
+        return self._answers[n_servers]
+
+    def prompt_ids(self, states: list[TaskState]) -> list[list[int]]:
+        suffix = self.lm.meta.prompt_suffix
+        return self.lm.encode_prompts([self.template.render_prompt(s) + suffix for s in states])
+
+    def scores(self, states: list[TaskState]) -> torch.Tensor:
+        """Log-likelihood of every valid answer, ``(len(states), N + 1)``; states share one N."""
+        n = states[0].n_servers
+        return score_candidates(
+            self.lm.model, self.prompt_ids(states), self.answer_ids(n), self.lm.tokenizer.pad_token_id, self.options.norm
+        )
+
+    def _decide_group(self, states: list[TaskState], n: int, batch: StateBatch | None) -> np.ndarray:
+        if self.options.mode == "score":
+            self.counts["decisions"] += len(states)
+            return self.scores(states).argmax(dim=1).numpy().astype(np.int64)
+        return self.actions_from_texts(self.generate(states), batch if batch is not None else StateBatch.from_states(states))
+
+    def actions_from_texts(self, texts: list[str], batch: StateBatch) -> np.ndarray:
+        """Parse generated answers for the states of ``batch``; unparseable ones get the fallback (counted)."""
+        n = batch.n_servers
+        actions = np.array([self._parse(t, n) for t in texts], dtype=np.int64)
+        bad = actions < 0
+        self.counts["decisions"] += len(texts)
+        if bad.any():
+            self.counts["invalid"] += int(bad.sum())
+            actions[bad] = self._fallback(batch.subset(np.nonzero(bad)[0]))
+        return actions
+
+    def _parse(self, text: str, n: int) -> int:
+        try:
+            a = self.template.parse_answer(text, n)
+        except Exception:  # noqa: BLE001  (parse_answer must not raise; be safe anyway)
+            a = None
+        return -1 if a is None or not 0 <= a <= n else int(a)
+
+    def _fallback(self, batch: StateBatch) -> np.ndarray:
+        fb = self.options.fallback
+        if fb == "local":
+            return np.zeros(len(batch), dtype=np.int64)
+        if fb == "random":
+            return self.rng.integers(0, batch.n_actions, len(batch))
+        return np.argmin(action_costs(batch), axis=1)
+
+    @torch.no_grad()
+    def generate(self, states: list[TaskState]) -> list[str]:
+        """Free generations (temperature / top-p sampling) for states that share one N, decoded."""
+        tok = self.lm.tokenizer
+        prompts = self.prompt_ids(states)
+        lmax = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), lmax), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), lmax), dtype=torch.long)
+        for i, p in enumerate(prompts):  # left padding
+            ids[i, lmax - len(p) :] = torch.tensor(p)
+            mask[i, lmax - len(p) :] = 1
+        longest = max(len(a) for a in self.answer_ids(states[0].n_servers))
+        max_new = self.options.max_new_tokens or longest + 8
+        device = self.lm.device
+        # sampling draws from torch's global generator: seed it from ours for reproducibility
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator)))
+        out = self.lm.model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            do_sample=True,
+            temperature=self.options.temperature,
+            top_p=self.options.top_p,
+            top_k=0,
+            max_new_tokens=max_new,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+        return tok.batch_decode(out[:, lmax:].cpu(), skip_special_tokens=True)
+
+    def check_scenario(self, scenario: Scenario) -> None:
+        try:
+            self.template.answers(scenario.n_servers)
+        except Exception as err:  # noqa: BLE001
+            raise PolicyError(f"template '{self.template.name}' cannot answer for {scenario.n_servers} servers: {err}")
+
+
+def parse_spec(arg: str | None) -> tuple[str | None, dict[str, str]]:
+    """``"PATH,key=value,..."`` -> (path or None, options)."""
+    path, opts = None, {}
+    for item in (arg or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if "=" in item:
+            k, v = item.split("=", 1)
+            opts[k.strip()] = v.strip()
+        elif path is None:
+            path = item
+        else:
+            raise PolicyError(f"llm spec has two model paths: '{path}' and '{item}'")
+    return path, opts
+
+
+_OPTION_TYPES: dict[str, Any] = {
+    "mode": str, "temperature": float, "top_p": float, "norm": str, "fallback": str, "batch": int,
+    "max_new_tokens": int, "seed": int, "device": str, "template": str, "threads": int, "dtype": str,
+}  # fmt: skip
+
+
+def make_lm_policy(arg: str | None, scenario: Scenario | None = None) -> LMPolicy:
+    """Factory of the ``llm`` policy (see the module docstring for the spec)."""
+    path, raw = parse_spec(arg)
+    opts: dict[str, Any] = {}
+    for k, v in raw.items():
+        if k not in _OPTION_TYPES:
+            raise PolicyError(f"unknown llm option '{k}' (known: {', '.join(sorted(_OPTION_TYPES))})")
+        try:
+            opts[k] = _OPTION_TYPES[k](v)
+        except ValueError:
+            raise PolicyError(f"llm option {k}='{v}' is not a valid {_OPTION_TYPES[k].__name__}") from None
+    if "threads" in opts:
+        if opts["threads"] < 1:
+            raise PolicyError(f"llm option threads={opts['threads']} must be >= 1")
+        torch.set_num_threads(opts.pop("threads"))
+    try:
+        lm = load_lm(path, template=opts.pop("template", None), device=opts.pop("device", "auto"),
+                     dtype=opts.pop("dtype", "auto"))  # fmt: skip
+    except LMError as err:
+        raise PolicyError(str(err)) from None
+    seed = opts.pop("seed", 0)
+    return LMPolicy(lm, DecodeOptions(**opts), seed=seed)
+
+
+register_policy("llm", "language model: llm[:PATH][,mode=score|sample,temperature=..,top_p=..]")(make_lm_policy)

@@ -1,0 +1,555 @@
+"""Supervised fine-tuning on oracle labels: completion-only loss, length-bucketed batches, resumable.
+
+Records (``comllm.data.records``) are rendered with the model's own template
+(``Record.task_state()`` -> prompt), so one data file serves every template.
+Each example is ``prompt + answer_prefix + answer + EOS``; the loss is the
+mean cross-entropy over the answer tokens only (value tokens, which the
+embedded model reads but never writes, are not targets).
+
+Batches: each epoch is a seeded permutation, cut into chunks of 64 batches
+whose examples are sorted by length before being cut into batches (bucketing:
+the embedded model's prompts have one length per server count, so batches
+are almost padding-free); batch order is shuffled. This loop is ours, not
+TRL's SFTTrainer: on the embedded model it runs 2.2x the samples per second
+(notes/lm-on-cpu.md; ``benchmarks/lm_speed.py`` measures it again) and it
+writes the same ``save_pretrained`` checkpoints.
+
+Outputs in ``out/``: the final checkpoint (model, tokenizer, ``comllm.json``),
+``checkpoint-<step>/`` folders (with ``trainer_state.pt``: optimizer,
+scheduler, step, random states) for ``--resume``, ``train_log.csv`` and
+TensorBoard events in ``tb/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from comllm.errors import ComllmError
+from comllm.lm.loading import LMError, LMMeta, LoadedLM, LoraSpec, load_lm, pick_device
+from comllm.lm.model import ModelShape, build_model
+from comllm.lm.tokenizer import ComllmTokenizer
+from comllm.state import TaskState
+
+STATE_FILE = "trainer_state.pt"
+DATASET_FILE = "dataset.pt"
+LOG_FILE = "train_log.csv"
+
+
+class SFTError(ComllmError, ValueError):
+    """A bad SFT option or an unusable data set."""
+
+
+class SFTConfig(BaseModel):
+    """Every option of an SFT run (saved in the checkpoint's ``comllm.json``)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str = Field("default", description="'default' (a new embedded model) or a checkpoint / HF name")
+    template: str | None = Field(None, description="prompt template (default: the checkpoint's)")
+    data: list[str] = Field(..., min_length=1, description="record files (JSONL)")
+    out: str
+    resume: bool = False
+    steps: int | None = Field(None, ge=1, description="optimizer steps (default: from epochs)")
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(32, ge=1)
+    lr: float | None = Field(None, gt=0, description="peak learning rate (default 1e-3 embedded, 1e-5 HF)")
+    schedule: Literal["cosine", "constant", "linear"] = "cosine"
+    warmup: float = Field(0.05, ge=0, lt=1, description="fraction of steps of linear warm-up")
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    seed: int = 0
+    max_records: int | None = Field(None, ge=1)
+    # embedded model shape (model == 'default')
+    hidden: int = Field(192, ge=8)
+    layers: int = Field(4, ge=1)
+    heads: int = Field(6, ge=1)
+    intermediate: int = Field(512, ge=8)
+    # Hugging Face models
+    lora: bool = False
+    lora_r: int = Field(64, ge=1)
+    lora_alpha: int = Field(128, ge=1)
+    four_bit: bool = False
+    dtype: str = "auto"
+    device: str = "auto"
+    # bookkeeping
+    save_every: int = Field(1000, ge=1)
+    keep: int = Field(2, ge=1, description="checkpoints kept")
+    log_every: int = Field(20, ge=1)
+    eval_data: str | None = None
+    eval_every: int = Field(0, ge=0, description="steps between evaluations (0: only at the end)")
+    eval_size: int = Field(1000, ge=1, description="eval records used")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: 1 if the load is above 1, else 2)")
+    reasoning: bool = Field(False, description="answers carry the template's reasoning trace")
+    cost_head: float = Field(0.0, ge=0, description="weight of the auxiliary per-action cost regression (embedded model)")
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "SFTConfig":
+        if self.model == "default" and not self.template:
+            raise ValueError("a new default model needs --template (e.g. annotated-compact)")
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden={self.hidden} is not a multiple of heads={self.heads}")
+        return self
+
+
+def make_config(**kwargs: Any) -> SFTConfig:
+    """Validate options into an :class:`SFTConfig`; errors name the field and the value."""
+    try:
+        return SFTConfig(**kwargs)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "config"
+        raise SFTError(f"invalid sft option '{loc}' = {first.get('input')!r}: {first['msg']}") from None
+
+
+# ---------------------------------------------------------------- examples
+@dataclass
+class Examples:
+    """Tokenized examples: prompt and completion ids, oracle label, per-action costs, server count."""
+
+    prompt: list[np.ndarray]
+    completion: list[np.ndarray]
+    label: np.ndarray
+    n_servers: np.ndarray
+    costs: list[np.ndarray]
+    line_ends: list[np.ndarray] | None = None  # token position ending each action's line (cost head)
+
+    def __len__(self) -> int:
+        return len(self.prompt)
+
+    def lengths(self) -> np.ndarray:
+        return np.array([len(p) + len(c) for p, c in zip(self.prompt, self.completion)])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_record_states(paths: Iterable[str], limit: int | None = None) -> tuple[list[TaskState], np.ndarray, list[np.ndarray]]:
+    """States, oracle labels and per-action costs of record files (``comllm.data.records``)."""
+    from comllm.data.records import read_records
+
+    states, labels, costs = [], [], []
+    for path in paths:
+        if not Path(path).is_file():
+            raise SFTError(f"data file '{path}' does not exist")
+        for rec in read_records(path):
+            states.append(rec.task_state())
+            labels.append(int(rec.oracle_action))
+            costs.append(np.asarray(rec.costs, dtype=np.float64))
+            if limit is not None and len(states) >= limit:
+                return states, np.asarray(labels, dtype=np.int64), costs
+    if not states:
+        raise SFTError(f"no records in {', '.join(paths)}")
+    return states, np.asarray(labels, dtype=np.int64), costs
+
+
+def action_line_ends(lm: LoadedLM, template: Any, prompt: list[int], n_servers: int) -> np.ndarray:
+    """Positions of the newline tokens that end each action's line (templates with one line per action)."""
+    start = getattr(template, "action_line_start", None)
+    if start is None or not lm.is_embedded:
+        raise SFTError(f"--cost-head needs the embedded model and a template with one line per action "
+                       f"(e.g. raw-compact), not '{template.name}'")  # fmt: skip
+    newline = lm.tokenizer.convert_tokens_to_ids("\n")
+    pos = np.flatnonzero(np.asarray(prompt) == newline)
+    ends = pos[start : start + n_servers + 1]
+    if len(ends) != n_servers + 1:
+        raise SFTError(f"template '{template.name}': found {len(ends)} action lines, expected {n_servers + 1}")
+    return ends
+
+
+def encode_examples(
+    lm: LoadedLM,
+    states: list[TaskState],
+    labels: np.ndarray,
+    costs: list[np.ndarray],
+    reasoning: bool = False,
+    with_line_ends: bool = False,
+) -> Examples:
+    """Render prompts with the model's template and tokenize prompts and answers."""
+    from comllm.text import get_template
+
+    template = get_template(lm.meta.template)
+    prompts = lm.encode_prompts([lm.prompt_text(s) for s in states])
+    cache: dict[int, list[int]] = {}
+    completions = []
+    for s, a in zip(states, labels):
+        if reasoning:
+            completions.append(lm.encode_answer(template.render_answer(int(a), template.reasoning_trace(s))))
+        else:
+            if int(a) not in cache:
+                cache[int(a)] = lm.encode_answer(template.render_answer(int(a)))
+            completions.append(cache[int(a)])
+    line_ends = None
+    if with_line_ends:
+        line_ends = [action_line_ends(lm, template, p, s.n_servers) for p, s in zip(prompts, states)]
+    return Examples(
+        line_ends=line_ends,
+        prompt=[np.asarray(p, dtype=np.int64) for p in prompts],
+        completion=[np.asarray(c, dtype=np.int64) for c in completions],
+        label=np.asarray(labels, dtype=np.int64),
+        n_servers=np.array([s.n_servers for s in states], dtype=np.int64),
+        costs=[np.asarray(c, dtype=np.float64) for c in costs],
+    )
+
+
+def bucketed_batches(lengths: np.ndarray, batch_size: int, seed: int, chunk_batches: int = 64) -> list[np.ndarray]:
+    """One epoch of batches (index arrays), deterministic in ``seed``; similar lengths share a batch."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(lengths))
+    chunk = batch_size * chunk_batches
+    batches = []
+    for lo in range(0, len(perm), chunk):
+        part = perm[lo : lo + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    order = rng.permutation(len(batches))
+    return [batches[i] for i in order]
+
+
+def collate(ex: Examples, idx: np.ndarray, pad_id: int, n_words: int | None) -> tuple[torch.Tensor, ...]:
+    """Right-padded ``ids``, ``mask`` and ``labels`` (-100 except answer tokens) of a batch."""
+    seqs = [np.concatenate([ex.prompt[i], ex.completion[i]]) for i in idx]
+    t = max(len(s) for s in seqs)
+    ids = torch.full((len(idx), t), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(idx), t), dtype=torch.long)
+    labels = torch.full((len(idx), t), -100, dtype=torch.long)
+    for r, (i, s) in enumerate(zip(idx, seqs)):
+        ids[r, : len(s)] = torch.from_numpy(s)
+        mask[r, : len(s)] = 1
+        p = len(ex.prompt[i])
+        labels[r, p : len(s)] = torch.from_numpy(ex.completion[i])
+    if n_words is not None:  # the embedded model reads value tokens but has no output for them
+        labels[labels >= n_words] = -100
+    return ids, mask, labels
+
+
+def cost_head_loss(
+    model: torch.nn.Module, ids: torch.Tensor, labels: torch.Tensor, ex: Examples, idx: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Answer cross-entropy and the auxiliary cost regression, from one forward pass.
+
+    The cost head reads the hidden state at the newline ending each action's
+    line and regresses ``log1p(min(cost, 100))`` of that action (slots): a dense
+    signal that teaches the model the cost model (the head is unused when deciding).
+    """
+    hidden = model.model(input_ids=ids, use_cache=False).last_hidden_state
+    first = int((labels != -100).float().argmax(dim=1).min())
+    logits = model.lm_head(hidden[:, first - 1 : -1]).float()
+    ce = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels[:, first:].reshape(-1), ignore_index=-100
+    )
+    rows = np.concatenate([np.full(len(ex.line_ends[i]), r) for r, i in enumerate(idx)])
+    cols = np.concatenate([ex.line_ends[i] for i in idx])
+    target = torch.from_numpy(np.log1p(np.minimum(np.concatenate([ex.costs[i] for i in idx]), 100.0))).float()
+    pred = model.cost_head(hidden[torch.from_numpy(rows), torch.from_numpy(cols)]).squeeze(-1).float()
+    return ce, torch.nn.functional.mse_loss(pred, target.to(pred.device))
+
+
+def answer_loss(model: torch.nn.Module, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the answer tokens; logits only where answers are.
+
+    Batches are right-padded, so under the causal mask no real token ever sees
+    a pad: no attention mask is needed (and sdpa takes its fast causal path).
+    """
+    first = int((labels != -100).float().argmax(dim=1).min())  # earliest answer position in the batch
+    keep = ids.shape[1] - first + 1
+    out = model(input_ids=ids, logits_to_keep=keep, use_cache=False)
+    logits = out.logits[:, :-1].float()  # position p predicts token p + 1
+    target = labels[:, ids.shape[1] - keep + 1 :]
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
+
+
+def lr_lambda(schedule: str, total: int, warmup_steps: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule == "constant":
+            return 1.0
+        frac = min(1.0, (step - warmup_steps) / max(1, total - warmup_steps))
+        return 0.5 * (1 + math.cos(math.pi * frac)) if schedule == "cosine" else 1.0 - frac
+
+    return f
+
+
+# ---------------------------------------------------------------- models
+def new_embedded_lm(template: str, corpus_states: list[TaskState], shape: ModelShape, seed: int) -> LoadedLM:
+    """A fresh embedded model whose word vocabulary covers every registered template and answer."""
+    from comllm.text import TEMPLATES
+
+    corpus: list[str] = []
+    for t in TEMPLATES.values():
+        for s in corpus_states:
+            corpus.append(t.render_prompt(s))
+        n_max = max(s.n_servers for s in corpus_states)
+        corpus.extend(" " + a for a in t.answers(max(n_max, 32)))
+        corpus.append(t.render_answer(1, t.reasoning_trace(corpus_states[0])))
+    for suffix in ("\nanswer:", "\n决策："):
+        corpus.append(suffix)
+    build_dir = tempfile.mkdtemp(prefix="comllm-tok-")
+    try:
+        tokenizer = ComllmTokenizer.build(corpus, build_dir)
+        model = build_model(tokenizer, shape, seed=seed)
+    finally:
+        shutil.rmtree(build_dir, ignore_errors=True)
+    return LoadedLM(model=model, tokenizer=tokenizer, meta=LMMeta.for_template(template), source="default")
+
+
+def _add_cost_head(lm: LoadedLM) -> None:
+    """Give an embedded model its auxiliary cost head (kept in the checkpoint, unused when deciding)."""
+    if not lm.is_embedded:
+        raise SFTError("--cost-head is for the embedded model (its hidden states sit on the prompt's line ends)")
+    model = lm.model
+    if getattr(model, "cost_head", None) is None:
+        model.config.cost_head = True
+        model.cost_head = torch.nn.Linear(model.config.hidden_size, 1).to(next(model.parameters()).device)
+
+
+def auto_threads() -> int:
+    """1 thread while another job loads the machine (load average above 1), else 2."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    return 1 if load > 1.0 else min(2, os.cpu_count() or 1)
+
+
+# ---------------------------------------------------------------- evaluation
+@torch.no_grad()
+def quick_eval(lm: LoadedLM, states: list[TaskState], costs: list[np.ndarray], batch: int = 64) -> dict[str, float]:
+    """Score-mode accuracy and perf ratio (oracle cost / chosen cost), overall and per server count."""
+    from comllm.lm.policy import DecodeOptions, LMPolicy
+
+    was_training = lm.model.training
+    policy = LMPolicy(lm, DecodeOptions(mode="score", batch=batch))
+    actions = policy.decide(states)
+    lm.model.train(was_training)
+    oracle = np.array([c.min() for c in costs])
+    chosen = np.array([c[a] for c, a in zip(costs, actions)])
+    best = np.array([int(np.argmin(c)) for c in costs])
+    ns = np.array([s.n_servers for s in states])
+    out = {"acc": float((actions == best).mean()), "perf_ratio": float(oracle.sum() / chosen.sum())}
+    for n in sorted(set(ns.tolist())):
+        m = ns == n
+        out[f"perf_ratio_n{n}"] = float(oracle[m].sum() / chosen[m].sum())
+    return out
+
+
+# ---------------------------------------------------------------- training
+def _checkpoints(out: Path) -> list[Path]:
+    found = [(int(m.group(1)), p) for p in out.glob("checkpoint-*") if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) SFT as configured; returns a summary (steps, samples, wall time, final eval)."""
+    out = Path(cfg.out)
+    threads = cfg.threads or auto_threads()
+    torch.set_num_threads(threads)
+    device = pick_device(cfg.device)
+    ckpts = _checkpoints(out) if out.is_dir() else []
+    if cfg.resume and not ckpts:
+        raise SFTError(f"--resume: no checkpoint-* folder in '{out}'")
+    if not cfg.resume and out.is_dir() and (ckpts or (out / "config.json").exists()):
+        raise SFTError(f"output folder '{out}' already holds a run; use --resume or another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    state: dict[str, Any] | None = None
+    if cfg.resume:
+        last = ckpts[-1]
+        state = torch.load(last / STATE_FILE, weights_only=False)
+        saved = SFTConfig(**state["config"])
+        # the schedule and data of the run being resumed win over new flags, except bookkeeping
+        cfg = saved.model_copy(update={"resume": True, "progress": cfg.progress, "threads": cfg.threads})
+        lm = load_lm(last, device=device, dtype=cfg.dtype, trainable=True)
+        log(f"resuming from {last} (step {state['step']})")
+    data_cache = out / DATASET_FILE
+
+    if cfg.resume and data_cache.is_file():
+        blob = torch.load(data_cache, weights_only=False)
+        train_ex = Examples(**blob["train"])
+        eval_states, eval_costs = blob["eval_states"], blob["eval_costs"]
+    else:
+        t0 = time.time()
+        states, labels, costs = read_record_states(cfg.data, cfg.max_records)
+        log(f"read {len(states)} records in {time.time() - t0:.1f}s")
+        if not cfg.resume:
+            if cfg.model == "default":
+                shape = ModelShape(hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads, intermediate=cfg.intermediate)
+                pick = np.random.default_rng(cfg.seed).choice(len(states), min(len(states), 300), replace=False)
+                lm = new_embedded_lm(cfg.template, [states[i] for i in pick], shape, cfg.seed)
+                lm.model.to(device)
+            else:
+                lora = LoraSpec(r=cfg.lora_r, alpha=cfg.lora_alpha) if cfg.lora else None
+                try:
+                    lm = load_lm(cfg.model, template=cfg.template, lora=lora, four_bit=cfg.four_bit, dtype=cfg.dtype,
+                                 device=device, trainable=True)  # fmt: skip
+                except LMError as err:
+                    raise SFTError(str(err)) from None
+        t0 = time.time()
+        if cfg.cost_head > 0:
+            _add_cost_head(lm)
+        train_ex = encode_examples(lm, states, labels, costs, reasoning=cfg.reasoning, with_line_ends=cfg.cost_head > 0)
+        log(f"tokenized {len(train_ex)} examples in {time.time() - t0:.1f}s "
+            f"(mean length {train_ex.lengths().mean():.0f} tokens)")  # fmt: skip
+        eval_states, eval_costs = [], []
+        if cfg.eval_data:
+            eval_states, _, eval_costs = read_record_states([cfg.eval_data], cfg.eval_size)
+        torch.save({"train": train_ex.to_dict(), "eval_states": eval_states, "eval_costs": eval_costs}, data_cache)
+
+    model = lm.model
+    model.train()
+    n_words = lm.tokenizer.n_words if lm.is_embedded else None
+    pad_id = lm.tokenizer.pad_token_id
+    per_epoch = math.ceil(len(train_ex) / cfg.batch_size)
+    total = cfg.steps or max(1, math.ceil(cfg.epochs * per_epoch))
+    lr = cfg.lr or (1e-3 if lm.is_embedded else 1e-5)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.schedule, total, int(cfg.warmup * total)))
+    step, samples, elapsed = 0, 0, 0.0
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, samples, elapsed = state["step"], state["samples"], state["elapsed"]
+        _set_rng_state(state["rng"])
+
+    n_params = sum(p.numel() for p in model.parameters())
+    n_train = sum(p.numel() for p in params)
+    log(f"model {lm.source}: {n_params / 1e6:.2f} M parameters ({n_train / 1e6:.2f} M trained), "
+        f"template {lm.meta.template}, {total} steps of {cfg.batch_size}, lr {lr:g} {cfg.schedule}, {threads} threads")  # fmt: skip
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(out / "tb"))
+    log_path = out / LOG_FILE
+    fields = ["step", "samples", "loss", "cost_loss", "lr", "samples_per_s", "elapsed_s", "eval_acc", "eval_perf_ratio"]
+    new_log = not log_path.exists() or state is None
+    log_file = open(log_path, "w" if new_log else "a", newline="")
+    log_writer = csv.DictWriter(log_file, fieldnames=fields)
+    if new_log:
+        log_writer.writeheader()
+
+    def save_checkpoint() -> None:
+        ck = out / f"checkpoint-{step}"
+        lm.save(ck)
+        torch.save(
+            {"step": step, "samples": samples, "elapsed": elapsed, "optimizer": opt.state_dict(),
+             "scheduler": sched.state_dict(), "rng": _rng_state(), "config": cfg.model_dump()},
+            ck / STATE_FILE,
+        )  # fmt: skip
+        for old in _checkpoints(out)[: -cfg.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def evaluate() -> dict[str, float]:
+        if not eval_states:
+            return {}
+        res = quick_eval(lm, eval_states, eval_costs)
+        for k, v in res.items():
+            writer.add_scalar(f"eval/{k}", v, step)
+        return res
+
+    lengths = train_ex.lengths()
+    epoch, pos = divmod(step, per_epoch)
+    batches = bucketed_batches(lengths, cfg.batch_size, cfg.seed + epoch)
+    losses: list[float] = []
+    aux_losses: list[float] = []
+    t_last, s_last = time.time(), samples
+    last_eval: dict[str, float] = {}
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("[bold]sft"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), disable=not cfg.progress,
+    )  # fmt: skip
+    with progress:
+        task = progress.add_task("sft", total=total, completed=step, loss="–")
+        while step < total:
+            if pos >= len(batches):
+                epoch, pos = epoch + 1, 0
+                batches = bucketed_batches(lengths, cfg.batch_size, cfg.seed + epoch)
+            idx = batches[pos]
+            pos += 1
+            ids, _, labels = collate(train_ex, idx, pad_id, n_words)
+            if cfg.cost_head > 0:
+                ce, aux = cost_head_loss(model, ids.to(device), labels.to(device), train_ex, idx)
+                loss = ce + cfg.cost_head * aux
+                aux_losses.append(aux.item())
+            else:
+                loss = answer_loss(model, ids.to(device), labels.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            opt.step()
+            sched.step()
+            step += 1
+            samples += len(idx)
+            losses.append(loss.item())
+            progress.update(task, advance=1, loss=f"{loss.item():.4f}")
+            if step % cfg.log_every == 0 or step == total:
+                now = time.time()
+                elapsed += now - t_last
+                rate = (samples - s_last) / max(now - t_last, 1e-9)
+                t_last, s_last = now, samples
+                row: dict[str, Any] = {"step": step, "samples": samples, "loss": float(np.mean(losses)),
+                                       "lr": sched.get_last_lr()[0], "samples_per_s": rate, "elapsed_s": elapsed}  # fmt: skip
+                losses = []
+                if aux_losses:
+                    row["cost_loss"] = float(np.mean(aux_losses))
+                    writer.add_scalar("train/cost_loss", row["cost_loss"], step)
+                    aux_losses = []
+                if cfg.eval_every and step % cfg.eval_every == 0 and step != total:
+                    last_eval = evaluate()
+                    row["eval_acc"] = last_eval.get("acc")
+                    row["eval_perf_ratio"] = last_eval.get("perf_ratio")
+                    t_last = time.time()  # evaluation time is not training time
+                for k in ("loss", "lr", "samples_per_s"):
+                    writer.add_scalar(f"train/{k}", row[k], step)
+                log_writer.writerow(row)
+                log_file.flush()
+            if step % cfg.save_every == 0 and step != total:
+                save_checkpoint()
+                t_last = time.time()
+
+    last_eval = evaluate()
+    if last_eval:
+        log_writer.writerow({"step": step, "samples": samples, "eval_acc": last_eval["acc"],
+                             "eval_perf_ratio": last_eval["perf_ratio"], "elapsed_s": elapsed})  # fmt: skip
+    log_file.close()
+    writer.close()
+    summary = {"steps": step, "samples": samples, "train_wall_s": round(elapsed, 1), "threads": threads,
+               "eval": last_eval, "config": cfg.model_dump(exclude={"progress", "resume"})}  # fmt: skip
+    lm.meta.training = summary
+    lm.save(out)
+    save_checkpoint()
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log(f"saved {out} after {step} steps, {samples} samples, {elapsed / 60:.1f} min of training")
+    return summary

@@ -1,0 +1,119 @@
+"""The ``llm`` policy: spec parsing, invalid answers fall back and are counted, closed loop, shipped default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from comllm.cost import action_costs
+from comllm.evaluate.closed_loop import evaluate_closed_loop
+from comllm.lm.loading import default_checkpoint
+from comllm.lm.policy import DecodeOptions, LMPolicy, parse_spec
+from comllm.policies import PolicyError, make_policy
+from comllm.scenario import load_scenario
+from comllm.sim import MECSimulator
+from comllm.state import StateBatch
+from tests.fixtures.text_states import random_state
+from tests.test_lm_support import tiny_embedded
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    rng = np.random.default_rng(5)
+    states = [random_state(rng, int(rng.integers(1, 7)), history_len=10) for _ in range(30)]
+    model = tiny_embedded("estimates-compact", states)
+    path = tmp_path_factory.mktemp("lm") / "ckpt"
+    model.save(path)
+    return model, path
+
+
+def _batch(n: int, k: int, seed: int = 0) -> StateBatch:
+    rng = np.random.default_rng(seed)
+    return StateBatch.from_states([random_state(rng, n, history_len=10) for _ in range(k)])
+
+
+def test_garbage_answers_fall_back_to_greedy_and_are_counted(lm) -> None:
+    model, _ = lm
+    policy = LMPolicy(model, DecodeOptions(mode="sample"))
+    batch = _batch(3, 6)
+    texts = ["", "server 99", "the weather is nice", " server 2", "local", "服务器 4"]
+    got = policy.actions_from_texts(texts, batch)
+    greedy = np.argmin(action_costs(batch), axis=1)
+    assert got.tolist() == [greedy[0], greedy[1], greedy[2], 2, 0, greedy[5]]
+    assert policy.stats["invalid"] == 4 and policy.stats["decisions"] == 6
+    assert policy.stats["invalid_rate"] == pytest.approx(4 / 6)
+    local = LMPolicy(model, DecodeOptions(mode="sample", fallback="local"))
+    assert local.actions_from_texts(["???"], batch.subset([0])).tolist() == [0]
+
+
+def test_untrained_model_in_sample_mode_stays_valid(lm) -> None:
+    model, _ = lm
+    policy = LMPolicy(model, DecodeOptions(mode="sample", temperature=1.5, top_p=1.0))
+    batch = _batch(4, 20, seed=1)
+    acts = policy.act(batch)
+    assert ((acts >= 0) & (acts <= 4)).all()
+    assert policy.stats["decisions"] == 20
+    policy.reset(0)
+    assert policy.stats == {"decisions": 0, "invalid": 0, "invalid_rate": 0.0}
+
+
+def test_sampling_is_reproducible_per_seed(lm) -> None:
+    model, _ = lm
+    batch = _batch(5, 16, seed=2)
+    a = LMPolicy(model, DecodeOptions(mode="sample", temperature=1.5), seed=7).act(batch)
+    b = LMPolicy(model, DecodeOptions(mode="sample", temperature=1.5), seed=7).act(batch)
+    assert a.tolist() == b.tolist()
+
+
+def test_score_mode_handles_mixed_server_counts_and_batching(lm) -> None:
+    model, _ = lm
+    rng = np.random.default_rng(4)
+    states = [random_state(rng, n, history_len=10) for n in (1, 3, 3, 6, 1, 6, 3)]
+    whole = LMPolicy(model, DecodeOptions(batch=64)).decide(states)
+    small = LMPolicy(model, DecodeOptions(batch=2)).decide(states)
+    assert whole.tolist() == small.tolist()
+    assert all(0 <= a <= s.n_servers for a, s in zip(whole, states))
+
+
+def test_spec_parsing_and_registry(lm) -> None:
+    _, path = lm
+    assert parse_spec(f"{path},mode=sample,temperature=1") == (str(path), {"mode": "sample", "temperature": "1"})
+    assert parse_spec("mode=sample") == (None, {"mode": "sample"})
+    pol = make_policy(f"llm:{path},mode=sample,top_p=0.5,batch=8", load_scenario("small"))
+    assert isinstance(pol, LMPolicy) and pol.options.top_p == 0.5 and pol.options.batch == 8
+    for bad, msg in ((f"llm:{path},mode=beam", "mode"), (f"llm:{path},colour=red", "unknown llm option"),
+                     (f"llm:{path},temperature=hot", "temperature"), (f"llm:{path},{path}", "two model paths"),
+                     ("llm:/no/such/model", "no such folder")):  # fmt: skip
+        with pytest.raises(PolicyError, match=msg):
+            make_policy(bad)
+
+
+def test_closed_loop_runs_with_the_llm_policy(lm) -> None:
+    _, path = lm
+    sc = load_scenario("small")
+    summary, _ = evaluate_closed_loop(sc, make_policy(f"llm:{path}", sc), slots=20, seeds=1, warmup=5)
+    assert summary["n_tasks"] > 0 and summary["policy_stats"]["decisions"] >= summary["n_tasks"]
+
+
+@pytest.mark.skipif(not (default_checkpoint() / "config.json").is_file(), reason="no shipped checkpoint yet")
+def test_shipped_default_is_found_and_near_the_oracle() -> None:
+    sim = MECSimulator(load_scenario("paper-6"), seed=123)
+    policy = make_policy("llm")
+    chosen, oracle = 0.0, 0.0
+    for _ in range(60):
+        batch = sim.observe()
+        if len(batch):
+            acts = policy.act(batch)
+            c = action_costs(batch)
+            chosen += c[np.arange(len(batch)), acts].sum()
+            oracle += c.min(axis=1).sum()
+            sim.step(acts)
+        else:
+            sim.step(np.zeros(0, dtype=np.int64))
+    assert policy.stats["invalid"] == 0
+    assert oracle / chosen > 0.95
