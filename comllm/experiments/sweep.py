@@ -66,12 +66,12 @@ def run_job(job: Job) -> JobResult:
 def _init_worker() -> None:
     # each worker is one process on one core: keep BLAS/torch from oversubscribing
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        import torch
+    import torch
 
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    from comllm.experiments.evaluation import quiet_transformers
+
+    torch.set_num_threads(1)
+    quiet_transformers()
 
 
 def run_sweep(

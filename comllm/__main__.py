@@ -1,0 +1,5 @@
+"""``python -m comllm``: the same as the ``comllm`` command."""
+
+from comllm.cli import main
+
+main()

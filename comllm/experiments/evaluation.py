@@ -1,0 +1,153 @@
+"""The pipeline's evaluation stage: every policy, closed and open loop, written as JSON under ``RUN/eval``.
+
+Files written:
+
+* ``closed_loop.json``: policies × scenarios at the scenarios' own load, and
+  ``closed_loop_heavy.json`` at ``eval.heavy_prob`` (rows of :func:`~comllm.experiments.sweep.aggregate`);
+* ``latencies.json``: every scored task's latency, seed 0, first scenario (latency CDF);
+* ``load_sweep.json``: the first scenario at each arrival probability of ``eval.loads``;
+* ``zero_shot.json``: open-loop metrics of each language-model policy (and greedy) per server count;
+* ``robustness.json``: open-loop metrics of each language-model policy under each prompt perturbation;
+* ``open_loop.json``: open-loop metrics of every policy on the test sets of ``data.test_servers``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from comllm.experiments.sweep import Job, aggregate, run_sweep
+
+if TYPE_CHECKING:
+    from comllm.experiments.pipeline import Pipeline
+
+LM_STAGES = {"sft": "SFT", "grpo": "GRPO", "comllm": "COMLLM"}
+DQN_LABELS = {"dqn": "DQN", "d3qn-lstm": "D3QN-LSTM"}
+
+
+def quiet_transformers() -> None:
+    """No weight-loading progress bars in evaluation logs (one per policy load otherwise)."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+
+
+def lm_policies(pipe: "Pipeline") -> dict[str, str]:
+    """Label -> policy spec of the language models this run trained."""
+    return {
+        label: f"llm:{pipe.run_dir / stage}"
+        for stage, label in LM_STAGES.items()
+        if pipe.is_done(stage) and (pipe.run_dir / stage).is_dir()
+    }
+
+
+def policies_for(pipe: "Pipeline", scenario: str) -> dict[str, str]:
+    """Label -> spec of every policy evaluated on ``scenario`` (DRL agents: the one trained for it)."""
+    out = {b: b for b in pipe.cfg.eval.baselines}
+    out.update(lm_policies(pipe))
+    if pipe.is_done("dqn"):
+        for algo in pipe.cfg.dqn.algos:
+            folder = pipe.run_dir / "dqn" / f"{algo}-{scenario}"
+            if folder.is_dir():
+                out[DQN_LABELS.get(algo, algo)] = f"dqn:{folder}"
+    return out
+
+
+def _write(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def _closed_loop(pipe: "Pipeline", overrides: tuple[str, ...], keep: bool, log: Callable[[str], None]) -> tuple[list, dict]:
+    e = pipe.cfg.eval
+    jobs = [
+        Job(policy=spec, scenario=sc, seed=s, slots=e.slots, warmup=e.warmup, overrides=overrides, label=label,
+            keep_latencies=keep and s == 0 and sc == e.scenarios[0])  # fmt: skip
+        for sc in e.scenarios
+        for label, spec in policies_for(pipe, sc).items()
+        for s in range(e.seeds)
+    ]
+    log(f"[eval] closed loop {' '.join(overrides) or 'default load'}: {len(jobs)} episodes on {e.workers} workers")
+    results = run_sweep(jobs, workers=e.workers, ray_address=e.ray)
+    lat = {r.job.label: r.metrics["latencies"] for r in results if r.metrics.get("latencies") is not None}
+    return aggregate(results), lat
+
+
+def _open_loop_rows(spec_by_label: dict[str, str], files: dict[int, Path], log: Callable[[str], None]) -> list[dict]:
+    from comllm.data.records import read_records
+    from comllm.evaluate.open_loop import evaluate_open_loop
+    from comllm.policies import make_policy
+
+    rows = []
+    for n, path in files.items():
+        records = list(read_records(path))
+        for label, spec in spec_by_label.items():
+            res = evaluate_open_loop(records, make_policy(spec))
+            rows.append({**{k: v for k, v in res.items() if k != "by_servers"}, "policy": label, "n_servers": n})
+        log(f"[eval] open loop on {path.name}: {len(spec_by_label)} policies")
+    return rows
+
+
+def _robustness(pipe: "Pipeline", log: Callable[[str], None]) -> list[dict]:
+    from comllm.data.records import read_records
+    from comllm.evaluate.open_loop import evaluate_open_loop
+    from comllm.policies import make_policy
+    from comllm.text.perturb import perturbed_template
+
+    e = pipe.cfg.eval
+    n = pipe.cfg.data.test_servers[0]
+    records = list(read_records(pipe.data_dir() / f"test-{n}.jsonl.gz"))[: e.robustness_n]
+    rows = []
+    for label, spec in lm_policies(pipe).items():
+        for pert in e.perturbations:
+            policy = make_policy(spec)
+            row: dict[str, Any] = {"policy": label, "perturbation": pert, "n_servers": n}
+            if pert != "none":
+                try:
+                    policy.template = perturbed_template(pert, seed=pipe.cfg.seed, base=policy.template)
+                except Exception as err:  # noqa: BLE001  (a perturbation the template cannot take is reported)
+                    rows.append({**row, "error": str(err)})
+                    continue
+            res = evaluate_open_loop(records, policy)
+            rows.append({**{k: v for k, v in res.items() if k != "by_servers"}, **row})
+        log(f"[eval] robustness of {label}: {len(e.perturbations)} perturbations")
+    return rows
+
+
+def run_evaluation(pipe: "Pipeline", log: Callable[[str], None] = print) -> None:
+    """Write every file of the module docstring under ``RUN/eval``."""
+    quiet_transformers()
+    e, out = pipe.cfg.eval, pipe.run_dir / "eval"
+    rows, lat = _closed_loop(pipe, (), keep=True, log=log)
+    _write(out / "closed_loop.json", rows)
+    _write(out / "latencies.json", {"scenario": e.scenarios[0], "latencies": lat})
+    if e.heavy_prob is not None:
+        heavy, _ = _closed_loop(pipe, (f"arrival_prob={e.heavy_prob}",), keep=False, log=log)
+        _write(out / "closed_loop_heavy.json", heavy)
+    if e.loads:
+        sc = e.scenarios[0]
+        pols = policies_for(pipe, sc)
+        chosen = e.load_policies or [k for k in pols if not k.startswith("lacs-planner")]
+        jobs = [
+            Job(policy=pols[label], scenario=sc, seed=s, slots=e.load_slots, warmup=e.warmup,
+                overrides=(f"arrival_prob={p}",), label=label)  # fmt: skip
+            for label in chosen
+            if label in pols
+            for p in e.loads
+            for s in range(e.seeds)
+        ]
+        log(f"[eval] load sweep on {sc}: {len(jobs)} episodes")
+        _write(out / "load_sweep.json", aggregate(run_sweep(jobs, workers=e.workers, ray_address=e.ray)))
+    lms = lm_policies(pipe)
+    data = pipe.data_dir()
+    zs_files = {n: data / f"test-{n}.jsonl.gz" for n in e.server_counts if (data / f"test-{n}.jsonl.gz").is_file()}
+    _write(out / "zero_shot.json", _open_loop_rows({**lms, "greedy": "greedy"}, zs_files, log))
+    ol_files = {n: data / f"test-{n}.jsonl.gz" for n in pipe.cfg.data.test_servers}
+    baselines = {b: b for b in e.baselines if not b.startswith("lacs-planner")}
+    _write(out / "open_loop.json", _open_loop_rows({**baselines, **lms}, ol_files, log))
+    if lms and e.perturbations:
+        _write(out / "robustness.json", _robustness(pipe, log))
