@@ -42,3 +42,31 @@ def report(run_dir: Path = typer.Argument(..., help="a pipeline run folder")) ->
     from comllm.report.build import build_report
 
     build_report(run_dir, log=_log)
+
+
+@app.command()
+def benchmark(
+    out: Path = typer.Option(Path("benchmark-results"), help="folder for the tables and plots"),
+    scenario: list[str] = typer.Option(["paper-6", "paper-11"], help="scenarios (repeatable)"),
+    slots: int = typer.Option(500, min=1, help="scored slots per seed"),
+    seeds: int = typer.Option(2, min=1),
+    warmup: int = typer.Option(100, min=0),
+    workers: int = typer.Option(2, min=1, help="parallel worker processes"),
+    baseline: Optional[list[str]] = typer.Option(None, help="baseline policies (default: heuristics + lacs-planner)"),
+) -> None:
+    """The shipped checkpoints (SFT, GRPO, COMLLM, DQN) against every baseline on paper-6 and paper-11."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from comllm.cli.sim import results_table
+    from comllm.experiments.benchmark import BASELINES, benchmark_jobs, run_benchmark
+
+    baselines = baseline or BASELINES
+    total = len(benchmark_jobs(scenario, slots, seeds, warmup, baselines))
+    columns = (TextColumn("[bold]benchmark"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("episodes", total=total)
+        rows = run_benchmark(
+            out, scenario, slots, seeds, warmup, workers, baselines, on_done=lambda r: progress.advance(task)
+        )
+    console.print(results_table(rows, f"closed loop, {slots} slots × {seeds} seeds (mean ± 95 % CI)"))
+    console.print(f"tables and plots in {out}/")
