@@ -1,0 +1,30 @@
+"""GRPO training of offloading language models with the LACS reward (TRL's GRPOTrainer).
+
+* :mod:`comllm.grpo.config`: :class:`GRPORunConfig`, every option of a run (DESIGN §4 defaults);
+* :mod:`comllm.grpo.dataset`: records -> prompts in the model's template + snapshot/device columns;
+* :mod:`comllm.grpo.metrics`: decision metrics logged beside the reward terms;
+* :mod:`comllm.grpo.callbacks`: CSV log, rich progress, loadable checkpoints;
+* :mod:`comllm.grpo.train`: :func:`train_grpo` (run or resume), :func:`export_model`.
+
+The reward callables themselves live in :mod:`comllm.lacs.rewards`.
+"""
+
+from comllm.grpo.config import EMBEDDED_LR, HF_LR, GRPOError, GRPORunConfig, make_config
+from comllm.grpo.dataset import build_dataset, record_rows
+from comllm.grpo.metrics import decision_metrics, with_decision_metrics
+from comllm.grpo.train import checkpoints, export_model, train_grpo
+
+__all__ = [
+    "EMBEDDED_LR",
+    "HF_LR",
+    "GRPOError",
+    "GRPORunConfig",
+    "build_dataset",
+    "checkpoints",
+    "decision_metrics",
+    "export_model",
+    "make_config",
+    "record_rows",
+    "train_grpo",
+    "with_decision_metrics",
+]

@@ -1,0 +1,273 @@
+"""GRPO with the LACS reward through TRL's ``GRPOTrainer``: resumable, logged, CPU or GPU.
+
+A run (:func:`train_grpo`) loads a language model (:func:`comllm.lm.loading.load_lm`:
+an SFT checkpoint, the shipped default, or a Hugging Face model, optionally with a
+fresh LoRA adapter), renders every record's state with the model's own template
+(:mod:`comllm.grpo.dataset`), and trains with the three reward callables of
+:mod:`comllm.lacs.rewards` (``format``, ``task``, ``lacs``; their sum is DESIGN §4's
+reward) computed from each record's simulator snapshot and deciding device.
+
+Outputs in ``out/``:
+
+* the final model, loadable by ``--policy llm:OUT`` (``save_pretrained`` folder plus
+  ``comllm.json``, whose ``training`` field records this run);
+* ``checkpoint-<step>/`` folders (TRL/Trainer state for ``--resume``; each also
+  carries ``comllm.json``, so it is a loadable model);
+* ``train_log.csv`` (:mod:`comllm.grpo.callbacks`), TensorBoard events in ``tb/``,
+  ``grpo_config.json`` (the options) and ``train_summary.json``.
+
+The KL reference is a frozen copy of the starting model taken before training
+(TRL would reload it from ``config._name_or_path``, which its architecture lookup
+cannot do for the embedded model's custom class); with a LoRA adapter TRL uses the
+adapter-disabled base model, as usual.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from comllm.grpo.callbacks import LOG_FILE, CsvLogCallback, MetaCallback, RichProgressCallback, log_columns
+from comllm.grpo.config import EMBEDDED_LR, HF_LR, GRPOError, GRPORunConfig
+from comllm.grpo.dataset import build_dataset
+from comllm.grpo.metrics import with_decision_metrics
+from comllm.lm.loading import LMError, LMMeta, LoadedLM, LoraSpec, load_lm, pick_device
+
+CONFIG_FILE = "grpo_config.json"
+SUMMARY_FILE = "train_summary.json"
+#: files of a finished run that make up a shippable model folder
+MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "adapter_config.json",
+               "adapter_model.safetensors", "tokenizer_config.json", "word_tokenizer.json", "tokenizer.json",
+               "special_tokens_map.json", "chat_template.jinja", "comllm.json")  # fmt: skip
+_SCHEDULERS = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
+
+
+def checkpoints(out: Path) -> list[Path]:
+    """``checkpoint-<step>`` folders of ``out``, by step."""
+    if not out.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in out.glob("checkpoint-*") if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def _auto_threads() -> int:
+    from comllm.lm.sft import auto_threads
+
+    return auto_threads()
+
+
+def _make_trainer_class() -> type:
+    """``GRPOTrainer`` that takes the KL reference as a frozen copy of the starting model (see the module docstring)."""
+    from trl import GRPOTrainer
+    from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model
+
+    class ComllmGRPOTrainer(GRPOTrainer):
+        def __init__(self, *args: Any, ref_beta: float = 0.0, ref_model: torch.nn.Module | None = None, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            if ref_model is None:
+                return
+            self.beta = ref_beta
+            self.args.beta = ref_beta  # saved with the checkpoints' training args
+            if self.args.disable_dropout:
+                disable_dropout_in_model(ref_model)
+            add_fused_lm_head(ref_model, temperature=self.temperature, cast_lm_head_to_fp32=self.args.cast_lm_head_to_fp32)
+            self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
+
+    return ComllmGRPOTrainer
+
+
+def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+    ref = copy.deepcopy(model)
+    ref.eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
+
+
+def _resolve_config(cfg: GRPORunConfig, out: Path) -> GRPORunConfig:
+    """On ``--resume``, the saved run's options win, except bookkeeping and a larger ``--steps``."""
+    ckpts = checkpoints(out)
+    if cfg.resume:
+        if not ckpts:
+            raise GRPOError(f"--resume: no checkpoint-* folder in '{out}'")
+        path = out / CONFIG_FILE
+        if not path.is_file():
+            raise GRPOError(f"--resume: '{out}' has no {CONFIG_FILE}; it was not written by comllm grpo")
+        saved = GRPORunConfig(**json.loads(path.read_text()))
+        update: dict[str, Any] = {"resume": True, "progress": cfg.progress, "threads": cfg.threads}
+        if cfg.steps is not None:
+            update["steps"] = cfg.steps
+        return saved.model_copy(update=update)
+    if out.is_dir() and (ckpts or (out / "config.json").exists() or (out / CONFIG_FILE).exists()):
+        raise GRPOError(f"output folder '{out}' already holds a run; use --resume or another --out")
+    return cfg
+
+
+def _load_model(cfg: GRPORunConfig, device: str) -> LoadedLM:
+    lora = LoraSpec(r=cfg.lora_r, alpha=cfg.lora_alpha) if cfg.lora else None
+    try:
+        lm = load_lm(cfg.model, template=cfg.template, lora=lora, four_bit=cfg.four_bit, dtype=cfg.dtype,
+                     device=device, trainable=True)  # fmt: skip
+    except LMError as err:
+        raise GRPOError(str(err)) from None
+    if cfg.lora and lm.is_embedded:
+        raise GRPOError("--lora is for Hugging Face models; the embedded model is trained in full")
+    return lm
+
+
+def grpo_args(cfg: GRPORunConfig, out: Path, lr: float, device: str, bf16: bool) -> Any:
+    """TRL's ``GRPOConfig`` for a run (DESIGN §4 values from ``cfg``; no tqdm, no report_to: ours log)."""
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        output_dir=str(out),
+        use_cpu=device == "cpu",
+        bf16=bf16,
+        fp16=False,
+        activation_checkpointing=False,  # tiny models: recomputation costs more than it saves
+        per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
+        gradient_accumulation_steps=1,
+        num_generations=cfg.num_generations,
+        max_completion_length=cfg.max_completion_length,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=0,
+        learning_rate=lr,
+        lr_scheduler_type=_SCHEDULERS[cfg.schedule],
+        warmup_steps=cfg.warmup,
+        beta=cfg.beta,
+        loss_type=cfg.loss_type,
+        scale_rewards=cfg.scale_rewards,
+        max_grad_norm=cfg.max_grad_norm,
+        max_steps=cfg.steps or -1,
+        num_train_epochs=cfg.epochs,
+        seed=cfg.seed,
+        logging_steps=cfg.log_every,
+        save_strategy="steps",
+        save_steps=cfg.save_every,
+        save_total_limit=cfg.keep,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        log_completions=False,
+    )
+
+
+def train_grpo(cfg: GRPORunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) GRPO as configured; returns a summary (steps, wall time, last rewards)."""
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers import PrinterCallback
+    from transformers.integrations import TensorBoardCallback
+
+    from comllm.lacs.rewards import make_reward_funcs
+
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    out = Path(cfg.out)
+    cfg = _resolve_config(cfg, out)
+    threads = cfg.threads or _auto_threads()
+    torch.set_num_threads(threads)
+    device = pick_device(cfg.device)
+    for path in cfg.data:
+        if not Path(path).is_file():
+            raise GRPOError(f"data file '{path}' does not exist")
+    reward_config = cfg.reward_config()  # validates the reward options before the model loads
+
+    lm = _load_model(cfg, device)
+    t0 = time.time()
+    dataset = build_dataset(lm, cfg.data, cfg.max_records)
+    log(f"{len(dataset)} prompts from {', '.join(cfg.data)} in {time.time() - t0:.1f}s (template {lm.meta.template})")
+
+    funcs = make_reward_funcs(reward_config)
+    funcs[0] = with_decision_metrics(funcs[0])
+    names = [f.__name__ for f in funcs]
+    lr = cfg.lr or (EMBEDDED_LR if lm.is_embedded else HF_LR)
+    bf16 = cfg.bf16 if cfg.bf16 is not None else (device.startswith("cuda") and torch.cuda.is_bf16_supported())
+    if bf16 and not device.startswith("cuda"):
+        raise GRPOError("--bf16 needs a CUDA GPU (bf16 on this CPU is slower than fp32)")
+    out.mkdir(parents=True, exist_ok=True)
+    if not cfg.resume:
+        (out / CONFIG_FILE).write_text(json.dumps(cfg.model_dump(exclude={"resume", "progress"}), indent=2) + "\n")
+
+    peft = hasattr(lm.model, "peft_config")
+    ref = _frozen_copy(lm.model) if cfg.beta > 0 and not peft else None
+    args = grpo_args(cfg, out, lr, device, bf16)
+    if ref is not None:
+        args.beta = 0.0  # TRL must not build its own reference; ours is installed after __init__
+    csv_cb = CsvLogCallback(out / LOG_FILE, log_columns(names), resume=cfg.resume)
+    last = checkpoints(out)[-1] if cfg.resume else None
+    if last is not None:
+        csv_cb.truncate_after(int(last.name.split("-")[1]))
+    meta = LMMeta(**asdict(lm.meta))
+    writer = SummaryWriter(str(out / "tb"))
+    trainer = _make_trainer_class()(
+        model=lm.model,
+        reward_funcs=funcs,
+        args=args,
+        train_dataset=dataset,
+        processing_class=lm.tokenizer,
+        callbacks=[csv_cb, RichProgressCallback("grpo", cfg.progress, log), MetaCallback(meta),
+                   TensorBoardCallback(tb_writer=writer)],  # fmt: skip
+        ref_beta=cfg.beta,
+        ref_model=ref,
+    )
+    trainer.remove_callback(PrinterCallback)  # ours print (or draw) the logs
+    n_params = sum(p.numel() for p in lm.model.parameters())
+    n_train = sum(p.numel() for p in lm.model.parameters() if p.requires_grad)
+    log(f"model {lm.source}: {n_params / 1e6:.2f} M parameters ({n_train / 1e6:.2f} M trained), lacs={cfg.lacs} "
+        f"(lambda {cfg.lacs_weight}, H {cfg.horizon}, K {cfg.rollouts}), {cfg.prompts_per_step} prompts x G "
+        f"{cfg.num_generations} per step, lr {lr:g} {cfg.schedule}, beta {cfg.beta}, T {cfg.temperature}, "
+        f"{threads} threads, {device}" + (f"; resuming from {last}" if last else ""))  # fmt: skip
+
+    t0 = time.time()
+    result = trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
+    wall = time.time() - t0
+    writer.close()
+
+    history = [h for h in trainer.state.log_history if "reward" in h]
+    tail = history[-max(1, len(history) // 10) :] if history else []
+    final = {k: sum(h[k] for h in tail if h.get(k) is not None) / max(1, sum(h.get(k) is not None for h in tail))
+             for k in ("reward", *(f"rewards/{n}/mean" for n in names), "decisions/valid", "decisions/greedy_agree",
+                       "decisions/cost_ratio", "kl")}  # fmt: skip
+    summary = {
+        "stage": "grpo",
+        "steps": trainer.state.global_step,
+        "train_wall_s": round(csv_cb.elapsed_before + wall, 1),  # all sessions of a resumed run
+        "session_wall_s": round(wall, 1),
+        "threads": threads,
+        "device": device,
+        "lr": lr,
+        "last_rewards": {k: float(f"{v:.6g}") for k, v in final.items()},
+        "train_loss": result.training_loss,
+        "init_model": cfg.model,
+        "init_training": {k: lm.meta.training.get(k) for k in ("stage", "steps", "train_wall_s")} if lm.meta.training else None,
+        "config": cfg.model_dump(exclude={"progress", "resume"}),
+    }
+    trained = LoadedLM(model=trainer.accelerator.unwrap_model(trainer.model), tokenizer=lm.tokenizer,
+                       meta=LMMeta(**{**asdict(lm.meta), "training": summary}), source=str(out))  # fmt: skip
+    trained.save(out)
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    log(f"saved {out} after {summary['steps']} steps, {wall / 60:.1f} min of training")
+    return summary
+
+
+def export_model(run: str | Path, dest: str | Path) -> Path:
+    """Copy the final model of a run (weights, tokenizer, ``comllm.json``) and its logs into ``dest``."""
+    import shutil
+
+    run, dest = Path(run), Path(dest)
+    if not (run / "comllm.json").is_file():
+        raise GRPOError(f"'{run}' holds no finished model (no comllm.json)")
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in (*MODEL_FILES, LOG_FILE, SUMMARY_FILE):
+        if (run / name).is_file():
+            shutil.copy2(run / name, dest / name)
+    return dest
