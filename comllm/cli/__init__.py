@@ -12,7 +12,6 @@ from comllm.cli import sim as _sim  # noqa: F401,E402
 from comllm.cli import data as _data  # noqa: F401,E402
 from comllm.cli import drl as _drl  # noqa: F401,E402
 from comllm.cli import grpo as _grpo  # noqa: F401,E402
-from comllm.cli import grpo as _grpo  # noqa: F401,E402
 from comllm.cli import lm as _lm  # noqa: F401,E402
 from comllm.cli import pipeline as _pipeline  # noqa: F401,E402
 
