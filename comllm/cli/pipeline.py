@@ -70,3 +70,56 @@ def benchmark(
         )
     console.print(results_table(rows, f"closed loop, {slots} slots × {seeds} seeds (mean ± 95 % CI)"))
     console.print(f"tables and plots in {out}/")
+
+
+@app.command()
+def sweep(
+    policy: list[str] = typer.Option(["greedy"], help="policy NAME[:ARG] (repeatable)"),
+    scenario: list[str] = typer.Option(["paper-6"], help="scenario preset or YAML (repeatable)"),
+    load: Optional[list[float]] = typer.Option(None, help="arrival probability (repeatable; default: the scenario's)"),
+    seeds: int = typer.Option(3, min=1),
+    slots: int = typer.Option(1000, min=1, help="scored slots per episode"),
+    warmup: int = typer.Option(200, min=0),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="scenario override key=value (repeatable)"),
+    workers: int = typer.Option(2, min=1, help="parallel worker processes on this machine"),
+    ray: Optional[str] = typer.Option(None, "--ray", help="run on an existing Ray cluster at this address"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the aggregated rows as JSON"),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="write the table as Markdown"),
+) -> None:
+    """Policies × scenarios × loads × seeds in parallel (worker processes, or Ray with --ray)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from comllm.cli.app import write_json
+    from comllm.cli.sim import results_table
+    from comllm.experiments.sweep import Job, aggregate, run_sweep
+    from comllm.policies import make_policy
+    from comllm.report.tables import markdown as md_table
+    from comllm.scenario import load_scenario
+
+    loads = load or [None]
+    for sc in scenario:  # fail fast, before any worker starts, on a bad scenario or policy
+        s = load_scenario(sc, list(set_ or []))
+        for p in policy:
+            make_policy(p, s)
+    jobs = [
+        Job(policy=p, scenario=sc, seed=k, slots=slots, warmup=warmup,
+            overrides=tuple(set_ or []) + ((f"arrival_prob={q}",) if q is not None else ()))  # fmt: skip
+        for sc in scenario
+        for q in loads
+        for p in policy
+        for k in range(seeds)
+    ]
+    columns = (TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("episodes", total=len(jobs))
+        results = run_sweep(jobs, workers=workers, ray_address=ray, on_done=lambda r: progress.advance(task))
+    rows = aggregate(results)
+    for r in rows:
+        extra = [o for o in r["overrides"] if o.startswith("arrival_prob=")]
+        if extra:
+            r["scenario"] = f"{r['scenario']} ({extra[-1].replace('arrival_prob=', 'p=')})"
+    console.print(results_table(rows, f"sweep: {len(jobs)} episodes, {slots} slots each"))
+    write_json(json_out, rows)
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(md_table(rows))
