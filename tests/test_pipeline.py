@@ -26,6 +26,7 @@ def run_cli(*args, cwd=None):
         ("stages: [data, fly]\n", "unknown stage 'fly'"),
         ("colour: blue\n", "unknown config key 'colour'"),
         ("[1, 2\n", "not valid YAML"),
+        ("launcher:\n  accelerate: maybe\n", "config key 'launcher.accelerate' = 'maybe'"),
     ],
 )
 def test_broken_config_is_one_line_exit_2(tmp_path, text, needle):
@@ -61,11 +62,14 @@ def test_accelerate_launcher_wraps_training_commands_only(tmp_path):
 
 
 def test_tiny_pipeline_end_to_end_and_resume(tmp_path):
+    """The whole tiny pipeline; its training stages go through `accelerate launch` (one CPU process)."""
     run = tmp_path / "run"
-    proc = run_cli("pipeline", "--config", str(ROOT / "configs" / "tiny.yaml"), "--run-dir", str(run))
+    accel = ["--set", "launcher.accelerate=true", "--set", f"launcher.config_file={ROOT / 'configs/accelerate/cpu.yaml'}"]
+    proc = run_cli("pipeline", "--config", str(ROOT / "configs" / "tiny.yaml"), "--run-dir", str(run), *accel)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     manifest = json.loads((run / "manifest.json").read_text())
     assert all(s["status"] == "done" for s in manifest["stages"].values())
+    assert "accelerate.commands.launch" in (run / "logs" / "sft.log").read_text()
     assert set(manifest["stages"]) == {"data", "sft", "grpo", "comllm", "dqn", "eval", "report"}
     for key in ("config", "seeds", "versions", "git_revision", "total_wall_s"):
         assert key in manifest

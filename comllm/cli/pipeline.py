@@ -20,12 +20,13 @@ def pipeline(
     stage: Optional[list[str]] = typer.Option(None, "--stage", help="run only these stages (repeatable)"),
     force: bool = typer.Option(False, help="rerun stages that are done already"),
     run_dir: Optional[str] = typer.Option(None, "--run-dir", help="override the config's run_dir"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="config override key=value, e.g. sft.steps=100"),
 ) -> None:
     """Data → SFT → GRPO → COMLLM (GRPO+LACS) → DQN → evaluation → report, resumable, under one run folder."""
     from comllm.experiments.config import load_config
     from comllm.experiments.pipeline import Pipeline
 
-    cfg = load_config(config, {"run_dir": run_dir} if run_dir else None)
+    cfg = load_config(config, {"run_dir": run_dir} if run_dir else None, set_items=list(set_ or []))
     if stage:
         from comllm.experiments.config import STAGES, ConfigError
 

@@ -123,8 +123,29 @@ def _message(err: ValidationError) -> str:
     return f"config key '{key}' = {first.get('input')!r}: {first['msg']}"
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
-    """Read and validate a YAML pipeline config; errors name the key."""
+def apply_overrides(raw: dict[str, Any], items: list[str]) -> dict[str, Any]:
+    """``["sft.steps=100", "eval.seeds=1"]`` (YAML values, dotted keys) applied to a raw config dict."""
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+        key, value = item.split("=", 1)
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config key '{key}' does not name a section")
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            node[parts[-1]] = value
+    return raw
+
+
+def load_config(
+    path: str | Path, overrides: dict[str, Any] | None = None, set_items: list[str] | None = None
+) -> PipelineConfig:
+    """Read and validate a YAML pipeline config (plus ``key=value`` overrides); errors name the key."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist")
@@ -135,6 +156,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
     if not isinstance(raw, dict):
         raise ConfigError(f"config file '{path}' must be a mapping of keys to values")
     raw.update(overrides or {})
+    apply_overrides(raw, set_items or [])
     try:
         cfg = PipelineConfig.model_validate(raw)
     except ValidationError as err:
