@@ -112,8 +112,14 @@ def _check_device(snap: Snapshot, device: int) -> int:
     return int(device)
 
 
-def _draws(scenario, keys: Sequence[tuple[int, int, int]], rollouts: int, n_slots: int, rule: str):
-    """Per state, the rollouts' draws; rows a scenario never reads stay unset."""
+def rollout_draws(scenario, keys: Sequence[tuple[int, int, int]], rollouts: int, n_slots: int, rule: str):
+    """The random draws of the rollouts of each state, from ``default_rng(key)`` per state.
+
+    ``keys``: one ``(seed, slot, device)`` per state. Returns ``u`` (S, K, T, 3, M)
+    uniforms and ``z`` (S, K, T, 2, M) normals in :func:`~comllm.sim.kernels.next_slot_inputs`'s
+    layout (T = ``n_slots - 1``; ``z`` stays 0 for a static channel), and ``ua`` (S, K, T', M)
+    uniforms for the random rule (T' = ``n_slots``, else 1).
+    """
     S, M = len(keys), scenario.n_devices
     T = max(n_slots - 1, 1)
     u = np.empty((S, rollouts, T, 3, M))
@@ -179,7 +185,7 @@ def lacs_evaluate_batch(
                         raise LacsError(f"first_actions[{i}][{m}]={a} is not an action in 0..{scenario.n_servers}")
                     first[r, int(m)] = int(a)
         keys = [(settings.seed, snaps[i].t, devs[i]) for i in idx]
-        u, z, ua = _draws(scenario, keys, settings.rollouts, params.max_slots, settings.other_policy)
+        u, z, ua = rollout_draws(scenario, keys, settings.rollouts, params.max_slots, settings.other_policy)
         out = np.empty((len(idx), n_cand, settings.rollouts, B.N_OUT))
         B.rollout_batch(
             np.array([snaps[i].t for i in idx], dtype=np.int64),
