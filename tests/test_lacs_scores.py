@@ -166,6 +166,8 @@ def test_bad_inputs_name_the_argument():
         lacs_scores(snap, 0, rollouts=0)
     with pytest.raises(LacsError, match="other_policy='smart'"):
         lacs_scores(snap, 0, other_policy="smart")
+    with pytest.raises(LacsError, match="seed=-1"):
+        lacs_scores(snap, 0, seed=-1)
     with pytest.raises(LacsError, match="drop_cost='often'"):
         lacs_scores(snap, 0, drop_cost="often")
     with pytest.raises(LacsError, match=r"candidates\[0\]"):

@@ -66,6 +66,8 @@ class LacsSettings:
             raise LacsError(f"horizon={self.horizon!r} must be an integer >= 0 (slots)")
         if not isinstance(self.rollouts, (int, np.integer)) or self.rollouts < 1:
             raise LacsError(f"rollouts={self.rollouts!r} must be an integer >= 1")
+        if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise LacsError(f"seed={self.seed!r} must be an integer >= 0")
         if self.other_policy not in B.RULES:
             raise LacsError(f"other_policy='{self.other_policy}' is not one of {', '.join(B.RULES)}")
         if self.drop_cost is not None and self.drop_cost != "deadline":
