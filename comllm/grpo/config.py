@@ -6,7 +6,14 @@ at most 15 tokens, reward 0.8 task + 0.2 format, unparseable -10, LACS weight
 lambda = 0.3 with rollouts of H = 5 slots, K = 16 times. The learning rate
 defaults to DESIGN's 5e-6 for Hugging Face models and to :data:`EMBEDDED_LR`
 for the embedded value-token model, which was trained from scratch at 1e-3 and
-barely moves at 5e-6 (see :mod:`comllm.grpo.train`).
+barely moves at 5e-6 or 2e-5 in the few hundred steps a CPU affords (measured:
+KL to the start model ~2e-4 after 20 steps at 2e-5, ~5e-2 after 60 steps at 1e-4).
+
+The reward shaping defaults to DESIGN's ``reference``; at heavy load prefer
+``normalised``: when every action of a state is predicted to miss its deadline,
+the reference reward of every valid answer falls below the flat ``unparseable``
+reward, and GRPO learns to write invalid answers (measured: valid answers fell
+from 95 % to 86 % in 60 steps at arrival_prob 0.5; 99 % with ``normalised``).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from comllm.errors import ComllmError
 
 #: learning rate of the embedded model when ``lr`` is not given (measured, see the README)
-EMBEDDED_LR = 2e-5
+EMBEDDED_LR = 1e-4
 #: DESIGN §4 learning rate (Hugging Face models)
 HF_LR = 5e-6
 
