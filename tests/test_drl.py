@@ -17,7 +17,7 @@ from comllm.drl.config import CheckpointMeta, D3QNConfig, DRLError, TrainConfig,
 from comllm.drl.credit import CreditLedger
 from comllm.drl.d3qn import D3QNAgent, D3QNLSTM
 from comllm.drl.train import train
-from comllm.envs import MECEnv, ObsLayout
+from comllm.envs import ObsLayout
 from comllm.evaluate.closed_loop import evaluate_closed_loop
 from comllm.policies import PolicyError, make_policy
 from comllm.scenario import load_scenario

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from comllm.cli.app import app, console
-from comllm.drl.config import ALGOS, DRLError, TrainConfig
+from comllm.drl.config import ALGOS, CheckpointMeta, DRLError, TrainConfig
 from comllm.scenario import load_scenario, parse_overrides
 
 dqn_app = typer.Typer(
@@ -24,13 +24,17 @@ app.add_typer(dqn_app, name="dqn")
 @dqn_app.command("train")
 def train_cmd(
     scenario: str = typer.Option("paper-6", help="preset name or YAML file"),
-    steps: Optional[int] = typer.Option(None, min=1, help="environment steps (task decisions) in all [default: 200000]"),
-    out: Optional[Path] = typer.Option(None, help="run folder [default: runs/<algo>-<scenario>]"),
+    steps: Optional[int] = typer.Option(
+        None, min=1, help="environment steps (task decisions) in all; default 200000, or the run's own on --resume"
+    ),
+    out: Optional[Path] = typer.Option(None, help="run folder; default runs/ALGO-SCENARIO"),
     algo: str = typer.Option("dqn", help=f"algorithm: {' | '.join(ALGOS)}"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
     seed: int = typer.Option(0, help="random seed"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="scenario override key=value (repeatable)"),
-    hp: Optional[list[str]] = typer.Option(None, "--hp", help="hyper-parameter key=value (repeatable), e.g. gamma=0.95"),
+    hp: Optional[list[str]] = typer.Option(
+        None, "--hp", help="hyper-parameter key=value (repeatable), e.g. gamma=0.95 (see comllm.drl.config)"
+    ),
     episode_slots: int = typer.Option(200, min=1, help="slots per training episode"),
     eval_every: int = typer.Option(20_000, min=1, help="steps between closed-loop evaluations"),
     eval_slots: int = typer.Option(500, min=1, help="scored slots per evaluation seed"),
@@ -56,8 +60,6 @@ def train_cmd(
         hyper=parse_overrides(hp or []),
     )
     if resume and steps is None:
-        from comllm.drl.config import CheckpointMeta
-
         cfg = cfg.model_copy(update={"steps": CheckpointMeta.read(out).train.steps})
     command = "comllm " + shlex.join(sys.argv[1:]) if sys.argv and "comllm" in Path(sys.argv[0]).name else ""
     meta = train(cfg, out, resume=resume, command=command, console=console, progress=progress)
@@ -68,7 +70,6 @@ def train_cmd(
 def info_cmd(path: str = typer.Argument(..., help="run folder or shipped agent name")) -> None:
     """Show what a checkpoint was trained on and how far."""
     from comllm.drl.checkpoint import resolve_checkpoint
-    from comllm.drl.config import CheckpointMeta
 
     folder = resolve_checkpoint(path)
     _print_meta(folder, CheckpointMeta.read(folder))
@@ -89,12 +90,13 @@ def plot_cmd(
     console.print(f"wrote {out}")
 
 
-def _print_meta(folder: Path, meta) -> None:
+def _print_meta(folder: Path, meta: CheckpointMeta) -> None:
     table = Table(title=f"DRL checkpoint {folder}", show_header=False)
     best = "–" if meta.best_eval_latency is None else f"{meta.best_eval_latency:.3f} slots at step {meta.best_step}"
+    sc = meta.scenario
     rows = [
         ("algorithm", meta.algo),
-        ("scenario", f"{meta.scenario.get('name')} ({meta.n_servers} servers, {meta.scenario.get('n_devices')} devices)"),
+        ("scenario", f"{sc.get('name')} ({meta.n_servers} servers, {sc.get('n_devices')} devices)"),
         ("observation", f"{meta.obs_dim} values, history {meta.history_len} slots"),
         ("steps", f"{meta.steps_done} of {meta.train.steps} ({meta.episodes} episodes)"),
         ("wall time", f"{meta.wall_s / 60:.1f} min"),

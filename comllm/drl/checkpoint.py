@@ -37,7 +37,9 @@ def resolve_checkpoint(arg: str, prefix: str | None = None) -> Path:
         if "/" not in name and (SHIPPED_DIR / name / META_FILE).is_file():
             return SHIPPED_DIR / name
     shipped = ", ".join(shipped_checkpoints()) or "none"
-    raise DRLError(f"no DRL checkpoint at '{arg}' (give a folder written by `comllm dqn train`, or a shipped agent: {shipped})")
+    raise DRLError(
+        f"no DRL checkpoint at '{arg}' (give a folder written by `comllm dqn train`, or a shipped agent: {shipped})"
+    )
 
 
 def weights_file(folder: Path, meta: CheckpointMeta, which: str = "best") -> Path:

@@ -62,7 +62,8 @@ def train(
         if meta.algo != cfg.algo:
             raise DRLError(f"'{out}' holds a {meta.algo} run, not {cfg.algo}")
         if make_scenario(meta.scenario) != make_scenario(cfg.scenario):
-            raise DRLError(f"'{out}' was trained on scenario '{meta.scenario.get('name')}', not '{cfg.scenario.get('name')}'")
+            trained, asked = meta.scenario.get("name"), cfg.scenario.get("name")
+            raise DRLError(f"'{out}' was trained on scenario '{trained}', not '{asked}'")
         meta.train = meta.train.model_copy(update={"steps": cfg.steps})
     else:
         if (out / META_FILE).exists():

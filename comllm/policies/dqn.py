@@ -23,6 +23,9 @@ def _load(kind: str, arg: str | None, prefix: str) -> QPolicy:
     if not arg:
         shipped = ", ".join(shipped_checkpoints()) or "none"
         raise PolicyError(f"policy '{kind}' needs a checkpoint: {kind}:PATH (shipped: {shipped})")
+    import torch
+
+    torch.set_num_threads(1)  # networks of a few thousand weights: more threads only contend
     which = "best"
     if arg.endswith(("@last", "@best")):
         arg, _, which = arg.rpartition("@")
