@@ -39,21 +39,24 @@ def greedy_reference(meta: CheckpointMeta) -> float:
 
 
 def plot_training(folders: list[Path], out: Path, greedy: bool = True) -> None:
-    """Left: the greedy (argmax) policy's closed-loop latency at each evaluation;
-    right: the exploring policy's latency per training episode (moving average of 5).
-    Dashed lines: the greedy oracle on the same evaluation seeds, one per scenario.
+    """One row per scenario. Left: the argmax policy's closed-loop latency at each
+    evaluation; right: the exploring policy's latency per training episode (moving
+    average of 5). Dashed: the greedy oracle under the same evaluation protocol.
+    Lines are labelled with the run folder's name, algorithm and wall time.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_eval, ax_train) = plt.subplots(1, 2, figsize=(12, 4.5))
+    metas = [CheckpointMeta.read(f) for f in folders]
+    scenarios = list(dict.fromkeys(str(m.scenario.get("name")) for m in metas))
+    fig, axes = plt.subplots(len(scenarios), 2, figsize=(12, 4 * len(scenarios)), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    refs: dict[str, float] = {}
-    for i, folder in enumerate(folders):
-        meta = CheckpointMeta.read(folder)
-        label = f"{meta.algo} · {meta.scenario.get('name')} ({meta.wall_s / 60:.0f} min)"
+    for i, (folder, meta) in enumerate(zip(folders, metas)):
+        name = str(meta.scenario.get("name"))
+        ax_eval, ax_train = axes[scenarios.index(name)]
+        label = f"{folder.name}: {meta.algo}, {meta.steps_done // 1000}k steps, {meta.wall_s / 60:.0f} min"
         c = colors[i % len(colors)]
         ev = read_csv(folder / "eval.csv") if (folder / "eval.csv").exists() else {}
         if ev:
@@ -61,22 +64,22 @@ def plot_training(folders: list[Path], out: Path, greedy: bool = True) -> None:
         ep = read_csv(folder / "episodes.csv") if (folder / "episodes.csv").exists() else {}
         if ep:
             y = _smooth(ep["avg_latency"], 5)
-            x = ep["step"][len(ep["step"]) - len(y) :]
-            ax_train.plot(x / 1e3, y, color=c, label=label)
-        name = str(meta.scenario.get("name"))
-        if greedy and name not in refs:
-            refs[name] = greedy_reference(meta)
-    for j, (name, value) in enumerate(refs.items()):
+            ax_train.plot(ep["step"][len(ep["step"]) - len(y) :] / 1e3, y, color=c, label=label)
+    for row, name in enumerate(scenarios):
+        ax_eval, ax_train = axes[row]
+        if greedy:
+            ref = greedy_reference(next(m for m in metas if m.scenario.get("name") == name))
+            for ax in (ax_eval, ax_train):
+                ax.axhline(ref, ls="--", lw=1, color="0.3", label=f"greedy oracle ({ref:.2f})")
+        ax_eval.set_title(f"{name}: closed-loop evaluation of the argmax policy")
+        ax_train.set_title(f"{name}: training episodes (ε-greedy, moving average of 5)")
         for ax in (ax_eval, ax_train):
-            ax.axhline(value, ls="--", lw=1, color="0.3" if j == 0 else "0.6", label=f"greedy oracle · {name}")
-    ax_eval.set_title("closed-loop evaluation (argmax policy)")
-    ax_train.set_title("training episodes (ε-greedy, moving avg of 5)")
-    for ax in (ax_eval, ax_train):
-        ax.set_xlabel("environment steps (thousand task decisions)")
-        ax.set_ylabel("average latency (slots, drops at deadline)")
-        ax.grid(alpha=0.3)
-    ax_eval.legend(fontsize=7)
+            ax.set_xlabel("environment steps (thousand task decisions)")
+            ax.set_ylabel("avg latency (slots, drop = deadline)")
+            ax.set_ylim(top=min(ax.get_ylim()[1], 10.5))
+            ax.grid(alpha=0.3)
+        ax_eval.legend(fontsize=7)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=110)
     plt.close(fig)
