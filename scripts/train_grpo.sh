@@ -5,13 +5,28 @@
 # Both runs share data, seed, steps and every other option; one at a time (2-core CPU).
 # Logs and wall times: runs/grpo-ship/{grpo,comllm}.log, train_log.csv in each checkpoint.
 #
-# Usage: scripts/train_grpo.sh [STEPS]      (default 200 steps of 8 prompts x G=4 completions)
+# Usage: scripts/train_grpo.sh [STEPS]   train both (default 200 steps of 8 prompts x G=4 completions)
+#        scripts/train_grpo.sh eval      the README table: closed loop, 2000 slots x 3 seeds, JSON in runs/grpo-eval/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COMLLM=".venv/bin/comllm"
 PY=".venv/bin/python"
-STEPS="${1:-200}"
 OUT=runs/grpo-ship
+
+if [ "${1:-}" = "eval" ]; then
+  mkdir -p runs/grpo-eval
+  for sc in paper-6 paper-11; do
+    for p in 0.3 0.5; do
+      /usr/bin/time -f "%e s wall" $COMLLM simulate --scenario $sc --set arrival_prob=$p --slots 2000 --seeds 3 \
+        --policy greedy --policy llm:threads=1 --policy llm:comllm/checkpoints/lm-grpo,threads=1 \
+        --policy llm:comllm/checkpoints/lm-comllm,threads=1 \
+        --json runs/grpo-eval/${sc}_p${p}.json --markdown runs/grpo-eval/${sc}_p${p}.md
+    done
+  done
+  exit 0
+fi
+
+STEPS="${1:-200}"
 mkdir -p "$OUT"
 
 # GRPO prompts with simulator snapshots: paper-6 at the default load and at a heavy one (greedy drops ~13 %)

@@ -120,6 +120,8 @@ def _load_model(cfg: GRPORunConfig, device: str) -> LoadedLM:
         raise GRPOError(str(err)) from None
     if cfg.lora and lm.is_embedded:
         raise GRPOError("--lora is for Hugging Face models; the embedded model is trained in full")
+    if lm.is_embedded and cfg.dtype == "auto":
+        lm.model.float()  # a 2 M-parameter model keeps fp32 master weights (bf16 runs as autocast on a GPU)
     return lm
 
 
