@@ -130,3 +130,25 @@ def test_sft_command_line(data, tmp_path: Path) -> None:
     lm = load_lm(out)
     acts = LMPolicy(lm).act(StateBatch.from_states([r.task_state() for r in read_records(data["test"])][:5]))
     assert len(acts) == 5
+
+
+@pytest.mark.parametrize("template,extra", [("estimates-compact", {"listwise": 1.0}), ("raw-compact", {"cost_head": 1.0})])
+def test_auxiliary_losses_train_and_are_logged(data, tmp_path: Path, template: str, extra: dict) -> None:
+    out = tmp_path / "aux"
+    cfg = make_config(model="default", template=template, data=[str(data["train"])], out=str(out), steps=30, lr=1e-2,
+                      log_every=10, save_every=1000, **TINY, **extra)  # fmt: skip
+    train_sft(cfg, log=lambda s: None)
+    rows = _log(out)
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    assert float(rows[-1]["aux_loss"]) < float(rows[0]["aux_loss"])
+    lm = load_lm(out)
+    assert (lm.model.cost_head is not None) == ("cost_head" in extra)
+    acts = LMPolicy(lm).decide([r.task_state() for r in read_records(data["test"])][:8])
+    assert len(acts) == 8
+
+
+def test_cost_head_needs_one_line_per_action(data, tmp_path: Path) -> None:
+    cfg = make_config(model="default", template="paper", data=[str(data["train"])], out=str(tmp_path / "p"), steps=2,
+                      cost_head=1.0, **TINY)  # fmt: skip
+    with pytest.raises(SFTError, match="one line per action"):
+        train_sft(cfg, log=lambda s: None)

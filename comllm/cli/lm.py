@@ -43,6 +43,9 @@ def sft(
     eval_size: int = typer.Option(1000, min=1, help="eval records used"),
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads (default: 1 if the load is above 1, else 2)"),
     reasoning: bool = typer.Option(False, "--reasoning", help="answers carry the template's reasoning trace"),
+    cost_head: float = typer.Option(0.0, help="weight of an auxiliary head regressing each action's cost (embedded)"),
+    listwise: float = typer.Option(0.0, help="weight of a listwise loss over every valid answer (soft oracle)"),
+    listwise_tau: float = typer.Option(0.5, help="temperature (slots) of the listwise target"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Supervised fine-tuning on oracle labels (completion-only loss); resumable; CSV and TensorBoard logs."""
@@ -55,6 +58,7 @@ def sft(
         lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, four_bit=four_bit, dtype=dtype, device=device,
         save_every=save_every, log_every=log_every, eval_data=str(eval_data) if eval_data else None,
         eval_every=eval_every, eval_size=eval_size, threads=threads, reasoning=reasoning, progress=progress,
+        cost_head=cost_head, listwise=listwise, listwise_tau=listwise_tau,
     )  # fmt: skip
     summary = train_sft(cfg, log=console.print)
     if summary.get("eval"):

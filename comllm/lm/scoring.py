@@ -60,6 +60,11 @@ class CandidateTree:
     def __len__(self) -> int:
         return len(self.tokens)
 
+    def paths_padded(self) -> list[list[int]]:
+        """Every path padded to the longest by repeating its last node (masked out by the caller)."""
+        depth = max(len(p) for p in self.paths)
+        return [p + [p[-1]] * (depth - len(p)) for p in self.paths]
+
     def ancestor_mask(self) -> torch.Tensor:
         """``(K, K)`` bool: node ``i`` may attend to node ``j`` (an ancestor or itself)."""
         k = len(self.tokens)
@@ -80,7 +85,7 @@ def score_candidates(
     pad_id: int,
     norm: str = "sum",
 ) -> torch.Tensor:
-    """Log-likelihood of every candidate after every prompt, shape ``(B, C)``.
+    """Log-likelihood of every candidate after every prompt, shape ``(B, C)``, on the CPU.
 
     ``prompts``: token ids per prompt (any lengths; left-padded here);
     ``candidates``: token ids per candidate answer, EOS included, shared by all
@@ -88,6 +93,16 @@ def score_candidates(
     """
     if norm not in ("sum", "mean"):
         raise ValueError(f"norm={norm!r} must be 'sum' or 'mean'")
+    scores = candidate_logprobs(model, prompts, candidates, pad_id)
+    if norm == "mean":
+        scores = scores / torch.tensor([len(c) for c in candidates], dtype=scores.dtype, device=scores.device)
+    return scores.cpu()
+
+
+def candidate_logprobs(
+    model: torch.nn.Module, prompts: list[list[int]], candidates: list[list[int]], pad_id: int
+) -> torch.Tensor:
+    """Summed log-probabilities ``(B, C)`` of the candidates (differentiable; see :func:`score_candidates`)."""
     tree = CandidateTree.build(candidates)
     device = next(model.parameters()).device
     b = len(prompts)
@@ -97,20 +112,22 @@ def score_candidates(
     lmax = int(lengths.max())
     k = len(tree)
     total = lmax + k
+    same = bool((lengths == lmax).all())  # no padding: one mask for the whole batch
 
     ids = torch.full((b, total), pad_id, dtype=torch.long)
     for i, p in enumerate(prompts):
         ids[i, lmax - len(p) : lmax] = torch.tensor(p, dtype=torch.long)
     ids[:, lmax:] = torch.tensor(tree.tokens, dtype=torch.long)
 
+    rows = 1 if same else b
     pos_in_row = torch.arange(lmax)
-    start = lmax - lengths  # first real prompt column per row
-    real = pos_in_row[None, :] >= start[:, None]  # (B, Lmax)
-    positions = torch.zeros(b, total, dtype=torch.long)
+    start = (lmax - lengths)[:rows]  # first real prompt column per row
+    real = pos_in_row[None, :] >= start[:, None]  # (rows, Lmax)
+    positions = torch.zeros(rows, total, dtype=torch.long)
     positions[:, :lmax] = (pos_in_row[None, :] - start[:, None]).clamp(min=0)
-    positions[:, lmax:] = lengths[:, None] - 1 + torch.tensor(tree.depth)[None, :]
+    positions[:, lmax:] = lengths[:rows, None] - 1 + torch.tensor(tree.depth)[None, :]
 
-    mask = torch.zeros(b, total, total, dtype=torch.bool)
+    mask = torch.zeros(rows, total, total, dtype=torch.bool)
     causal = torch.tril(torch.ones(lmax, lmax, dtype=torch.bool))
     mask[:, :lmax, :lmax] = causal[None] & real[:, None, :]
     mask[:, :lmax, :lmax] |= torch.eye(lmax, dtype=torch.bool)[None]  # pad rows see themselves (no NaN)
@@ -122,20 +139,17 @@ def score_candidates(
     keep = [lmax - 1] + [lmax + n for n in has_child]
     row_of = {-1: 0, **{n: i + 1 for i, n in enumerate(has_child)}}
     dtype = next(model.parameters()).dtype
-    attn = torch.zeros(b, 1, total, total, dtype=dtype).masked_fill(~mask[:, None], torch.finfo(dtype).min)
+    attn = torch.zeros(rows, 1, total, total, dtype=dtype).masked_fill(~mask[:, None], torch.finfo(dtype).min)
     out = model(
         input_ids=ids.to(device),
-        attention_mask=attn.to(device),
-        position_ids=positions.to(device),
+        attention_mask=attn.expand(b, 1, total, total).to(device),
+        position_ids=positions.expand(b, total).to(device),
         logits_to_keep=torch.tensor(keep, device=device),
         use_cache=False,
     )
     logp = torch.log_softmax(out.logits.float(), dim=-1)  # (B, len(keep), V)
-
-    scores = torch.zeros(b, len(candidates), device=logp.device)
-    for c, path in enumerate(tree.paths):
-        rows = [row_of[tree.parent[n]] for n in path]
-        toks = [tree.tokens[n] for n in path]
-        s = logp[:, rows, toks].sum(dim=1)
-        scores[:, c] = s / len(path) if norm == "mean" else s
-    return scores.cpu()
+    path_rows = torch.tensor([[row_of[tree.parent[n]] for n in path] for path in tree.paths_padded()])
+    path_toks = torch.tensor([[tree.tokens[n] for n in path] for path in tree.paths_padded()])
+    valid = torch.tensor([[j < len(path) for j in range(path_rows.shape[1])] for path in tree.paths])
+    picked = logp[:, path_rows, path_toks]  # (B, C, depth)
+    return (picked * valid.to(picked.device)).sum(dim=-1)

@@ -96,12 +96,16 @@ class SFTConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: 1 if the load is above 1, else 2)")
     reasoning: bool = Field(False, description="answers carry the template's reasoning trace")
     cost_head: float = Field(0.0, ge=0, description="weight of the auxiliary per-action cost regression (embedded model)")
+    listwise: float = Field(0.0, ge=0, description="weight of a listwise loss over every valid answer (soft oracle)")
+    listwise_tau: float = Field(0.5, gt=0, description="temperature (slots) of the listwise soft-oracle target")
     progress: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> "SFTConfig":
         if self.model == "default" and not self.template:
             raise ValueError("a new default model needs --template (e.g. annotated-compact)")
+        if self.listwise > 0 and (self.reasoning or self.cost_head > 0):
+            raise ValueError("listwise combines with neither reasoning answers nor the cost head")
         if self.hidden % self.heads:
             raise ValueError(f"hidden={self.hidden} is not a multiple of heads={self.heads}")
         return self
@@ -239,13 +243,21 @@ def collate(ex: Examples, idx: np.ndarray, pad_id: int, n_words: int | None) -> 
 
 
 def cost_head_loss(
-    model: torch.nn.Module, ids: torch.Tensor, labels: torch.Tensor, ex: Examples, idx: np.ndarray
+    model: torch.nn.Module,
+    ids: torch.Tensor,
+    labels: torch.Tensor,
+    ex: Examples,
+    idx: np.ndarray,
+    line_tokens: Callable[[int], list[int]],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Answer cross-entropy and the auxiliary cost regression, from one forward pass.
+    """Answer cross-entropy and the auxiliary line losses, from one forward pass.
 
-    The cost head reads the hidden state at the newline ending each action's
-    line and regresses ``log1p(min(cost, 100))`` of that action (slots): a dense
-    signal that teaches the model the cost model (the head is unused when deciding).
+    At the newline ending each action's line: the cost head regresses
+    ``log1p(min(cost, 100))`` of that action (slots), and the LM head predicts
+    the answer token that names the action (`` local`` / the id `` K``); at the
+    prompt's last token the cost head regresses the least cost. A dense signal
+    that teaches the cost model, where the best action is and which id names
+    it (the cost head is unused when deciding).
     """
     hidden = model.model(input_ids=ids, use_cache=False).last_hidden_state
     first = int((labels != -100).float().argmax(dim=1).min())
@@ -253,11 +265,46 @@ def cost_head_loss(
     ce = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), labels[:, first:].reshape(-1), ignore_index=-100
     )
-    rows = np.concatenate([np.full(len(ex.line_ends[i]), r) for r, i in enumerate(idx)])
-    cols = np.concatenate([ex.line_ends[i] for i in idx])
-    target = torch.from_numpy(np.log1p(np.minimum(np.concatenate([ex.costs[i] for i in idx]), 100.0))).float()
-    pred = model.cost_head(hidden[torch.from_numpy(rows), torch.from_numpy(cols)]).squeeze(-1).float()
-    return ce, torch.nn.functional.mse_loss(pred, target.to(pred.device))
+    ends_r = np.concatenate([np.full(len(ex.line_ends[i]), r) for r, i in enumerate(idx)])
+    ends_c = np.concatenate([ex.line_ends[i] for i in idx])
+    line_hidden = hidden[torch.from_numpy(ends_r), torch.from_numpy(ends_c)]
+    last_hidden = hidden[torch.arange(len(idx)), torch.from_numpy(np.array([len(ex.prompt[i]) - 1 for i in idx]))]
+    target = np.concatenate([np.concatenate([ex.costs[i] for i in idx]), [ex.costs[i].min() for i in idx]])
+    target = torch.from_numpy(np.log1p(np.minimum(target, 100.0))).float().to(hidden.device)
+    pred = model.cost_head(torch.cat([line_hidden, last_hidden])).squeeze(-1).float()
+    names = torch.from_numpy(np.concatenate([line_tokens(int(ex.n_servers[i])) for i in idx])).to(hidden.device)
+    name_ce = torch.nn.functional.cross_entropy(model.lm_head(line_hidden).float(), names)
+    return ce, torch.nn.functional.mse_loss(pred, target) + name_ce
+
+
+def listwise_loss(
+    lm: LoadedLM, ex: Examples, idx: np.ndarray, answers: Callable[[int], list[list[int]]], tau: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Answer cross-entropy and a listwise KL to the soft oracle, from one tree forward per server count.
+
+    Every valid answer's log-likelihood comes out of one pass (:func:`candidate_logprobs`):
+    the cross-entropy is that of the label's tokens (the plain SFT loss), and
+    ``KL(q || p)`` compares the model's distribution over valid answers ``p``
+    with ``q = softmax(-cost / tau)`` over every action's cost (slots), a
+    dense signal about how good each answer is, not only which one is best.
+    """
+    from comllm.lm.scoring import candidate_logprobs
+
+    ce_sum = torch.zeros(())
+    kl_sum = torch.zeros(())
+    n_tok = 0
+    for n in np.unique(ex.n_servers[idx]):
+        sub = idx[ex.n_servers[idx] == n]
+        cands = answers(int(n))
+        scores = candidate_logprobs(lm.model, [ex.prompt[i].tolist() for i in sub], cands, lm.tokenizer.pad_token_id)
+        labels = torch.from_numpy(ex.label[sub]).to(scores.device)
+        ce_sum = ce_sum + (-scores.gather(1, labels[:, None])).sum()
+        n_tok += sum(len(cands[int(a)]) for a in ex.label[sub])
+        costs = torch.from_numpy(np.minimum(np.stack([ex.costs[i] for i in sub]), 100.0)).float().to(scores.device)
+        q = torch.softmax(-costs / tau, dim=1)
+        logp = torch.log_softmax(scores, dim=1)
+        kl_sum = kl_sum + (q * (torch.log(q.clamp_min(1e-12)) - logp)).sum()
+    return ce_sum / n_tok, kl_sum / len(idx)
 
 
 def answer_loss(model: torch.nn.Module, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -450,7 +497,7 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
 
     writer = SummaryWriter(str(out / "tb"))
     log_path = out / LOG_FILE
-    fields = ["step", "samples", "loss", "cost_loss", "lr", "samples_per_s", "elapsed_s", "eval_acc", "eval_perf_ratio"]
+    fields = ["step", "samples", "loss", "aux_loss", "lr", "samples_per_s", "elapsed_s", "eval_acc", "eval_perf_ratio"]
     new_log = not log_path.exists() or state is None
     log_file = open(log_path, "w" if new_log else "a", newline="")
     log_writer = csv.DictWriter(log_file, fieldnames=fields)
@@ -476,6 +523,19 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
             writer.add_scalar(f"eval/{k}", v, step)
         return res
 
+    answer_cache: dict[int, list[list[int]]] = {}
+
+    def answer_ids(n: int) -> list[list[int]]:
+        if n not in answer_cache:
+            from comllm.text import get_template
+
+            answer_cache[n] = [lm.encode_answer(a) for a in get_template(lm.meta.template).answers(n)]
+        return answer_cache[n]
+
+    def line_tokens(n: int) -> list[int]:
+        """The token that names each action (last token of its answer before EOS)."""
+        return [a[-2] for a in answer_ids(n)]
+
     lengths = train_ex.lengths()
     epoch, pos = divmod(step, per_epoch)
     batches = bucketed_batches(lengths, cfg.batch_size, cfg.seed + epoch)
@@ -500,11 +560,15 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
             pos += 1
             ids, _, labels = collate(train_ex, idx, pad_id, n_words)
             if cfg.cost_head > 0:
-                ce, aux = cost_head_loss(model, ids.to(device), labels.to(device), train_ex, idx)
+                ce, aux = cost_head_loss(model, ids.to(device), labels.to(device), train_ex, idx, line_tokens)
                 loss = ce + cfg.cost_head * aux
                 aux_losses.append(aux.item())
+            elif cfg.listwise > 0:
+                ce, aux = listwise_loss(lm, train_ex, idx, answer_ids, cfg.listwise_tau)
+                loss = ce + cfg.listwise * aux
+                aux_losses.append(aux.item())
             else:
-                loss = answer_loss(model, ids.to(device), labels.to(device))
+                loss = ce = answer_loss(model, ids.to(device), labels.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -512,7 +576,7 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
             sched.step()
             step += 1
             samples += len(idx)
-            losses.append(loss.item())
+            losses.append(ce.item())  # the answer cross-entropy (the aux term is logged apart)
             progress.update(task, advance=1, loss=f"{loss.item():.4f}")
             if step % cfg.log_every == 0 or step == total:
                 now = time.time()
@@ -523,8 +587,8 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
                                        "lr": sched.get_last_lr()[0], "samples_per_s": rate, "elapsed_s": elapsed}  # fmt: skip
                 losses = []
                 if aux_losses:
-                    row["cost_loss"] = float(np.mean(aux_losses))
-                    writer.add_scalar("train/cost_loss", row["cost_loss"], step)
+                    row["aux_loss"] = float(np.mean(aux_losses))
+                    writer.add_scalar("train/aux_loss", row["aux_loss"], step)
                     aux_losses = []
                 if cfg.eval_every and step % cfg.eval_every == 0 and step != total:
                     last_eval = evaluate()

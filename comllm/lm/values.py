@@ -35,7 +35,7 @@ class ValueCodec:
     resolution: float = 0.01
     max_value: float = 2000.0
     periods: tuple[float, ...] = field(
-        default_factory=lambda: tuple(float(p) for p in np.geomspace(0.1, 2000.0, 16).round(6))
+        default_factory=lambda: tuple(float(p) for p in np.geomspace(0.1, 10.0, 8).round(6))
     )
 
     def __post_init__(self) -> None:
@@ -63,7 +63,7 @@ class ValueCodec:
 
     @property
     def n_features(self) -> int:
-        return 3 + 2 * len(self.periods)
+        return len(_SCALES) + 2 + 2 * len(self.periods)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -107,12 +107,21 @@ class ValueCodec:
         return text
 
 
+#: scales of the monotone features ``tanh(v / s)``: each resolves values around ``s``
+_SCALES = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+
+
 def value_features(ids: torch.Tensor, codec: ValueCodec) -> torch.Tensor:
     """Deterministic features of value ids, shape ``ids.shape + (codec.n_features,)``, float32.
 
-    ``[v / max, log1p(v) / log1p(max), spaced, sin(2πv/P), cos(2πv/P) for P in periods]``.
-    The phases are computed in float64 from the integer step so that large
-    values keep their fine detail.
+    ``[tanh(v / s) for s in 1, 3, ..., 1000; log1p(v) / 2; spaced;
+    sin(2πv/P), cos(2πv/P) for P in periods (0.1 .. 10)]``: bounded monotone
+    features at several scales (a comparison of two latencies of a few slots
+    is as easy to learn as one of two queues of hundreds of Mbit), plus
+    periodic ones for fine detail. Periods stay short, so a large value never
+    shows a phase pattern unseen in training (long periods made rare large
+    latencies look like small ones). All features are O(1); the phases are
+    computed in float64 from the integer step.
     """
     off = (ids - codec.base).to(torch.float64)
     step = torch.div(off, 2, rounding_mode="floor")
@@ -120,9 +129,10 @@ def value_features(ids: torch.Tensor, codec: ValueCodec) -> torch.Tensor:
     v = step * codec.resolution
     periods = torch.tensor(codec.periods, dtype=torch.float64, device=ids.device)
     phase = (2 * math.pi) * torch.remainder(v[..., None], periods) / periods
+    scales = torch.tensor(_SCALES, dtype=torch.float64, device=ids.device)
     feats = [
-        (v / codec.max_value)[..., None],
-        (torch.log1p(v) / math.log1p(codec.max_value))[..., None],
+        torch.tanh(v[..., None] / scales),
+        (torch.log1p(v) / 2)[..., None],
         spaced[..., None],
         torch.sin(phase),
         torch.cos(phase),
