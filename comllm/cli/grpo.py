@@ -48,6 +48,9 @@ def grpo(
     dtype: str = typer.Option("auto", help="weights: auto (bf16 on a GPU that has it, else fp32) | fp32 | bf16 | fp16"),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 mixed precision (default: on a GPU that has it)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:k]"),
+    use_vllm: bool = typer.Option(False, "--use-vllm", help="generate completions with vLLM (TRL's switch; GPU, vllm installed)"),
+    vllm_mode: str = typer.Option("colocate", help="vLLM: colocate (in the training processes) | server (trl vllm-serve)"),
+    vllm_server_base_url: Optional[str] = typer.Option(None, help="vLLM server mode: its base URL"),
     save_every: int = typer.Option(100, help="steps between checkpoints"),
     keep: int = typer.Option(2, help="checkpoints kept"),
     log_every: int = typer.Option(5, help="steps between log rows"),
@@ -70,7 +73,8 @@ def grpo(
         num_generations=num_generations, prompts_per_step=prompts_per_step, lr=lr, schedule=schedule, warmup=warmup,
         beta=beta, temperature=temperature, top_p=top_p, max_completion_length=max_completion_length,
         loss_type=loss_type, seed=seed, max_records=max_records, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha,
-        four_bit=four_bit, dtype=dtype, bf16=bf16, device=device, save_every=save_every, keep=keep,
+        four_bit=four_bit, dtype=dtype, bf16=bf16, device=device, use_vllm=use_vllm, vllm_mode=vllm_mode,
+        vllm_server_base_url=vllm_server_base_url, save_every=save_every, keep=keep,
         log_every=log_every, threads=threads, progress=progress,
     )  # fmt: skip
     summary = train_grpo(cfg, log=console.print)

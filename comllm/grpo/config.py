@@ -81,6 +81,10 @@ class GRPORunConfig(BaseModel):
     dtype: str = Field("auto", description="weights: auto (bf16 on a GPU that has it, else fp32) | fp32 | bf16 | fp16")
     bf16: bool | None = Field(None, description="bf16 mixed precision (default: on a GPU that supports it)")
     device: str = "auto"
+    # generation through vLLM (TRL's switch, passed through; GPU machines with vllm installed)
+    use_vllm: bool = False
+    vllm_mode: Literal["colocate", "server"] = "colocate"
+    vllm_server_base_url: str | None = None
     # bookkeeping
     save_every: int = Field(100, ge=1, description="steps between checkpoints")
     keep: int = Field(2, ge=1, description="checkpoints kept")

@@ -161,6 +161,9 @@ def grpo_args(cfg: GRPORunConfig, out: Path, lr: float, device: str, bf16: bool)
         dataloader_num_workers=0,
         remove_unused_columns=False,
         log_completions=False,
+        use_vllm=cfg.use_vllm,
+        vllm_mode=cfg.vllm_mode,
+        **({"vllm_server_base_url": cfg.vllm_server_base_url} if cfg.vllm_server_base_url else {}),
     )
 
 
