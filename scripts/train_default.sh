@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Reproduces the shipped default language model comllm/checkpoints/lm-default:
-# oracle data from closed-loop trajectories with 2-16 servers, then SFT of the embedded
+# oracle data from closed-loop trajectories with 2-8 servers, then SFT of the embedded
 # value-aware decoder (2.07 M parameters) on the `estimates-compact` template with the
 # auxiliary per-action cost head. Wall time on the 2-core CPU machine: see README.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/ship}
 mkdir -p "$OUT"
-.venv/bin/comllm data --scenario paper-6 --n 50000 --split sft --servers 2-16 --seed 11 \
+.venv/bin/comllm data --scenario paper-6 --n 35000 --split sft --servers 2-8 --seed 11 \
   --template estimates-compact --out "$OUT/sft.jsonl.gz"
 .venv/bin/comllm data --scenario paper-6 --n 2000 --split test --servers 6 --seed 12 \
   --template estimates-compact --out "$OUT/test-6.jsonl.gz"
