@@ -108,7 +108,8 @@ def run_episode(
     )
 
 
-_SCALARS = (
+#: per-episode scalar metrics that are averaged (with a CI) across seeds
+SCALAR_METRICS = (
     "avg_latency",
     "avg_latency_completed",
     "drop_rate",
@@ -130,7 +131,7 @@ def summarize(episodes: list[EpisodeMetrics], policy: Policy, scenario: Scenario
         "seeds": [e.seed for e in episodes],
         "n_tasks": int(sum(e.n_tasks for e in episodes)),
     }
-    for key in _SCALARS:
+    for key in SCALAR_METRICS:
         m, ci = mean_ci(getattr(e, key) for e in episodes)
         out[key] = nan_to_none(m)
         out[f"{key}_ci"] = nan_to_none(ci)

@@ -127,21 +127,11 @@ def _run_ray(jobs: list[Job], address: str, on_done: Callable[[JobResult], None]
     return [r for r in results if r is not None]
 
 
-_SCALARS = (
-    "avg_latency",
-    "avg_latency_completed",
-    "drop_rate",
-    "latency_p50",
-    "latency_p95",
-    "latency_p99",
-    "offload_share",
-    "jain_index",
-    "jain_utilization",
-)
 
 
 def aggregate(results: Iterable[JobResult]) -> list[dict[str, Any]]:
     """One row per (policy label, scenario, overrides): mean and 95 % CI over seeds."""
+    from comllm.evaluate.closed_loop import SCALAR_METRICS
     from comllm.evaluate.metrics import mean_ci, nan_to_none
 
     groups: dict[tuple, list[JobResult]] = {}
@@ -158,7 +148,7 @@ def aggregate(results: Iterable[JobResult]) -> list[dict[str, Any]]:
             "slots": rs[0].job.slots,
             "wall_s": float(sum(r.wall_s for r in rs)),
         }
-        for key in _SCALARS:
+        for key in SCALAR_METRICS:
             m, ci = mean_ci(float("nan") if r.metrics[key] is None else r.metrics[key] for r in rs)
             row[key], row[f"{key}_ci"] = nan_to_none(m), nan_to_none(ci)
         row["per_server_share"] = np.mean([r.metrics["per_server_share"] for r in rs], axis=0).tolist()
