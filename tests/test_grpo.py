@@ -196,3 +196,16 @@ def test_command_line_errors_are_user_errors(args: list[str], message: str, tmp_
     assert res.exit_code != 0 and isinstance(res.exception, ComllmError), res.output  # main() prints it as one line
     assert message in str(res.exception)
     assert not (tmp_path / "o").exists()
+
+
+def test_trl_arguments_follow_the_options(tmp_path: Path) -> None:
+    from comllm.grpo.train import grpo_args
+
+    cfg = make_config(data=["x.jsonl"], out=str(tmp_path), prompts_per_step=3, num_generations=4, temperature=1.3,
+                      top_p=0.95, max_completion_length=15, beta=0.005, entropy_coef=0.01, steps=7, schedule="cosine")  # fmt: skip
+    args = grpo_args(cfg, tmp_path, lr=1e-4, device="cpu", bf16=False)
+    assert args.per_device_train_batch_size == 12 and args.num_generations == 4  # completions, a multiple of G
+    assert (args.temperature, args.top_p, args.max_completion_length) == (1.3, 0.95, 15)
+    assert (args.beta, args.entropy_coef, args.learning_rate, args.max_steps) == (0.005, 0.01, 1e-4, 7)
+    assert args.use_cpu and not args.bf16 and not args.gradient_checkpointing
+    assert args.lr_scheduler_type == "cosine"  # a str enum

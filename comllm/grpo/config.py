@@ -65,6 +65,7 @@ class GRPORunConfig(BaseModel):
     schedule: Literal["constant", "linear", "cosine"] = "constant"
     warmup: float = Field(0.0, ge=0, lt=1, description="fraction of steps of linear warm-up")
     beta: float = Field(0.005, ge=0, description="KL coefficient against the initial model")
+    entropy_coef: float = Field(0.0, ge=0, description="weight of TRL's per-token entropy bonus (0: none)")
     temperature: float = Field(1.3, gt=0)
     top_p: float = Field(0.95, gt=0, le=1)
     max_completion_length: int = Field(15, ge=1, description="tokens")

@@ -146,6 +146,7 @@ def grpo_args(cfg: GRPORunConfig, out: Path, lr: float, device: str, bf16: bool)
         lr_scheduler_type=_SCHEDULERS[cfg.schedule],
         warmup_steps=cfg.warmup,
         beta=cfg.beta,
+        entropy_coef=cfg.entropy_coef,
         loss_type=cfg.loss_type,
         scale_rewards=cfg.scale_rewards,
         max_grad_norm=cfg.max_grad_norm,
