@@ -152,3 +152,41 @@ def test_cost_head_needs_one_line_per_action(data, tmp_path: Path) -> None:
                       cost_head=1.0, **TINY)  # fmt: skip
     with pytest.raises(SFTError, match="one line per action"):
         train_sft(cfg, log=lambda s: None)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_data_parallel_sft_under_torchrun_matches_one_process(data, tmp_path: Path) -> None:
+    """Two CPU processes (gloo) share each global batch; the result is the one-process run's.
+
+    ``torchrun`` sets the variables that ``accelerate launch --multi_gpu`` sets on GPUs (on CPUs
+    accelerate starts one process unless through MPI).
+    """
+    import subprocess
+    import sys
+
+    args = ["sft", "--model", "default", "--template", "estimates-compact", "--data", str(data["train"]),
+            "--steps", "12", "--batch-size", "16", "--lr", "1e-2", "--hidden", "32", "--layers", "1", "--heads", "2",
+            "--intermediate", "64", "--threads", "1", "--no-progress", "--log-every", "4", "--save-every", "6"]  # fmt: skip
+    one = tmp_path / "one"
+    two = tmp_path / "two"
+    proc = subprocess.run([sys.executable, "-m", "comllm.cli", *args, "--out", str(one)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port())]
+    proc = subprocess.run([*launch, "-m", "comllm.cli", *args, "--out", str(two)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 data-parallel processes" in proc.stdout + proc.stderr
+    summary = json.loads((two / "train_summary.json").read_text())
+    assert summary["processes"] == 2 and summary["samples"] == 12 * 16
+    w1, w2 = load_file(str(one / "model.safetensors")), load_file(str(two / "model.safetensors"))
+    assert w1.keys() == w2.keys()
+    # the same global batches, gradients averaged over the halves: equal up to the per-half loss means
+    for k in w1:
+        assert torch.allclose(w1[k], w2[k], atol=5e-3, rtol=0), k
+    assert len(_log(two)) == 3 and [p.name for p in sorted(two.glob("checkpoint-*"))] == ["checkpoint-12", "checkpoint-6"]

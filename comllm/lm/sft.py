@@ -40,6 +40,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from comllm.errors import ComllmError
+from comllm.lm.distributed import DataParallel
 from comllm.lm.loading import LMError, LMMeta, LoadedLM, LoraSpec, load_lm, pick_device
 from comllm.lm.model import ModelShape, build_model
 from comllm.lm.tokenizer import ComllmTokenizer
@@ -397,6 +398,20 @@ def quick_eval(lm: LoadedLM, states: list[TaskState], costs: list[np.ndarray], b
 
 
 # ---------------------------------------------------------------- training
+def _silent(msg: str) -> None:
+    """The log of ranks other than 0."""
+
+
+class _NullWriter:
+    """TensorBoard writer of ranks other than 0."""
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _checkpoints(out: Path) -> list[Path]:
     found = [(int(m.group(1)), p) for p in out.glob("checkpoint-*") if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))]
     return [p for _, p in sorted(found)]
@@ -417,12 +432,16 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
     out = Path(cfg.out)
     threads = cfg.threads or auto_threads()
     torch.set_num_threads(threads)
-    device = pick_device(cfg.device)
+    dp = DataParallel.from_env()  # several processes under accelerate launch / torchrun
+    if not dp.main:
+        log = _silent
+    device = dp.init(pick_device(cfg.device))
     ckpts = _checkpoints(out) if out.is_dir() else []
     if cfg.resume and not ckpts:
         raise SFTError(f"--resume: no checkpoint-* folder in '{out}'")
     if not cfg.resume and out.is_dir() and (ckpts or (out / "config.json").exists()):
         raise SFTError(f"output folder '{out}' already holds a run; use --resume or another --out")
+    dp.barrier()  # every rank has checked the folder before rank 0 writes into it
     out.mkdir(parents=True, exist_ok=True)
 
     random.seed(cfg.seed)
@@ -469,10 +488,12 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
         eval_states, eval_costs = [], []
         if cfg.eval_data:
             eval_states, _, eval_costs = read_record_states([cfg.eval_data], cfg.eval_size)
-        torch.save({"train": train_ex.to_dict(), "eval_states": eval_states, "eval_costs": eval_costs}, data_cache)
+        if dp.main:
+            torch.save({"train": train_ex.to_dict(), "eval_states": eval_states, "eval_costs": eval_costs}, data_cache)
 
     model = lm.model
     model.train()
+    dp.broadcast_params(model.parameters())
     n_words = lm.tokenizer.n_words if lm.is_embedded else None
     pad_id = lm.tokenizer.pad_token_id
     per_epoch = math.ceil(len(train_ex) / cfg.batch_size)
@@ -491,20 +512,24 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
     n_params = sum(p.numel() for p in model.parameters())
     n_train = sum(p.numel() for p in params)
     log(f"model {lm.source}: {n_params / 1e6:.2f} M parameters ({n_train / 1e6:.2f} M trained), "
-        f"template {lm.meta.template}, {total} steps of {cfg.batch_size}, lr {lr:g} {cfg.schedule}, {threads} threads")  # fmt: skip
+        f"template {lm.meta.template}, {total} steps of {cfg.batch_size}, lr {lr:g} {cfg.schedule}, {threads} threads"
+        + (f", {dp.world} data-parallel processes" if dp.active else ""))  # fmt: skip
 
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(out / "tb"))
+    writer = SummaryWriter(str(out / "tb")) if dp.main else _NullWriter()
     log_path = out / LOG_FILE
     fields = ["step", "samples", "loss", "aux_loss", "lr", "samples_per_s", "elapsed_s", "eval_acc", "eval_perf_ratio"]
     new_log = not log_path.exists() or state is None
-    log_file = open(log_path, "w" if new_log else "a", newline="")
+    log_file = open(log_path if dp.main else os.devnull, "w" if new_log else "a", newline="")
     log_writer = csv.DictWriter(log_file, fieldnames=fields)
     if new_log:
         log_writer.writeheader()
 
     def save_checkpoint() -> None:
+        if not dp.main:
+            dp.barrier()
+            return
         ck = out / f"checkpoint-{step}"
         lm.save(ck)
         torch.save(
@@ -514,9 +539,10 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
         )  # fmt: skip
         for old in _checkpoints(out)[: -cfg.keep]:
             shutil.rmtree(old, ignore_errors=True)
+        dp.barrier()
 
     def evaluate() -> dict[str, float]:
-        if not eval_states:
+        if not eval_states or not dp.main:
             return {}
         res = quick_eval(lm, eval_states, eval_costs)
         for k, v in res.items():
@@ -548,7 +574,7 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
 
     progress = Progress(
         TextColumn("[bold]sft"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), disable=not cfg.progress,
+        TimeElapsedColumn(), TimeRemainingColumn(), disable=not (cfg.progress and dp.main),
     )  # fmt: skip
     with progress:
         task = progress.add_task("sft", total=total, completed=step, loss="–")
@@ -556,7 +582,8 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
             if pos >= len(batches):
                 epoch, pos = epoch + 1, 0
                 batches = bucketed_batches(lengths, cfg.batch_size, cfg.seed + epoch)
-            idx = batches[pos]
+            batch = batches[pos]
+            idx = dp.shard(batch)  # the whole batch unless several processes share it
             pos += 1
             ids, _, labels = collate(train_ex, idx, pad_id, n_words)
             if cfg.cost_head > 0:
@@ -571,11 +598,12 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
                 loss = ce = answer_loss(model, ids.to(device), labels.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            dp.average_gradients(params)
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             opt.step()
             sched.step()
             step += 1
-            samples += len(idx)
+            samples += len(batch)
             losses.append(ce.item())  # the answer cross-entropy (the aux term is logged apart)
             progress.update(task, advance=1, loss=f"{loss.item():.4f}")
             if step % cfg.log_every == 0 or step == total:
@@ -592,6 +620,7 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
                     aux_losses = []
                 if cfg.eval_every and step % cfg.eval_every == 0 and step != total:
                     last_eval = evaluate()
+                    dp.barrier()
                     row["eval_acc"] = last_eval.get("acc")
                     row["eval_perf_ratio"] = last_eval.get("perf_ratio")
                     t_last = time.time()  # evaluation time is not training time
@@ -610,10 +639,13 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
     log_file.close()
     writer.close()
     summary = {"steps": step, "samples": samples, "train_wall_s": round(elapsed, 1), "threads": threads,
-               "eval": last_eval, "config": cfg.model_dump(exclude={"progress", "resume"})}  # fmt: skip
+               "processes": dp.world, "eval": last_eval, "config": cfg.model_dump(exclude={"progress", "resume"})}  # fmt: skip
     lm.meta.training = summary
-    lm.save(out)
+    if dp.main:
+        lm.save(out)
     save_checkpoint()
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if dp.main:
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    dp.close()
     log(f"saved {out} after {step} steps, {samples} samples, {elapsed / 60:.1f} min of training")
     return summary
