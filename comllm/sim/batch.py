@@ -146,6 +146,17 @@ def rollout_params(
 
 
 @njit(cache=True, nogil=True)
+def rollout_scratch(M, D, N):
+    """Scratch arrays of one rollout (reusable by any number of rollouts in turn)."""
+    return (
+        np.empty(M, dtype=np.int64), np.empty(M, dtype=np.int64), np.empty(M), np.empty(M),
+        np.empty(N), np.empty(N, dtype=np.int64), np.zeros(N), np.zeros(N), np.empty(N), np.empty(N, dtype=np.int64),
+        np.empty(M * D, dtype=np.int64), np.empty(M * D), np.empty(M * D, dtype=np.int64), np.empty(M * D, dtype=np.int64),
+        np.empty(D, dtype=np.int64),
+    )  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
 def rollout_system(
     t0, arr, size, rem, act, stage, tid, chan, chan_im, rate, phase, new_mask, new_size,
     first_actions, cur_dev, cur_action, u, z, ua, fp, ip, server_rate, server_ghz, server_cpb, out,
@@ -160,6 +171,20 @@ def rollout_system(
     ``ua`` (T', M) uniforms of the random rule. Writes the ``OUT_*`` row into ``out``.
     """
     M, D = arr.shape
+    rollout_system_into(
+        t0, arr, size, rem, act, stage, tid, chan, chan_im, rate, phase, new_mask, new_size,
+        first_actions, cur_dev, cur_action, u, z, ua, fp, ip, server_rate, server_ghz, server_cpb, out,
+        rollout_scratch(M, D, server_rate.shape[0]),
+    )  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def rollout_system_into(
+    t0, arr, size, rem, act, stage, tid, chan, chan_im, rate, phase, new_mask, new_size,
+    first_actions, cur_dev, cur_action, u, z, ua, fp, ip, server_rate, server_ghz, server_cpb, out, scratch,
+):  # fmt: skip
+    """:func:`rollout_system` with the scratch arrays of :func:`rollout_scratch` (no allocation)."""
+    M, D = arr.shape
     N = server_rate.shape[0]
     local_rate = fp[_F_LOCAL_RATE]
     drop_cost = fp[_F_DROP_COST]
@@ -167,18 +192,7 @@ def rollout_system(
     horizon = ip[_I_HORIZON]
     n_slots = ip[_I_MAX_SLOTS]
     stop_early = ip[_I_STOP_EARLY] != 0
-    dev = np.empty(M, dtype=np.int64)
-    acts = np.empty(M, dtype=np.int64)
-    lw = np.empty(M)
-    tw = np.empty(M)
-    queued = np.empty(N)
-    active = np.empty(N, dtype=np.int64)
-    active_now = np.empty(N, dtype=np.int64)
-    served = np.zeros(N)
-    o_code = np.empty(M * D, dtype=np.int64)
-    o_lat = np.empty(M * D)
-    o_tid = np.empty(M * D, dtype=np.int64)
-    o_act = np.empty(M * D, dtype=np.int64)
+    dev, acts, lw, tw, queued, active, served, used, share, seen, o_code, o_lat, o_tid, o_act, order = scratch
     tid[:, :] = -1
     cur_tid = -1
     next_tid = 0
@@ -196,8 +210,8 @@ def rollout_system(
             if new_mask[m]:
                 dev[n_new] = m
                 n_new += 1
+        observed = False
         if n_new > 0:
-            observed = False
             for j in range(n_new):
                 m = dev[j]
                 if i == 0 and m == cur_dev:
@@ -206,7 +220,9 @@ def rollout_system(
                     acts[j] = first_actions[m]
                 elif rule == RULE_GREEDY:
                     if not observed:
-                        K.observe_system(t, arr, rem, act, stage, rate, local_rate, lw, tw, queued, active)
+                        K.observe_system_into(
+                            t, arr, rem, act, stage, rate, local_rate, lw, tw, queued, active, seen, order
+                        )
                         observed = True
                     acts[j] = greedy_action(
                         new_size[m], lw[m], tw[m], rate[m], fp[_F_SLOT_S], fp[_F_DEV_GHZ], fp[_F_DEV_CPB],
@@ -228,9 +244,10 @@ def rollout_system(
                     h_n += n_new
                 next_tid += n_new
             K.place_arrivals(t, arr, size, rem, act, stage, tid, dev[:n_new], new_size, acts[:n_new], first)
-        n_out = K.run_slot(
-            t, arr, size, rem, act, stage, tid, rate, local_rate, server_rate, active_now, served,
-            o_code, o_lat, o_tid, o_act,
+        # the slot's active counts are those observe saw at its start (arrivals join no server queue yet)
+        n_out = K.run_slot_into(
+            t, arr, size, rem, act, stage, tid, rate, local_rate, server_rate, active, served,
+            o_code, o_lat, o_tid, o_act, used, share, seen, order, observed,
         )  # fmt: skip
         slots = i + 1
         for o in range(n_out):
@@ -261,6 +278,15 @@ def rollout_system(
     out[OUT_SLOTS] = slots
 
 
+@njit(cache=True, nogil=True)
+def _copy_into(dst, src):
+    """``dst[...] = src`` for C-contiguous arrays of one shape, as a plain loop."""
+    d = dst.ravel()
+    s = src.ravel()
+    for i in range(d.shape[0]):
+        d[i] = s[i]
+
+
 @njit(cache=True, parallel=True)
 def rollout_batch(
     t0, arr, size, rem, act, stage, chan, chan_im, rate, phase, new_mask, new_size,
@@ -273,20 +299,46 @@ def rollout_batch(
     ``candidates`` (S, C) actions of the current task. Draws: ``u`` (S, K, T, 3, M),
     ``z`` (S, K, T, 2, M), ``ua`` (S, K, T', M) (T' = 1 unless the rule is random);
     rollout ``k`` of every candidate of state ``s`` reads the same draws.
-    ``out`` (S, C, K, N_OUT) receives each rollout's row.
+    ``out`` (S, C, K, N_OUT) receives each rollout's row. Each (state, candidate) pair
+    is one parallel task that runs its K rollouts in turn on one set of work arrays.
     """
     S, C = candidates.shape
     Kr = u.shape[1]
-    for idx in prange(S * C * Kr):
-        s = idx // (C * Kr)
-        c = (idx // Kr) % C
-        k = idx % Kr
-        rollout_system(
-            t0[s], arr[s].copy(), size[s].copy(), rem[s].copy(), act[s].copy(), stage[s].copy(),
-            np.empty_like(arr[s]), chan[s].copy(), chan_im[s].copy(), rate[s].copy(), phase[s].copy(),
-            new_mask[s].copy(), new_size[s].copy(), first_actions[s], cur_dev[s], candidates[s, c],
-            u[s, k], z[s, k], ua[s, k], fp, ip, server_rate, server_ghz, server_cpb, out[s, c, k],
-        )  # fmt: skip
+    M, D = arr.shape[1], arr.shape[2]
+    N = server_rate.shape[0]
+    for idx in prange(S * C):
+        s = idx // C
+        c = idx % C
+        scratch = rollout_scratch(M, D, N)
+        w_arr = np.empty((M, D), dtype=arr.dtype)
+        w_size = np.empty((M, D), dtype=size.dtype)
+        w_rem = np.empty((M, D), dtype=rem.dtype)
+        w_act = np.empty((M, D), dtype=act.dtype)
+        w_stage = np.empty((M, D), dtype=stage.dtype)
+        w_tid = np.empty((M, D), dtype=arr.dtype)
+        w_chan = np.empty(M, dtype=chan.dtype)
+        w_chan_im = np.empty(M, dtype=chan_im.dtype)
+        w_rate = np.empty(M, dtype=rate.dtype)
+        w_phase = np.empty(M, dtype=phase.dtype)
+        w_new_mask = np.empty(M, dtype=new_mask.dtype)
+        w_new_size = np.empty(M, dtype=new_size.dtype)
+        for k in range(Kr):
+            _copy_into(w_arr, arr[s])
+            _copy_into(w_size, size[s])
+            _copy_into(w_rem, rem[s])
+            _copy_into(w_act, act[s])
+            _copy_into(w_stage, stage[s])
+            _copy_into(w_chan, chan[s])
+            _copy_into(w_chan_im, chan_im[s])
+            _copy_into(w_rate, rate[s])
+            _copy_into(w_phase, phase[s])
+            _copy_into(w_new_mask, new_mask[s])
+            _copy_into(w_new_size, new_size[s])
+            rollout_system_into(
+                t0[s], w_arr, w_size, w_rem, w_act, w_stage, w_tid, w_chan, w_chan_im, w_rate, w_phase,
+                w_new_mask, w_new_size, first_actions[s], cur_dev[s], candidates[s, c],
+                u[s, k], z[s, k], ua[s, k], fp, ip, server_rate, server_ghz, server_cpb, out[s, c, k], scratch,
+            )  # fmt: skip
 
 
 def _drop_stale_cache() -> None:

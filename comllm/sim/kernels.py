@@ -59,6 +59,21 @@ OUTCOME_NAMES = {
 _EPS = 1e-9
 
 
+@njit(cache=True, nogil=True, inline="always")
+def live_places(arr, m, k0, order):
+    """Write device ``m``'s occupied places into ``order`` in FIFO order (the ring read from
+    ``k0``), return their count. Branch-free: most places are empty, and a test per place
+    would be a hard-to-predict branch."""
+    D = arr.shape[1]
+    n = 0
+    k = k0
+    for i in range(D):
+        order[n] = k
+        n += arr[m, k] >= 0
+        k = k + 1 if k + 1 < D else 0
+    return n
+
+
 @njit(cache=True, nogil=True)
 def observe_system(t, arr, rem, act, stage, rate, local_rate, local_wait, tx_wait, queued, active):
     """What a task arriving now at each device of one system would see.
@@ -68,21 +83,28 @@ def observe_system(t, arr, rem, act, stage, rate, local_rate, local_wait, tx_wai
     at the current rate). ``queued`` (N,): Mbit at each server; ``active`` (N,):
     its non-empty device queues.
     """
+    observe_system_into(
+        t, arr, rem, act, stage, rate, local_rate, local_wait, tx_wait, queued, active,
+        np.empty(queued.shape[0], dtype=np.int64), np.empty(arr.shape[1], dtype=np.int64),
+    )  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def observe_system_into(t, arr, rem, act, stage, rate, local_rate, local_wait, tx_wait, queued, active, seen, order):
+    """:func:`observe_system` with a caller's scratch arrays ``seen`` (N,) and ``order`` (D,) int64 (overwritten)."""
     M, D = arr.shape
     N = queued.shape[0]
-    queued[:] = 0.0
-    active[:] = 0
-    seen = np.zeros(N, dtype=np.bool_)
+    for j in range(N):
+        queued[j] = 0.0
+        active[j] = 0
+        seen[j] = -1  # the last device counted as active at server j
     k0 = (t + 1) % D  # the ring is walked by increment and wrap: no division per place
     for m in range(M):
         lw = 0.0
         tw = 0.0
-        seen[:] = False
-        k = k0 - 1
-        for i in range(D):
-            k = k + 1 if k + 1 < D else 0
-            if arr[m, k] < 0:
-                continue
+        n = live_places(arr, m, k0, order)
+        for i in range(n):
+            k = order[i]
             s = stage[m, k]
             left = arr[m, k] + D - t  # slots from now until its deadline
             if s == STAGE_LOCAL:
@@ -92,8 +114,8 @@ def observe_system(t, arr, rem, act, stage, rate, local_rate, local_wait, tx_wai
             elif s == STAGE_SERVER:
                 j = act[m, k] - 1
                 queued[j] += rem[m, k]
-                if not seen[j]:
-                    seen[j] = True
+                if seen[j] != m:
+                    seen[j] = m
                     active[j] += 1
         local_wait[m] = lw
         tx_wait[m] = tw
@@ -125,20 +147,38 @@ def run_slot(
     the first places of ``out_code``, ``out_lat``, ``out_tid``, ``out_act``
     (each at least M*D long): ``OUT_*`` code, latency (slots), task id, action.
     """
+    N = server_rate.shape[0]
+    return run_slot_into(
+        t, arr, size, rem, act, stage, tid, rate, local_rate, server_rate, active_now, served,
+        out_code, out_lat, out_tid, out_act, np.zeros(N), np.empty(N), np.empty(N, dtype=np.int64),
+        np.empty(arr.shape[1], dtype=np.int64), False,
+    )  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def run_slot_into(
+    t, arr, size, rem, act, stage, tid, rate, local_rate, server_rate, active_now, served,
+    out_code, out_lat, out_tid, out_act, used, share, seen, order, active_known,
+):  # fmt: skip
+    """:func:`run_slot` with a caller's scratch arrays: ``used`` (N,) all zero on entry (and
+    left so on return), ``share`` (N,), ``seen`` (N,) and ``order`` (D,) int64 (overwritten). With
+    ``active_known``, ``active_now`` already holds the slot's active counts (e.g. the
+    ``active`` of :func:`observe_system` at the slot's start: arrivals never join a
+    server queue in their own slot) and is not recounted.
+    """
     M, D = arr.shape
     N = server_rate.shape[0]
-    used = np.zeros(N)
-    share = np.zeros(N)
-    seen = np.zeros(N, dtype=np.bool_)
-    active_now[:] = 0
-    for m in range(M):
-        seen[:] = False
-        for k in range(D):
-            if arr[m, k] >= 0 and stage[m, k] == STAGE_SERVER:
-                j = act[m, k] - 1
-                if not seen[j]:
-                    seen[j] = True
-                    active_now[j] += 1
+    if not active_known:
+        for j in range(N):
+            active_now[j] = 0
+            seen[j] = -1  # the last device counted as active at server j
+        for m in range(M):
+            for k in range(D):
+                if (arr[m, k] >= 0) & (stage[m, k] == STAGE_SERVER):
+                    j = act[m, k] - 1
+                    if seen[j] != m:
+                        seen[j] = m
+                        active_now[j] += 1
     for j in range(N):
         share[j] = server_rate[j] / active_now[j] if active_now[j] > 0 else 0.0
     n_out = 0
@@ -147,12 +187,11 @@ def run_slot(
         used_local = 0.0
         used_tx = 0.0
         r = rate[m]
-        used[:] = 0.0
-        k = k0 - 1
-        for i in range(D):
-            k = k + 1 if k + 1 < D else 0
-            if arr[m, k] < 0:
-                continue
+        at_server = False  # some task of this device is at a server (used[] to flush)
+        joined = False  # some task finished its upload (-STAGE_SERVER to settle)
+        n = live_places(arr, m, k0, order)
+        for i in range(n):
+            k = order[i]
             s = stage[m, k]
             if s == STAGE_LOCAL:
                 cap = local_rate - used_local
@@ -179,7 +218,9 @@ def run_slot(
                         # joins the server queue at the start of the next slot
                         stage[m, k] = -STAGE_SERVER
                         rem[m, k] = size[m, k]
+                        joined = True
             elif s == STAGE_SERVER:
+                at_server = True
                 j = act[m, k] - 1
                 cap = share[j] - used[j]
                 if cap > _EPS:
@@ -213,11 +254,15 @@ def run_slot(
                 n_out += 1
                 arr[m, k] = -1
                 stage[m, k] = STAGE_EMPTY
-        for j in range(N):
-            served[j] += used[j]
-        for k in range(D):
-            if stage[m, k] == -STAGE_SERVER:
-                stage[m, k] = STAGE_SERVER
+        if at_server:  # (a device without server tasks used nothing: adding its zeros changes nothing)
+            for j in range(N):
+                served[j] += used[j]
+                used[j] = 0.0
+        if joined:
+            for i in range(n):
+                k = order[i]
+                if stage[m, k] == -STAGE_SERVER:
+                    stage[m, k] = STAGE_SERVER
     return n_out
 
 
