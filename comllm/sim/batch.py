@@ -63,6 +63,10 @@ _F_RHO, _F_SIGMA, _F_SNR, _F_LO, _F_HI, _F_BASE = 4, 5, 6, 7, 8, 9
 _F_P_CALM, _F_P_BURST, _F_P_ENTER, _F_P_LEAVE, _F_SIZE_MIN, _F_SIZE_MAX = 10, 11, 12, 13, 14, 15
 _F_DROP_COST = 16
 _I_CHAN_MODEL, _I_BURSTY, _I_RULE, _I_HORIZON, _I_MAX_SLOTS, _I_STOP_EARLY = 0, 1, 2, 3, 4, 5
+# a rollout's tallies between calls of rollout_system_into
+_C_CUR_TID, _C_NEXT_TID, _C_CUR_COST, _C_CUR_DONE, _C_CUR_ENDED = 0, 1, 2, 3, 4
+_C_H_SUM, _C_H_N, _C_H_ENDED, _C_SLOTS, _C_STOPPED = 5, 6, 7, 8, 9
+N_CARRY = 10
 
 
 @dataclass(frozen=True)
@@ -174,7 +178,7 @@ def rollout_system(
     rollout_system_into(
         t0, arr, size, rem, act, stage, tid, chan, chan_im, rate, phase, new_mask, new_size,
         first_actions, cur_dev, cur_action, u, z, ua, fp, ip, server_rate, server_ghz, server_cpb, out,
-        rollout_scratch(M, D, server_rate.shape[0]),
+        rollout_scratch(M, D, server_rate.shape[0]), np.empty(N_CARRY), 0, ip[_I_MAX_SLOTS],
     )  # fmt: skip
 
 
@@ -182,8 +186,17 @@ def rollout_system(
 def rollout_system_into(
     t0, arr, size, rem, act, stage, tid, chan, chan_im, rate, phase, new_mask, new_size,
     first_actions, cur_dev, cur_action, u, z, ua, fp, ip, server_rate, server_ghz, server_cpb, out, scratch,
+    carry, i_begin, i_end,
 ):  # fmt: skip
-    """:func:`rollout_system` with the scratch arrays of :func:`rollout_scratch` (no allocation)."""
+    """:func:`rollout_system` with the scratch arrays of :func:`rollout_scratch` (no allocation),
+    run for slots ``t0 + i_begin .. t0 + i_end - 1`` only (``i_end <= max_slots``).
+
+    ``carry`` (N_CARRY,) holds the rollout's tallies between calls: a call with
+    ``i_begin = 0`` starts them (and clears ``tid``), a later call continues the rollout
+    from arrays and ``carry`` as the previous call left them (or copies of them). Slot
+    ``t0`` reads no draws but ``ua[0]`` (random rule), so one run of it can serve every
+    rollout of a candidate. ``out`` gets the ``OUT_*`` row of the slots run so far.
+    """
     M, D = arr.shape
     N = server_rate.shape[0]
     local_rate = fp[_F_LOCAL_RATE]
@@ -193,23 +206,43 @@ def rollout_system_into(
     n_slots = ip[_I_MAX_SLOTS]
     stop_early = ip[_I_STOP_EARLY] != 0
     dev, acts, lw, tw, queued, active, served, used, share, seen, o_code, o_lat, o_tid, o_act, order = scratch
-    tid[:, :] = -1
-    cur_tid = -1
-    next_tid = 0
-    cur_cost = 0.0
-    cur_done = 0.0
-    cur_ended = False
-    h_sum = 0.0
-    h_n = 0
-    h_ended = 0
-    slots = 0
-    for i in range(n_slots):
+    if i_begin == 0:
+        tid[:, :] = -1
+        cur_tid = -1
+        next_tid = 0
+        cur_cost = 0.0
+        cur_done = 0.0
+        cur_ended = False
+        h_sum = 0.0
+        h_n = 0
+        h_ended = 0
+        slots = 0
+        stopped = False
+    else:
+        cur_tid = int(carry[_C_CUR_TID])
+        next_tid = int(carry[_C_NEXT_TID])
+        cur_cost = carry[_C_CUR_COST]
+        cur_done = carry[_C_CUR_DONE]
+        cur_ended = carry[_C_CUR_ENDED] != 0.0
+        h_sum = carry[_C_H_SUM]
+        h_n = int(carry[_C_H_N])
+        h_ended = int(carry[_C_H_ENDED])
+        slots = int(carry[_C_SLOTS])
+        stopped = carry[_C_STOPPED] != 0.0
+    for i in range(i_begin, i_end):
+        if stopped:
+            break
         t = t0 + i
+        if i > 0:  # this slot's channel and arrivals
+            K.next_slot_inputs(
+                u[i - 1], z[i - 1], ip[_I_CHAN_MODEL], fp[_F_RHO], fp[_F_SIGMA], fp[_F_SNR], fp[_F_LO], fp[_F_HI],
+                fp[_F_BASE], chan, chan_im, rate, ip[_I_BURSTY] != 0, fp[_F_P_CALM], fp[_F_P_BURST],
+                fp[_F_P_ENTER], fp[_F_P_LEAVE], fp[_F_SIZE_MIN], fp[_F_SIZE_MAX], phase, new_mask, new_size,
+            )  # fmt: skip
         n_new = 0
-        for m in range(M):
-            if new_mask[m]:
-                dev[n_new] = m
-                n_new += 1
+        for m in range(M):  # branch-free: arrivals are random
+            dev[n_new] = m
+            n_new += new_mask[m]
         observed = False
         if n_new > 0:
             for j in range(n_new):
@@ -262,13 +295,17 @@ def rollout_system_into(
                 h_sum += c
                 h_ended += 1
         if stop_early and cur_ended and i >= horizon and h_ended == h_n:
-            break
-        if i + 1 < n_slots:
-            K.next_slot_inputs(
-                u[i], z[i], ip[_I_CHAN_MODEL], fp[_F_RHO], fp[_F_SIGMA], fp[_F_SNR], fp[_F_LO], fp[_F_HI],
-                fp[_F_BASE], chan, chan_im, rate, ip[_I_BURSTY] != 0, fp[_F_P_CALM], fp[_F_P_BURST],
-                fp[_F_P_ENTER], fp[_F_P_LEAVE], fp[_F_SIZE_MIN], fp[_F_SIZE_MAX], phase, new_mask, new_size,
-            )  # fmt: skip
+            stopped = True
+    carry[_C_CUR_TID] = cur_tid
+    carry[_C_NEXT_TID] = next_tid
+    carry[_C_CUR_COST] = cur_cost
+    carry[_C_CUR_DONE] = cur_done
+    carry[_C_CUR_ENDED] = cur_ended
+    carry[_C_H_SUM] = h_sum
+    carry[_C_H_N] = h_n
+    carry[_C_H_ENDED] = h_ended
+    carry[_C_SLOTS] = slots
+    carry[_C_STOPPED] = stopped
     if not cur_ended:  # only when max_slots cuts the rollout short
         cur_cost = np.nan
     out[OUT_CUR_COST] = cur_cost
@@ -306,10 +343,30 @@ def rollout_batch(
     Kr = u.shape[1]
     M, D = arr.shape[1], arr.shape[2]
     N = server_rate.shape[0]
+    n_slots = ip[_I_MAX_SLOTS]
+    shared_first = ip[_I_RULE] != RULE_RANDOM  # slot t0 reads no draws: run it once per candidate
     for idx in prange(S * C):
         s = idx // C
         c = idx % C
         scratch = rollout_scratch(M, D, N)
+        # the candidate's system after slot t0 (or before it, under the random rule)
+        b_arr = arr[s].copy()
+        b_size = size[s].copy()
+        b_rem = rem[s].copy()
+        b_act = act[s].copy()
+        b_stage = stage[s].copy()
+        b_tid = np.empty((M, D), dtype=arr.dtype)
+        b_carry = np.empty(N_CARRY)
+        i_begin = 0
+        if shared_first:
+            rollout_system_into(
+                t0[s], b_arr, b_size, b_rem, b_act, b_stage, b_tid, chan[s], chan_im[s], rate[s], phase[s],
+                new_mask[s], new_size[s], first_actions[s], cur_dev[s], candidates[s, c],
+                u[s, 0], z[s, 0], ua[s, 0], fp, ip, server_rate, server_ghz, server_cpb, out[s, c, 0], scratch,
+                b_carry, 0, min(1, n_slots),
+            )  # fmt: skip
+            i_begin = 1
+        # work copies, rolled on by each rollout in turn
         w_arr = np.empty((M, D), dtype=arr.dtype)
         w_size = np.empty((M, D), dtype=size.dtype)
         w_rem = np.empty((M, D), dtype=rem.dtype)
@@ -322,22 +379,26 @@ def rollout_batch(
         w_phase = np.empty(M, dtype=phase.dtype)
         w_new_mask = np.empty(M, dtype=new_mask.dtype)
         w_new_size = np.empty(M, dtype=new_size.dtype)
+        w_carry = np.empty(N_CARRY)
         for k in range(Kr):
-            _copy_into(w_arr, arr[s])
-            _copy_into(w_size, size[s])
-            _copy_into(w_rem, rem[s])
-            _copy_into(w_act, act[s])
-            _copy_into(w_stage, stage[s])
+            _copy_into(w_arr, b_arr)
+            _copy_into(w_size, b_size)
+            _copy_into(w_rem, b_rem)
+            _copy_into(w_act, b_act)
+            _copy_into(w_stage, b_stage)
+            _copy_into(w_tid, b_tid)
             _copy_into(w_chan, chan[s])
             _copy_into(w_chan_im, chan_im[s])
             _copy_into(w_rate, rate[s])
             _copy_into(w_phase, phase[s])
             _copy_into(w_new_mask, new_mask[s])
             _copy_into(w_new_size, new_size[s])
+            _copy_into(w_carry, b_carry)
             rollout_system_into(
                 t0[s], w_arr, w_size, w_rem, w_act, w_stage, w_tid, w_chan, w_chan_im, w_rate, w_phase,
                 w_new_mask, w_new_size, first_actions[s], cur_dev[s], candidates[s, c],
                 u[s, k], z[s, k], ua[s, k], fp, ip, server_rate, server_ghz, server_cpb, out[s, c, k], scratch,
+                w_carry, i_begin, n_slots,
             )  # fmt: skip
 
 

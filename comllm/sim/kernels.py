@@ -28,7 +28,9 @@ Semantics of one slot ``t`` (DESIGN §1):
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 STAGE_EMPTY = 0
 STAGE_LOCAL = 1
@@ -59,13 +61,38 @@ OUTCOME_NAMES = {
 _EPS = 1e-9
 
 
+@intrinsic
+def _cttz(typingctx, x):
+    """Count of trailing zero bits of a nonzero int64 (one instruction)."""
+    sig = types.int64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
+
+    return sig, codegen
+
+
 @njit(cache=True, nogil=True, inline="always")
 def live_places(arr, m, k0, order):
     """Write device ``m``'s occupied places into ``order`` in FIFO order (the ring read from
-    ``k0``), return their count. Branch-free: most places are empty, and a test per place
-    would be a hard-to-predict branch."""
+    ``k0``), return their count. Most places are empty: rather than a hard-to-predict
+    test per place, the places' occupancy is gathered into a bit mask (for D <= 62) whose
+    set bits are then visited, or compacted branch-free (larger D)."""
     D = arr.shape[1]
     n = 0
+    if D <= 62:
+        occ = 0
+        for k in range(D):
+            occ |= np.int64(arr[m, k] >= 0) << k
+        if occ == 0:
+            return 0
+        x = (occ >> k0) | ((occ << (D - k0)) & ((np.int64(1) << D) - 1))  # bit i: place (k0 + i) % D
+        while x != 0:
+            k = k0 + _cttz(x)
+            order[n] = k - D if k >= D else k
+            n += 1
+            x &= x - 1
+        return n
     k = k0
     for i in range(D):
         order[n] = k
