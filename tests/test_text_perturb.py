@@ -79,3 +79,192 @@ def test_unknown_perturbation_and_template() -> None:
         get_perturbation("loud")
     with pytest.raises(TextError, match="estimates"):
         perturbed_template("units", 0, base="estimates")
+
+
+# ------------------------------------------------------------ compact templates
+COMPACT = ["estimates-compact", "annotated-compact", "raw-compact"]
+
+
+def _example_state():
+    from comllm.state import ServerView, TaskState
+
+    return TaskState(
+        task_size=4.1934, max_delay=10, local_wait=3.0, tx_wait=0.0, upload_rate=1.4, slot_s=0.1,
+        drop_penalty=100.0, device_ghz=2.5, device_cycles_per_bit=297.0, device_mbps=14.0,
+        servers=(
+            ServerView("high-performance", 41.8, 297.0, 0, 0.0, (2.0, 0.0, 1.0, 1.0, 0.0)),
+            ServerView("standard", 30.0, 297.0, 2, 7.2731, (3.0, 3.0, 0.0, 3.0, 4.0)),
+            ServerView("energy-saving", 22.0, 1200.5, 5, 31.5, (5.0, 6.0, 4.5, 5.0, 7.0)),
+        ),
+    )
+
+
+#: the prompts of :func:`_example_state` as the compact templates wrote them before they had styles
+_EXPECTED = {
+    "estimates-compact": "local: est 7.98\nserver 1: est 3.29\nserver 2: est 6.4\nserver 3: est 119.86\nanswer:",
+    "annotated-compact": (
+        "task 4.19 Mbit deadline 10 rate 1.4 Mbit/slot txwait 0 slot 0.1 s penalty 100\n"
+        "local: est 7.98 | wait 3 cpu 2.5 GHz density 297\n"
+        "server 1: est 3.29 | high cpu 41.8 GHz active 0 queue 0 Mbit load 2 0 1 1 0\n"
+        "server 2: est 6.4 | std cpu 30 GHz active 2 queue 7.27 Mbit load 3 3 0 3 4\n"
+        "server 3: est 119.86 | eco cpu 22 GHz density 1200.5 active 5 queue 31.5 Mbit load 5 6 4.5 5 7\n"
+        "answer:"
+    ),
+    "raw-compact": (
+        "task 4.19 Mbit deadline 10 rate 1.4 Mbit/slot txwait 0 slot 0.1 s penalty 100\n"
+        "local: wait 3 cpu 2.5 GHz density 297\n"
+        "server 1: high cpu 41.8 GHz active 0 queue 0 Mbit load 2 0 1 1 0\n"
+        "server 2: std cpu 30 GHz active 2 queue 7.27 Mbit load 3 3 0 3 4\n"
+        "server 3: eco cpu 22 GHz density 1200.5 active 5 queue 31.5 Mbit load 5 6 4.5 5 7\n"
+        "answer:"
+    ),
+}
+
+
+def _is_number(tok: str) -> bool:
+    from comllm.text.numbers import parse_number
+
+    try:
+        parse_number(tok)
+    except ValueError:
+        return False
+    return True
+
+
+def _numbers(line: str) -> list[float]:
+    return [float(t) for t in line.split() if _is_number(t)]
+
+
+def _compact_cases(base: str):
+    """(quantized state, canonical text) for states with 3 to 16 servers."""
+    t = get_template(base)
+    rng = np.random.default_rng(11)
+    for n in (3, 5, 16):
+        for _ in range(3):
+            q = t.quantize(random_state(rng, n))
+            yield q, t.render_prompt(q)
+
+
+@pytest.mark.parametrize("base", COMPACT)
+def test_compact_default_style_writes_the_text_of_before(base: str) -> None:
+    t = get_template(base)
+    assert t.render_prompt(_example_state()) == _EXPECTED[base]
+    assert t.with_style(type(t).default_style()).render_prompt(_example_state()) == _EXPECTED[base]
+
+
+@pytest.mark.parametrize("name", list(PERTURBATIONS))
+@pytest.mark.parametrize("base", COMPACT)
+def test_compact_perturbations_change_the_text_deterministically(name: str, base: str) -> None:
+    t = get_template(base)
+    for seed in range(3):
+        pt = perturbed_template(name, seed=seed, base=base)
+        assert pt.carries_state is False and pt.name == f"{base}+{name}"
+        for q, text in _compact_cases(base):
+            out = pt.render_prompt(q)
+            if base == "estimates-compact" and name == "shuffle-fields":
+                assert out == text  # one attribute per line: nothing to shuffle
+            else:
+                assert out != text
+            assert out == pt.render_prompt(q) == perturbed_template(name, seed=seed, base=t).render_prompt(q)
+            lines, base_lines = out.splitlines(), text.splitlines()
+            assert len(lines) == len(base_lines) and lines[-1] == "answer:"
+            k = t.action_line_start
+            assert lines[k].startswith("local:")  # local first, then one line per server
+            heads = sorted(line.split(":")[0] for line in lines[k + 1 : -1])
+            assert heads == sorted(f"server {j}" for j in range(1, q.n_servers + 1))
+            assert pt.answers(q.n_servers) == t.answers(q.n_servers)
+            assert pt.render_answer(2) == t.render_answer(2) == "server 2"
+    outs = {perturbed_template(name, seed=s, base=base).render_prompt(q) for s in range(8)}
+    if not (base == "estimates-compact" and name == "shuffle-fields"):
+        assert len(outs) > 1  # the seed matters
+
+
+@pytest.mark.parametrize("base", COMPACT)
+def test_compact_shuffles_keep_every_line(base: str) -> None:
+    for seed in range(3):
+        for q, text in _compact_cases(base):
+            lines = text.splitlines()
+            servers = perturbed_template("shuffle-servers", seed, base=base).render_prompt(q).splitlines()
+            assert sorted(servers) == sorted(lines) and servers != lines
+            k = get_template(base).action_line_start
+            assert servers[: k + 1] == lines[: k + 1]  # the task and local lines stay first
+            fields = perturbed_template("shuffle-fields", seed, base=base).render_prompt(q).splitlines()
+            for a, b in zip(fields, lines):  # same line, same words and numbers (the bar may move)
+                assert a.split(":")[0] == b.split(":")[0] or b.startswith("task")
+                assert sorted(w for w in a.split() if w != "|") == sorted(w for w in b.split() if w != "|")
+
+
+@pytest.mark.parametrize("base", COMPACT)
+def test_compact_paraphrase_changes_words_not_numbers(base: str) -> None:
+    from dataclasses import replace
+
+    from comllm.text.compact import WORDS
+
+    for seed in range(3):
+        pt = perturbed_template("paraphrase", seed, base=base)
+        for q, text in _compact_cases(base):
+            out = pt.render_prompt(q)
+            style = pt._template_for(q).style
+            assert set(style.labels) == set(WORDS)
+            assert all(style.labels[k] in words[1:] for k, words in WORDS.items())  # never the canonical word
+            assert get_template(base).with_style(replace(style, labels={})).render_prompt(q) == text  # only words
+            for a, b in zip(out.splitlines(), text.splitlines()):
+                assert _numbers(a) == _numbers(b)
+                assert a == b or a.split(":")[0] == b.split(":")[0] or b.startswith("task")  # local / server K kept
+            assert not set(out.split()) & {words[0] for words in WORDS.values()}  # no canonical word left
+
+
+@pytest.mark.parametrize("base", COMPACT)
+def test_compact_units_convert_every_number(base: str) -> None:
+    for seed in range(4):
+        pt = perturbed_template("units", seed, base=base)
+        for q, text in _compact_cases(base):
+            out = pt.render_prompt(q)
+            assert not {"Mbit", "GHz"} & set(out.split())
+            slot = q.slot_s
+            factors = {
+                ("Mbit", "kbit"): 1e3, ("GHz", "MHz"): 1e3, ("s", "ms"): 1e3,
+                ("Mbit/slot", "kbit/slot"): 1e3, ("Mbit/slot", "Mbit/s"): 1 / slot,
+                ("", "ms"): slot * 1e3, ("", "s"): slot, ("", "Gcycles/Mbit"): 1e-3, ("", ""): 1.0,
+            }
+            for a, b in zip(out.splitlines(), text.splitlines()):
+                ta, tb = a.split(), b.split()
+
+                def pairs(toks: list[str]) -> list[tuple[float, str]]:
+                    out = []
+                    for i, w in enumerate(toks):
+                        if _is_number(w):
+                            nxt = toks[i + 1] if i + 1 < len(toks) else ""
+                            out.append((float(w), nxt if "bit" in nxt or nxt in ("s", "ms", "GHz", "MHz") else ""))
+                    return out
+
+                pa, pb = pairs(ta), pairs(tb)
+                assert len(pa) == len(pb)
+                for (x, ua), (y, ub) in zip(pa, pb):
+                    f = factors[(ub, ua)]
+                    # the canonical text rounds estimates to 0.01; the converted one keeps 2 decimals of its unit
+                    assert abs(x - y * f) <= 0.0051 * max(f, 1.0) + 1e-9, (a, b)
+
+
+@pytest.mark.parametrize("base", COMPACT)
+def test_compact_numbers_rewrite_each_value(base: str) -> None:
+    for seed in range(4):
+        pt = perturbed_template("numbers", seed, base=base)
+        for q, text in _compact_cases(base):
+            out = pt.render_prompt(q)
+            for a, b in zip(out.splitlines(), text.splitlines()):
+                assert [w for w in a.split() if not _is_number(w)] == [w for w in b.split() if not _is_number(w)]
+                na, nb = _numbers(a), _numbers(b)
+                assert len(na) == len(nb)
+                for x, y in zip(na, nb):  # same value (the canonical text rounds to 0.01)
+                    assert abs(x - y) <= 0.0051 + 1e-6 * abs(y), (a, b)
+
+
+@pytest.mark.parametrize("name", list(PERTURBATIONS))
+def test_perturbed_annotated_compact_no_longer_raises(name: str) -> None:
+    pt = perturbed_template(name, 0, base="annotated-compact")
+    q = pt.quantize(random_state(np.random.default_rng(12), 4))
+    assert q == get_template("annotated-compact").quantize(q)
+    assert pt.render_prompt(q).endswith("answer:")
+    all_ = perturbed_template("all", 5, base="raw-compact").render_prompt(q)
+    assert "kbit" in all_ and "MHz" in all_ and all_.splitlines()[1].startswith("local:")

@@ -16,23 +16,47 @@ re-rendered) or as a template (``perturbed_template("units", seed=1)``) whose
 every prompt is perturbed with a draw seeded by ``seed`` and the prompt itself.
 The Chinese template only supports the two shuffles (its wording and units are
 the official format's).
+
+The compact templates of the embedded model (``estimates-compact``,
+``annotated-compact``, ``raw-compact``) take every perturbation, as a change of
+their :class:`~comllm.text.compact.CompactStyle` (same names, same meanings):
+
+* ``shuffle-fields``: the attributes of the task line and of each action line in
+  random order (an estimate too; each action keeps its one line, its ``local:`` /
+  ``server K:`` head first). ``estimates-compact`` writes one attribute per line:
+  there it changes nothing;
+* ``paraphrase``: another word for every label and server type, drawn from
+  :data:`comllm.text.compact.WORDS` (``local``, ``server K`` and ``answer:``, the
+  answer vocabulary, stay);
+* ``units``: kbit, ms or s for the deadline, waits and estimates, kbit/slot or
+  Mbit/s, MHz, Gcycles/Mbit, a slot in ms, numbers converted;
+* ``numbers``: exactly 3 decimals (no rounding to the value tokens' 0.01, trailing
+  zeros), exactly 6 decimals (counts too) or scientific notation;
+* ``shuffle-servers``: server lines in random order, ids kept, ``local`` first.
+
+Compact prompts cannot be parsed back, so the text-level call (``p(prompt)``)
+stays for the ``paper`` and ``paper-zh`` prompts; use :func:`perturbed_template`.
 """
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from comllm.state import TaskState
 from comllm.text import vocab as V
 from comllm.text.chinese import ChineseTemplate
+from comllm.text.compact import NUMBER_FORMATS as COMPACT_NUMBER_FORMATS
+from comllm.text.compact import WORDS as COMPACT_WORDS
+from comllm.text.compact import CompactStyle, _Compact
 from comllm.text.english import HEADER, NUMBER_FORMATS, PaperTemplate, Style
 from comllm.text.template import Template, TextError
 
 Restyle = Callable[[Style, np.random.Generator, int], Style]
+RestyleCompact = Callable[[CompactStyle, np.random.Generator, int], CompactStyle]
 
 
 def _moved(items: tuple, rng: np.random.Generator) -> tuple:
@@ -92,6 +116,53 @@ def _all(style: Style, rng: np.random.Generator, n: int) -> Style:
     return style
 
 
+# ----------------------------------------------------------- compact templates
+def _shuffle_fields_compact(style: CompactStyle, rng: np.random.Generator, n: int) -> CompactStyle:
+    return replace(
+        style,
+        task_attrs=_moved(style.task_attrs, rng),
+        local_attrs=_moved(style.local_attrs, rng),
+        server_attrs=_moved(style.server_attrs, rng),
+    )
+
+
+def _paraphrase_compact(style: CompactStyle, rng: np.random.Generator, n: int) -> CompactStyle:
+    labels = dict(style.labels)
+    for key, words in COMPACT_WORDS.items():
+        labels[key] = words[int(rng.integers(1, len(words)))]  # never the canonical word
+    return replace(style, labels=labels)
+
+
+def _units_compact(style: CompactStyle, rng: np.random.Generator, n: int) -> CompactStyle:
+    def pick(options: tuple[str, ...]) -> str:
+        return options[int(rng.integers(len(options)))]
+
+    return replace(
+        style,
+        data_unit="kbit",
+        time_unit=pick(("ms", "s")),
+        rate_unit=pick(("kbit/slot", "Mbit/s")),
+        freq_unit="MHz",
+        density_unit="Gcycles/Mbit",
+        slot_unit="ms",
+    )
+
+
+def _numbers_compact(style: CompactStyle, rng: np.random.Generator, n: int) -> CompactStyle:
+    others = [f for f in COMPACT_NUMBER_FORMATS if f != style.numbers]
+    return replace(style, numbers=others[int(rng.integers(len(others)))])
+
+
+def _shuffle_servers_compact(style: CompactStyle, rng: np.random.Generator, n: int) -> CompactStyle:
+    return replace(style, server_order=_moved(tuple(range(n)), rng))
+
+
+def _all_compact(style: CompactStyle, rng: np.random.Generator, n: int) -> CompactStyle:
+    for f in (_shuffle_fields_compact, _paraphrase_compact, _units_compact, _numbers_compact, _shuffle_servers_compact):
+        style = f(style, rng, n)
+    return style
+
+
 @dataclass(frozen=True)
 class Perturbation:
     """A named change of rendering style; call it on a prompt (``p(prompt, seed)``) to perturb the text."""
@@ -99,11 +170,17 @@ class Perturbation:
     name: str
     description: str
     restyle: Restyle
+    restyle_compact: RestyleCompact  # the same change of a compact template's style
     zh: bool = False  # also defined for the Chinese template (the shuffles)
 
-    def style(self, seed: int, n_servers: int, base: Style | None = None, salt: int = 0) -> Style:
-        """The perturbed style for a state with ``n_servers`` servers (``salt`` varies the draw per prompt)."""
+    def style(self, seed: int, n_servers: int, base: Style | CompactStyle | None = None, salt: int = 0) -> Any:
+        """The perturbed style for a state with ``n_servers`` servers (``salt`` varies the draw per prompt).
+
+        ``base`` is an English :class:`Style` (default) or a :class:`CompactStyle`; the result is of its kind.
+        """
         rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, salt & 0xFFFFFFFF])
+        if isinstance(base, CompactStyle):
+            return self.restyle_compact(base, rng, n_servers)
         return self.restyle(base if base is not None else Style(), rng, n_servers)
 
     def __call__(self, prompt: str, seed: int = 0) -> str:
@@ -122,12 +199,24 @@ class Perturbation:
 PERTURBATIONS: dict[str, Perturbation] = {
     p.name: p
     for p in (
-        Perturbation("shuffle-fields", "field lines and attributes in random order", _shuffle_fields, zh=True),
-        Perturbation("paraphrase", "other names for every field and attribute", _paraphrase),
-        Perturbation("units", "kbit, ms or s, kbit/slot or Mbit/s, MHz, Gcycles/Mbit, kbit/s", _units),
-        Perturbation("numbers", "no trailing zeros, more decimals or scientific notation", _numbers),
-        Perturbation("shuffle-servers", "server lines in random order, ids kept", _shuffle_servers, zh=True),
-        Perturbation("all", "every perturbation at once", _all),
+        Perturbation(
+            "shuffle-fields",
+            "field lines and attributes in random order",
+            _shuffle_fields,
+            _shuffle_fields_compact,
+            zh=True,
+        ),
+        Perturbation("paraphrase", "other names for every field and attribute", _paraphrase, _paraphrase_compact),
+        Perturbation("units", "kbit, ms or s, kbit/slot or Mbit/s, MHz, Gcycles/Mbit, kbit/s", _units, _units_compact),
+        Perturbation("numbers", "other decimals or scientific notation", _numbers, _numbers_compact),
+        Perturbation(
+            "shuffle-servers",
+            "server lines in random order, ids kept",
+            _shuffle_servers,
+            _shuffle_servers_compact,
+            zh=True,
+        ),
+        Perturbation("all", "every perturbation at once", _all, _all_compact),
     )
 }
 
@@ -142,8 +231,11 @@ class PerturbedTemplate(Template):
     """A template whose every prompt is perturbed; the draw depends on ``seed`` and on the prompt."""
 
     def __init__(self, base: Template, perturbation: Perturbation, seed: int = 0) -> None:
-        if not isinstance(base, (PaperTemplate, ChineseTemplate)):
-            raise TextError(f"perturbations apply to the paper, annotated and paper-zh templates, not '{base.name}'")
+        if not isinstance(base, (PaperTemplate, ChineseTemplate, _Compact)):
+            raise TextError(
+                "perturbations apply to the paper, annotated, paper-zh and compact templates"
+                f" (estimates-compact, annotated-compact, raw-compact), not '{base.name}'"
+            )
         if isinstance(base, ChineseTemplate) and not perturbation.zh:
             raise TextError(f"perturbation '{perturbation.name}' is not defined for the Chinese template")
         self.base = base
@@ -152,14 +244,20 @@ class PerturbedTemplate(Template):
         self.name = f"{base.name}+{perturbation.name}"
         self.lang = base.lang
         self.decimals = base.decimals
+        self.carries_state = base.carries_state
         self.description = f"{base.name} with perturbation '{perturbation.name}' (seed {seed})"
 
     @property
     def instruction(self) -> str:
         return self.base.instruction
 
+    def quantize(self, state: TaskState) -> TaskState:
+        return self.base.quantize(state)
+
     def _template_for(self, state: TaskState) -> Template:
         salt = zlib.crc32(self.base.render_prompt(state).encode())
+        if isinstance(self.base, _Compact):
+            return self.base.with_style(self.perturbation.style(self.seed, state.n_servers, self.base.style, salt))
         if isinstance(self.base, ChineseTemplate):
             st = self.perturbation.style(self.seed, state.n_servers, Style(field_order=self.base.field_order), salt)
             return replace(self.base, field_order=st.field_order, server_order=st.server_order)
