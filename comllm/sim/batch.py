@@ -156,7 +156,7 @@ def rollout_scratch(M, D, N):
         np.empty(M, dtype=np.int64), np.empty(M, dtype=np.int64), np.empty(M), np.empty(M),
         np.empty(N), np.empty(N, dtype=np.int64), np.zeros(N), np.zeros(N), np.empty(N), np.empty(N, dtype=np.int64),
         np.empty(M * D, dtype=np.int64), np.empty(M * D), np.empty(M * D, dtype=np.int64), np.empty(M * D, dtype=np.int64),
-        np.empty(D, dtype=np.int64),
+        np.empty(D, dtype=np.int64), np.empty(M),
     )  # fmt: skip
 
 
@@ -205,7 +205,15 @@ def rollout_system_into(
     horizon = ip[_I_HORIZON]
     n_slots = ip[_I_MAX_SLOTS]
     stop_early = ip[_I_STOP_EARLY] != 0
-    dev, acts, lw, tw, queued, active, served, used, share, seen, o_code, o_lat, o_tid, o_act, order = scratch
+    dev, acts, lw, tw, queued, active, served, used, share, seen, o_code, o_lat, o_tid, o_act, order, rate_b = scratch
+    # Under the greedy rule, slot i + 1's inputs are drawn before slot i runs (into a second
+    # rate array: slot i still transmits at its own rates) so that run_slot can observe each
+    # device for slot i + 1 right after serving it, in the same pass.
+    prepare = rule == RULE_GREEDY
+    rate_cur = rate
+    rate_nxt = rate_b
+    swapped = False
+    prepared = False  # this slot's inputs are drawn and lw, tw, queued, active observe it
     if i_begin == 0:
         tid[:, :] = -1
         cur_tid = -1
@@ -233,17 +241,20 @@ def rollout_system_into(
         if stopped:
             break
         t = t0 + i
-        if i > 0:  # this slot's channel and arrivals
+        if prepared:
+            rate_cur, rate_nxt = rate_nxt, rate_cur
+            swapped = not swapped
+        elif i > 0:  # this slot's channel and arrivals
             K.next_slot_inputs(
                 u[i - 1], z[i - 1], ip[_I_CHAN_MODEL], fp[_F_RHO], fp[_F_SIGMA], fp[_F_SNR], fp[_F_LO], fp[_F_HI],
-                fp[_F_BASE], chan, chan_im, rate, ip[_I_BURSTY] != 0, fp[_F_P_CALM], fp[_F_P_BURST],
+                fp[_F_BASE], chan, chan_im, rate_cur, ip[_I_BURSTY] != 0, fp[_F_P_CALM], fp[_F_P_BURST],
                 fp[_F_P_ENTER], fp[_F_P_LEAVE], fp[_F_SIZE_MIN], fp[_F_SIZE_MAX], phase, new_mask, new_size,
             )  # fmt: skip
         n_new = 0
         for m in range(M):  # branch-free: arrivals are random
             dev[n_new] = m
             n_new += new_mask[m]
-        observed = False
+        observed = prepared
         if n_new > 0:
             for j in range(n_new):
                 m = dev[j]
@@ -254,11 +265,11 @@ def rollout_system_into(
                 elif rule == RULE_GREEDY:
                     if not observed:
                         K.observe_system_into(
-                            t, arr, rem, act, stage, rate, local_rate, lw, tw, queued, active, seen, order
+                            t, arr, rem, act, stage, rate_cur, local_rate, lw, tw, queued, active, seen, order
                         )
                         observed = True
                     acts[j] = greedy_action(
-                        new_size[m], lw[m], tw[m], rate[m], fp[_F_SLOT_S], fp[_F_DEV_GHZ], fp[_F_DEV_CPB],
+                        new_size[m], lw[m], tw[m], rate_cur[m], fp[_F_SLOT_S], fp[_F_DEV_GHZ], fp[_F_DEV_CPB],
                         server_ghz, server_cpb, queued, active,
                     )  # fmt: skip
                 elif rule == RULE_LOCAL:
@@ -277,10 +288,18 @@ def rollout_system_into(
                     h_n += n_new
                 next_tid += n_new
             K.place_arrivals(t, arr, size, rem, act, stage, tid, dev[:n_new], new_size, acts[:n_new], first)
+        prepared = prepare and i + 1 < i_end
+        if prepared:  # slot i + 1's inputs (slot i has read its arrivals)
+            K.next_slot_inputs(
+                u[i], z[i], ip[_I_CHAN_MODEL], fp[_F_RHO], fp[_F_SIGMA], fp[_F_SNR], fp[_F_LO], fp[_F_HI],
+                fp[_F_BASE], chan, chan_im, rate_nxt, ip[_I_BURSTY] != 0, fp[_F_P_CALM], fp[_F_P_BURST],
+                fp[_F_P_ENTER], fp[_F_P_LEAVE], fp[_F_SIZE_MIN], fp[_F_SIZE_MAX], phase, new_mask, new_size,
+            )  # fmt: skip
         # the slot's active counts are those observe saw at its start (arrivals join no server queue yet)
         n_out = K.run_slot_into(
-            t, arr, size, rem, act, stage, tid, rate, local_rate, server_rate, active, served,
+            t, arr, size, rem, act, stage, tid, rate_cur, local_rate, server_rate, active, served,
             o_code, o_lat, o_tid, o_act, used, share, seen, order, observed,
+            prepared, rate_nxt, lw, tw, queued, active,
         )  # fmt: skip
         slots = i + 1
         for o in range(n_out):
@@ -296,6 +315,8 @@ def rollout_system_into(
                 h_ended += 1
         if stop_early and cur_ended and i >= horizon and h_ended == h_n:
             stopped = True
+    if swapped:  # leave the current rates in the caller's array
+        rate_nxt[:] = rate_cur
     carry[_C_CUR_TID] = cur_tid
     carry[_C_NEXT_TID] = next_tid
     carry[_C_CUR_COST] = cur_cost

@@ -127,25 +127,40 @@ def observe_system_into(t, arr, rem, act, stage, rate, local_rate, local_wait, t
         seen[j] = -1  # the last device counted as active at server j
     k0 = (t + 1) % D  # the ring is walked by increment and wrap: no division per place
     for m in range(M):
-        lw = 0.0
-        tw = 0.0
         n = live_places(arr, m, k0, order)
-        for i in range(n):
-            k = order[i]
-            s = stage[m, k]
-            left = arr[m, k] + D - t  # slots from now until its deadline
-            if s == STAGE_LOCAL:
-                lw = max(lw, min(lw + rem[m, k] / local_rate, left))
-            elif s == STAGE_TX:
-                tw = max(tw, min(tw + rem[m, k] / rate[m], left))
-            elif s == STAGE_SERVER:
-                j = act[m, k] - 1
-                queued[j] += rem[m, k]
-                if seen[j] != m:
-                    seen[j] = m
-                    active[j] += 1
-        local_wait[m] = lw
-        tx_wait[m] = tw
+        local_wait[m], tx_wait[m] = _observe_device(
+            t, arr, rem, act, stage, m, rate[m], local_rate, order, n, 0, queued, active, seen
+        )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _observe_device(t, arr, rem, act, stage, m, r, local_rate, order, n, first, queued, active, seen):
+    """Device ``m``'s part of :func:`observe_system` (uplink rate ``r``): return its local and
+    uplink wait, add its server tasks to ``queued`` / ``active``. Its tasks are the
+    occupied places among ``order[:n]``, in FIFO order from ``order[first]`` round to
+    ``order[first - 1]``."""
+    D = arr.shape[1]
+    lw = 0.0
+    tw = 0.0
+    i = first - 1
+    for _ in range(n):
+        i = i + 1 if i + 1 < n else 0
+        k = order[i]
+        if arr[m, k] < 0:
+            continue
+        s = stage[m, k]
+        left = arr[m, k] + D - t  # slots from now until its deadline
+        if s == STAGE_LOCAL:
+            lw = max(lw, min(lw + rem[m, k] / local_rate, left))
+        elif s == STAGE_TX:
+            tw = max(tw, min(tw + rem[m, k] / r, left))
+        elif s == STAGE_SERVER:
+            j = act[m, k] - 1
+            queued[j] += rem[m, k]
+            if seen[j] != m:
+                seen[j] = m
+                active[j] += 1
+    return lw, tw
 
 
 @njit(cache=True, nogil=True)
@@ -178,7 +193,7 @@ def run_slot(
     return run_slot_into(
         t, arr, size, rem, act, stage, tid, rate, local_rate, server_rate, active_now, served,
         out_code, out_lat, out_tid, out_act, np.zeros(N), np.empty(N), np.empty(N, dtype=np.int64),
-        np.empty(arr.shape[1], dtype=np.int64), False,
+        np.empty(arr.shape[1], dtype=np.int64), False, False, rate, rate, rate, served, active_now,
     )  # fmt: skip
 
 
@@ -186,12 +201,18 @@ def run_slot(
 def run_slot_into(
     t, arr, size, rem, act, stage, tid, rate, local_rate, server_rate, active_now, served,
     out_code, out_lat, out_tid, out_act, used, share, seen, order, active_known,
+    observe_next, rate_next, local_wait, tx_wait, queued, active_next,
 ):  # fmt: skip
     """:func:`run_slot` with a caller's scratch arrays: ``used`` (N,) all zero on entry (and
     left so on return), ``share`` (N,), ``seen`` (N,) and ``order`` (D,) int64 (overwritten). With
     ``active_known``, ``active_now`` already holds the slot's active counts (e.g. the
     ``active`` of :func:`observe_system` at the slot's start: arrivals never join a
     server queue in their own slot) and is not recounted.
+
+    With ``observe_next``, also fills ``local_wait``, ``tx_wait``, ``queued`` and
+    ``active_next`` as :func:`observe_system` would at the start of slot ``t + 1`` with
+    the uplink rates ``rate_next`` (each device observed right after its service, in the
+    same pass; ``active_next`` may be ``active_now``, which is only read before).
     """
     M, D = arr.shape
     N = server_rate.shape[0]
@@ -208,6 +229,11 @@ def run_slot_into(
                         active_now[j] += 1
     for j in range(N):
         share[j] = server_rate[j] / active_now[j] if active_now[j] > 0 else 0.0
+    if observe_next:
+        for j in range(N):
+            queued[j] = 0.0
+            active_next[j] = 0
+            seen[j] = -1
     n_out = 0
     k0 = (t + 1) % D  # the ring is walked by increment and wrap: no division per place
     for m in range(M):
@@ -290,6 +316,13 @@ def run_slot_into(
                 k = order[i]
                 if stage[m, k] == -STAGE_SERVER:
                     stage[m, k] = STAGE_SERVER
+        if observe_next:
+            # slot t + 1 reads the ring from k0 + 1: place k0 (if occupied, order[0]) comes last
+            # (it is empty by now unless its task outlived its deadline)
+            first = 1 if n > 0 and order[0] == k0 else 0
+            local_wait[m], tx_wait[m] = _observe_device(
+                t + 1, arr, rem, act, stage, m, rate_next[m], local_rate, order, n, first, queued, active_next, seen
+            )
     return n_out
 
 
