@@ -230,3 +230,27 @@ def test_batched_rollouts_equal_one_rollout_at_a_time(rule, horizon):
                     params.fp, params.ip, params.server_rate, params.server_ghz, params.server_cpb, one,
                 )  # fmt: skip
                 np.testing.assert_array_equal(out[s, c, k], one)
+
+
+@pytest.mark.parametrize("normals, random_rule", [(True, False), (False, True), (True, True)])
+def test_compiled_draws_are_numpys_draws(normals, random_rule):
+    """comllm.lacs.draws fills exactly what default_rng(key).random / standard_normal would
+    (many keys: the ziggurat's rare tail and wedge paths are taken too)."""
+    from comllm.lacs import draws
+
+    if not draws.AVAILABLE:
+        pytest.skip("numba's ziggurat tables are not importable: rollout_draws uses numpy")
+    keys = [(seed, t, d) for seed in (0, 7) for t in range(0, 400, 3) for d in (0, 29)]
+    u = np.empty((len(keys), 4, 9, 3, 30))
+    z = np.zeros((len(keys), 4, 9, 2, 30))
+    ua = np.zeros((len(keys), 4, 10 if random_rule else 1, 30))
+    draws.fill_draws(keys, u, z, ua, normals, random_rule)
+    for s, key in enumerate(keys):
+        rng = np.random.default_rng(list(key))
+        np.testing.assert_array_equal(u[s], rng.random(u[s].shape))
+        if normals:
+            np.testing.assert_array_equal(z[s], rng.standard_normal(z[s].shape))
+        else:
+            assert not z[s].any()
+        if random_rule:
+            np.testing.assert_array_equal(ua[s], rng.random(ua[s].shape))

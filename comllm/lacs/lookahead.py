@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from comllm.errors import ComllmError
+from comllm.lacs import draws as _draws
 from comllm.sim import Snapshot
 from comllm.sim import batch as B
 
@@ -128,6 +129,9 @@ def rollout_draws(scenario, keys: Sequence[tuple[int, int, int]], rollouts: int,
     z = np.zeros((S, rollouts, T, 2, M))
     ua = np.zeros((S, rollouts, n_slots if rule == "random" else 1, M))
     normals = scenario.channel.model != "static"
+    if _draws.AVAILABLE:  # the same numbers, drawn in compiled code (in parallel over states)
+        _draws.fill_draws(keys, u, z, ua, normals, rule == "random")
+        return u, z, ua
     for s, key in enumerate(keys):
         rng = np.random.default_rng(list(key))
         rng.random(out=u[s])
