@@ -254,3 +254,47 @@ def test_compiled_draws_are_numpys_draws(normals, random_rule):
             assert not z[s].any()
         if random_rule:
             np.testing.assert_array_equal(ua[s], rng.random(ua[s].shape))
+
+
+@pytest.mark.parametrize("overdue", [False, True])
+def test_run_slot_observes_the_next_slot_as_observe_system(overdue):
+    """run_slot_into(observe_next=True) leaves what observe_system shows at the next slot's
+    start; also when a task outlived its deadline (a state the simulator never makes)."""
+    sc = load_scenario("paper-6")
+    sim = MECSimulator(sc, seed=5)
+    pol = GreedyPolicy()
+    rng = np.random.default_rng(0)
+    for step in range(120):
+        b = sim.observe()
+        if step >= 60:
+            a = {k: getattr(sim, k).copy() for k in ("arr", "size", "rem", "act", "stage")}
+            t, D, M, N = sim.t, sc.deadline, sc.n_devices, sc.n_servers
+            if overdue:  # a task at the place read first, older than the deadline allows
+                m = int(rng.integers(M))
+                k0 = (t + 1) % D
+                a["arr"][m, k0], a["size"][m, k0], a["rem"][m, k0] = t + 1 - 2 * D, 3.0, 3.0
+                a["act"][m, k0], a["stage"][m, k0] = 1 + (step % N), [K.STAGE_LOCAL, K.STAGE_TX, K.STAGE_SERVER][step % 3]
+            ref = {k: v.copy() for k, v in a.items()}
+            rate_next = sim.rate * rng.uniform(0.5, 1.5, M)
+            active = np.empty(N, dtype=np.int64)
+            lw, tw, q = np.empty(M), np.empty(M), np.empty(N)
+            out = [np.empty(M * D, dtype=np.int64), np.empty(M * D), np.empty(M * D, dtype=np.int64), np.empty(M * D, dtype=np.int64)]
+            tid = np.full((M, D), -1)
+            K.run_slot_into(
+                t, a["arr"], a["size"], a["rem"], a["act"], a["stage"], tid, sim.rate, sim.local_rate, sim.server_rate,
+                active, np.zeros(N), *out, np.zeros(N), np.empty(N), np.empty(N, dtype=np.int64), np.empty(D, dtype=np.int64),
+                False, True, rate_next, lw, tw, q, active,
+            )  # fmt: skip
+            K.run_slot(
+                t, ref["arr"], ref["size"], ref["rem"], ref["act"], ref["stage"], tid.copy(), sim.rate, sim.local_rate,
+                sim.server_rate, np.empty(N, dtype=np.int64), np.zeros(N), *(o.copy() for o in out),
+            )  # fmt: skip
+            for k in ref:
+                np.testing.assert_array_equal(a[k], ref[k], err_msg=k)
+            r_lw, r_tw, r_q, r_a = np.empty(M), np.empty(M), np.empty(N), np.empty(N, dtype=np.int64)
+            K.observe_system(t + 1, ref["arr"], ref["rem"], ref["act"], ref["stage"], rate_next, sim.local_rate, r_lw, r_tw, r_q, r_a)
+            np.testing.assert_array_equal(lw, r_lw)
+            np.testing.assert_array_equal(tw, r_tw)
+            np.testing.assert_array_equal(q, r_q)
+            np.testing.assert_array_equal(active, r_a)
+        sim.step(pol.act(b))

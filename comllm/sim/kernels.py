@@ -128,28 +128,42 @@ def observe_system_into(t, arr, rem, act, stage, rate, local_rate, local_wait, t
     k0 = (t + 1) % D  # the ring is walked by increment and wrap: no division per place
     for m in range(M):
         n = live_places(arr, m, k0, order)
-        local_wait[m], tx_wait[m] = _observe_device(
-            t, arr, rem, act, stage, m, rate[m], local_rate, order, n, 0, queued, active, seen
-        )
+        lw = 0.0
+        tw = 0.0
+        for i in range(n):
+            k = order[i]
+            # (written out here and in run_slot_into: helpers taking arrays, called per task,
+            # cost several times the work itself)
+            s = stage[m, k]
+            left = arr[m, k] + D - t  # slots from now until its deadline
+            if s == STAGE_LOCAL:
+                lw = max(lw, min(lw + rem[m, k] / local_rate, left))
+            elif s == STAGE_TX:
+                tw = max(tw, min(tw + rem[m, k] / rate[m], left))
+            elif s == STAGE_SERVER:
+                j = act[m, k] - 1
+                queued[j] += rem[m, k]
+                if seen[j] != m:
+                    seen[j] = m
+                    active[j] += 1
+        local_wait[m] = lw
+        tx_wait[m] = tw
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _observe_device(t, arr, rem, act, stage, m, r, local_rate, order, n, first, queued, active, seen):
-    """Device ``m``'s part of :func:`observe_system` (uplink rate ``r``): return its local and
-    uplink wait, add its server tasks to ``queued`` / ``active``. Its tasks are the
-    occupied places among ``order[:n]``, in FIFO order from ``order[first]`` round to
-    ``order[first - 1]``."""
+@njit(cache=True, nogil=True)
+def _observe_device_rotated(t, arr, rem, act, stage, m, r, local_rate, order, n, queued, active, seen):
+    """Device ``m``'s part of :func:`observe_system` at slot ``t`` (uplink rate ``r``), its tasks
+    being the occupied places among ``order[:n]`` in FIFO order from ``order[1]`` round to
+    ``order[0]``: return its local and uplink wait, add its server tasks to ``queued`` / ``active``."""
     D = arr.shape[1]
     lw = 0.0
     tw = 0.0
-    i = first - 1
-    for _ in range(n):
-        i = i + 1 if i + 1 < n else 0
-        k = order[i]
+    for ii in range(1, n + 1):
+        k = order[ii if ii < n else 0]
         if arr[m, k] < 0:
             continue
         s = stage[m, k]
-        left = arr[m, k] + D - t  # slots from now until its deadline
+        left = arr[m, k] + D - t
         if s == STAGE_LOCAL:
             lw = max(lw, min(lw + rem[m, k] / local_rate, left))
         elif s == STAGE_TX:
@@ -211,7 +225,7 @@ def run_slot_into(
 
     With ``observe_next``, also fills ``local_wait``, ``tx_wait``, ``queued`` and
     ``active_next`` as :func:`observe_system` would at the start of slot ``t + 1`` with
-    the uplink rates ``rate_next`` (each device observed right after its service, in the
+    the uplink rates ``rate_next`` (each task observed right after its service, in the
     same pass; ``active_next`` may be ``active_now``, which is only read before).
     """
     M, D = arr.shape
@@ -241,11 +255,18 @@ def run_slot_into(
         used_tx = 0.0
         r = rate[m]
         at_server = False  # some task of this device is at a server (used[] to flush)
-        joined = False  # some task finished its upload (-STAGE_SERVER to settle)
+        lw = 0.0  # with observe_next: the device's waits in slot t + 1, task by task
+        tw = 0.0
         n = live_places(arr, m, k0, order)
+        # slot t + 1 reads the ring from k0 + 1: a task still at place k0 (order[0]) would be
+        # observed last. It has always left by then (its deadline ends with this slot) unless it
+        # had outlived its deadline: then the device is observed apart, after the pass.
+        inline_obs = observe_next and not (n > 0 and order[0] == k0 and arr[m, k0] != t - D + 1)
+        r_next = rate_next[m]
         for i in range(n):
             k = order[i]
             s = stage[m, k]
+            joined = False
             if s == STAGE_LOCAL:
                 cap = local_rate - used_local
                 if cap > _EPS:
@@ -268,8 +289,9 @@ def run_slot_into(
                     used_tx += serve
                     rem[m, k] -= serve
                     if rem[m, k] <= _EPS:
-                        # joins the server queue at the start of the next slot
-                        stage[m, k] = -STAGE_SERVER
+                        # joins the server queue at the start of the next slot (each task is
+                        # visited once per slot: it is not served there in this one)
+                        stage[m, k] = STAGE_SERVER
                         rem[m, k] = size[m, k]
                         joined = True
             elif s == STAGE_SERVER:
@@ -290,14 +312,13 @@ def run_slot_into(
                         stage[m, k] = STAGE_EMPTY
                         continue
             if arr[m, k] == t - D + 1:  # end of its last slot: drop
-                s = stage[m, k]
                 started = rem[m, k] < size[m, k] - _EPS
-                if s == STAGE_LOCAL:
+                if joined:
+                    code = OUT_DROP_TX_RUN  # its last bit left in its very last slot
+                elif s == STAGE_LOCAL:
                     code = OUT_DROP_LOCAL_RUN if started else OUT_DROP_LOCAL_WAIT
                 elif s == STAGE_TX:
                     code = OUT_DROP_TX_RUN if started else OUT_DROP_TX_WAIT
-                elif s == -STAGE_SERVER:
-                    code = OUT_DROP_TX_RUN  # its last bit left in its very last slot
                 else:
                     code = OUT_DROP_SERVER_RUN if started else OUT_DROP_SERVER_WAIT
                 out_code[n_out] = code
@@ -307,22 +328,31 @@ def run_slot_into(
                 n_out += 1
                 arr[m, k] = -1
                 stage[m, k] = STAGE_EMPTY
+                continue
+            if inline_obs:  # the task as slot t + 1 starts (as observe_system_into)
+                s = stage[m, k]
+                left = arr[m, k] + D - (t + 1)
+                if s == STAGE_LOCAL:
+                    lw = max(lw, min(lw + rem[m, k] / local_rate, left))
+                elif s == STAGE_TX:
+                    tw = max(tw, min(tw + rem[m, k] / r_next, left))
+                elif s == STAGE_SERVER:
+                    j = act[m, k] - 1
+                    queued[j] += rem[m, k]
+                    if seen[j] != m:
+                        seen[j] = m
+                        active_next[j] += 1
         if at_server:  # (a device without server tasks used nothing: adding its zeros changes nothing)
             for j in range(N):
                 served[j] += used[j]
                 used[j] = 0.0
-        if joined:
-            for i in range(n):
-                k = order[i]
-                if stage[m, k] == -STAGE_SERVER:
-                    stage[m, k] = STAGE_SERVER
         if observe_next:
-            # slot t + 1 reads the ring from k0 + 1: place k0 (if occupied, order[0]) comes last
-            # (it is empty by now unless its task outlived its deadline)
-            first = 1 if n > 0 and order[0] == k0 else 0
-            local_wait[m], tx_wait[m] = _observe_device(
-                t + 1, arr, rem, act, stage, m, rate_next[m], local_rate, order, n, first, queued, active_next, seen
-            )
+            if not inline_obs:
+                lw, tw = _observe_device_rotated(
+                    t + 1, arr, rem, act, stage, m, r_next, local_rate, order, n, queued, active_next, seen
+                )
+            local_wait[m] = lw
+            tx_wait[m] = tw
     return n_out
 
 
