@@ -298,3 +298,11 @@ def test_run_slot_observes_the_next_slot_as_observe_system(overdue):
             np.testing.assert_array_equal(q, r_q)
             np.testing.assert_array_equal(active, r_a)
         sim.step(pol.act(b))
+
+
+def test_rollout_reproduces_the_simulator_with_a_long_deadline():
+    from comllm.scenario import make_scenario
+
+    sc = make_scenario({"n_devices": 8, "servers": ["energy-saving", "standard"], "arrival_prob": 0.5, "deadline": 70,
+                        "device_ghz": 0.5})  # fmt: skip
+    _check_rollout_matches_simulator(sc, seed=2, warmup=90, horizon=4, action_pick=3)

@@ -72,35 +72,6 @@ def _cttz(typingctx, x):
     return sig, codegen
 
 
-@njit(cache=True, nogil=True, inline="always")
-def live_places(arr, m, k0, order):
-    """Write device ``m``'s occupied places into ``order`` in FIFO order (the ring read from
-    ``k0``), return their count. Most places are empty: rather than a hard-to-predict
-    test per place, the places' occupancy is gathered into a bit mask (for D <= 62) whose
-    set bits are then visited, or compacted branch-free (larger D)."""
-    D = arr.shape[1]
-    n = 0
-    if D <= 62:
-        occ = 0
-        for k in range(D):
-            occ |= np.int64(arr[m, k] >= 0) << k
-        if occ == 0:
-            return 0
-        x = (occ >> k0) | ((occ << (D - k0)) & ((np.int64(1) << D) - 1))  # bit i: place (k0 + i) % D
-        while x != 0:
-            k = k0 + _cttz(x)
-            order[n] = k - D if k >= D else k
-            n += 1
-            x &= x - 1
-        return n
-    k = k0
-    for i in range(D):
-        order[n] = k
-        n += arr[m, k] >= 0
-        k = k + 1 if k + 1 < D else 0
-    return n
-
-
 @njit(cache=True, nogil=True)
 def observe_system(t, arr, rem, act, stage, rate, local_rate, local_wait, tx_wait, queued, active):
     """What a task arriving now at each device of one system would see.
@@ -127,13 +98,33 @@ def observe_system_into(t, arr, rem, act, stage, rate, local_rate, local_wait, t
         seen[j] = -1  # the last device counted as active at server j
     k0 = (t + 1) % D  # the ring is walked by increment and wrap: no division per place
     for m in range(M):
-        n = live_places(arr, m, k0, order)
+        # device m's occupied places into order[:n], in FIFO order (the ring read from k0). Most
+        # places are empty: rather than a hard-to-predict test per place, their occupancy is
+        # gathered into a bit mask whose set bits are visited (D <= 62), or compacted branch-free.
+        # (Written out here and in run_slot_into: a helper taking arrays costs more than the work.)
+        n = 0
+        if D <= 62:
+            occ = 0
+            for k in range(D):
+                occ |= np.int64(arr[m, k] >= 0) << k
+            x = (occ >> k0) | ((occ << (D - k0)) & ((np.int64(1) << D) - 1))  # bit i: place (k0 + i) % D
+            while x != 0:
+                k = k0 + _cttz(x)
+                order[n] = k - D if k >= D else k
+                n += 1
+                x &= x - 1
+        else:
+            k = k0
+            for i in range(D):
+                order[n] = k
+                n += arr[m, k] >= 0
+                k = k + 1 if k + 1 < D else 0
         lw = 0.0
         tw = 0.0
         for i in range(n):
             k = order[i]
-            # (written out here and in run_slot_into: helpers taking arrays, called per task,
-            # cost several times the work itself)
+            # (the same lines observe each task in run_slot_into: helpers taking arrays, called
+            # per task, cost several times the work itself)
             s = stage[m, k]
             left = arr[m, k] + D - t  # slots from now until its deadline
             if s == STAGE_LOCAL:
@@ -257,7 +248,24 @@ def run_slot_into(
         at_server = False  # some task of this device is at a server (used[] to flush)
         lw = 0.0  # with observe_next: the device's waits in slot t + 1, task by task
         tw = 0.0
-        n = live_places(arr, m, k0, order)
+        # device m's occupied places into order[:n], in FIFO order (as in observe_system_into)
+        n = 0
+        if D <= 62:
+            occ = 0
+            for k in range(D):
+                occ |= np.int64(arr[m, k] >= 0) << k
+            x = (occ >> k0) | ((occ << (D - k0)) & ((np.int64(1) << D) - 1))  # bit i: place (k0 + i) % D
+            while x != 0:
+                k = k0 + _cttz(x)
+                order[n] = k - D if k >= D else k
+                n += 1
+                x &= x - 1
+        else:
+            k = k0
+            for i in range(D):
+                order[n] = k
+                n += arr[m, k] >= 0
+                k = k + 1 if k + 1 < D else 0
         # slot t + 1 reads the ring from k0 + 1: a task still at place k0 (order[0]) would be
         # observed last. It has always left by then (its deadline ends with this slot) unless it
         # had outlived its deadline: then the device is observed apart, after the pass.
