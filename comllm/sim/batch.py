@@ -156,7 +156,7 @@ def rollout_scratch(M, D, N):
         np.empty(M, dtype=np.int64), np.empty(M, dtype=np.int64), np.empty(M), np.empty(M),
         np.empty(N), np.empty(N, dtype=np.int64), np.zeros(N), np.zeros(N), np.empty(N), np.empty(N, dtype=np.int64),
         np.empty(M * D, dtype=np.int64), np.empty(M * D), np.empty(M * D, dtype=np.int64), np.empty(M * D, dtype=np.int64),
-        np.empty(D, dtype=np.int64), np.empty(M),
+        np.empty(D, dtype=np.int64), np.empty(M), np.empty(M, dtype=np.int64),
     )  # fmt: skip
 
 
@@ -205,7 +205,15 @@ def rollout_system_into(
     horizon = ip[_I_HORIZON]
     n_slots = ip[_I_MAX_SLOTS]
     stop_early = ip[_I_STOP_EARLY] != 0
-    dev, acts, lw, tw, queued, active, served, used, share, seen, o_code, o_lat, o_tid, o_act, order, rate_b = scratch
+    dev, acts, lw, tw, queued, active, served, used, share, seen, o_code, o_lat, o_tid, o_act, order, rate_b, occ = scratch
+    # each device's occupied places as a bit mask, kept by run_slot (departures) and here (arrivals)
+    track = D <= 62
+    if track:
+        for m in range(M):
+            bits = 0
+            for k in range(D):
+                bits |= np.int64(arr[m, k] >= 0) << k
+            occ[m] = bits
     # Under the greedy rule, slot i + 1's inputs are drawn before slot i runs (into a second
     # rate array: slot i still transmits at its own rates) so that run_slot can observe each
     # device for slot i + 1 right after serving it, in the same pass.
@@ -288,6 +296,9 @@ def rollout_system_into(
                     h_n += n_new
                 next_tid += n_new
             K.place_arrivals(t, arr, size, rem, act, stage, tid, dev[:n_new], new_size, acts[:n_new], first)
+            if track:
+                for j in range(n_new):
+                    occ[dev[j]] |= np.int64(1) << (t % D)
         prepared = prepare and i + 1 < i_end
         if prepared:  # slot i + 1's inputs (slot i has read its arrivals)
             K.next_slot_inputs(
@@ -299,7 +310,7 @@ def rollout_system_into(
         n_out = K.run_slot_into(
             t, arr, size, rem, act, stage, tid, rate_cur, local_rate, server_rate, active, served,
             o_code, o_lat, o_tid, o_act, used, share, seen, order, observed,
-            prepared, rate_nxt, lw, tw, queued, active,
+            prepared, rate_nxt, lw, tw, queued, active, occ, track,
         )  # fmt: skip
         slots = i + 1
         for o in range(n_out):

@@ -198,7 +198,7 @@ def run_slot(
     return run_slot_into(
         t, arr, size, rem, act, stage, tid, rate, local_rate, server_rate, active_now, served,
         out_code, out_lat, out_tid, out_act, np.zeros(N), np.empty(N), np.empty(N, dtype=np.int64),
-        np.empty(arr.shape[1], dtype=np.int64), False, False, rate, rate, rate, served, active_now,
+        np.empty(arr.shape[1], dtype=np.int64), False, False, rate, rate, rate, served, active_now, active_now, False,
     )  # fmt: skip
 
 
@@ -206,7 +206,7 @@ def run_slot(
 def run_slot_into(
     t, arr, size, rem, act, stage, tid, rate, local_rate, server_rate, active_now, served,
     out_code, out_lat, out_tid, out_act, used, share, seen, order, active_known,
-    observe_next, rate_next, local_wait, tx_wait, queued, active_next,
+    observe_next, rate_next, local_wait, tx_wait, queued, active_next, occupied, occupied_known,
 ):  # fmt: skip
     """:func:`run_slot` with a caller's scratch arrays: ``used`` (N,) all zero on entry (and
     left so on return), ``share`` (N,), ``seen`` (N,) and ``order`` (D,) int64 (overwritten). With
@@ -218,6 +218,11 @@ def run_slot_into(
     ``active_next`` as :func:`observe_system` would at the start of slot ``t + 1`` with
     the uplink rates ``rate_next`` (each task observed right after its service, in the
     same pass; ``active_next`` may be ``active_now``, which is only read before).
+
+    With ``occupied_known`` (only for D <= 62), ``occupied`` (M,) int64 holds each device's
+    occupied places as a bit mask (bit k: place k), kept up to date here as tasks leave
+    (the caller sets the bits of the tasks it places), so that no place need be read to
+    find the tasks.
     """
     M, D = arr.shape
     N = server_rate.shape[0]
@@ -250,10 +255,14 @@ def run_slot_into(
         tw = 0.0
         # device m's occupied places into order[:n], in FIFO order (as in observe_system_into)
         n = 0
+        occ = 0
+        gone = 0  # with occupied_known: bits of the places its tasks leave
         if D <= 62:
-            occ = 0
-            for k in range(D):
-                occ |= np.int64(arr[m, k] >= 0) << k
+            if occupied_known:
+                occ = occupied[m]
+            else:
+                for k in range(D):
+                    occ |= np.int64(arr[m, k] >= 0) << k
             x = (occ >> k0) | ((occ << (D - k0)) & ((np.int64(1) << D) - 1))  # bit i: place (k0 + i) % D
             while x != 0:
                 k = k0 + _cttz(x)
@@ -289,6 +298,8 @@ def run_slot_into(
                         n_out += 1
                         arr[m, k] = -1
                         stage[m, k] = STAGE_EMPTY
+                        if occupied_known:
+                            gone |= np.int64(1) << k
                         continue
             elif s == STAGE_TX:
                 cap = r - used_tx
@@ -318,6 +329,8 @@ def run_slot_into(
                         n_out += 1
                         arr[m, k] = -1
                         stage[m, k] = STAGE_EMPTY
+                        if occupied_known:
+                            gone |= np.int64(1) << k
                         continue
             if arr[m, k] == t - D + 1:  # end of its last slot: drop
                 started = rem[m, k] < size[m, k] - _EPS
@@ -336,6 +349,8 @@ def run_slot_into(
                 n_out += 1
                 arr[m, k] = -1
                 stage[m, k] = STAGE_EMPTY
+                if occupied_known:
+                    gone |= np.int64(1) << k
                 continue
             if inline_obs:  # the task as slot t + 1 starts (as observe_system_into)
                 s = stage[m, k]
@@ -350,6 +365,8 @@ def run_slot_into(
                     if seen[j] != m:
                         seen[j] = m
                         active_next[j] += 1
+        if occupied_known:
+            occupied[m] = occ & ~gone
         if at_server:  # (a device without server tasks used nothing: adding its zeros changes nothing)
             for j in range(N):
                 served[j] += used[j]
