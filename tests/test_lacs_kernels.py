@@ -259,7 +259,8 @@ def test_compiled_draws_are_numpys_draws(normals, random_rule):
 @pytest.mark.parametrize("overdue", [False, True])
 def test_run_slot_observes_the_next_slot_as_observe_system(overdue):
     """run_slot_into(observe_next=True) leaves what observe_system shows at the next slot's
-    start; also when a task outlived its deadline (a state the simulator never makes)."""
+    start, with or without occupancy masks; also when a task outlived its deadline (a state
+    the simulator never makes)."""
     sc = load_scenario("paper-6")
     sim = MECSimulator(sc, seed=5)
     pol = GreedyPolicy()
@@ -280,11 +281,17 @@ def test_run_slot_observes_the_next_slot_as_observe_system(overdue):
             lw, tw, q = np.empty(M), np.empty(M), np.empty(N)
             out = [np.empty(M * D, dtype=np.int64), np.empty(M * D), np.empty(M * D, dtype=np.int64), np.empty(M * D, dtype=np.int64)]
             tid = np.full((M, D), -1)
+            def masks(arr):
+                return ((arr >= 0) * (1 << np.arange(D))).sum(axis=1).astype(np.int64)
+
+            occupied = masks(a["arr"])
             K.run_slot_into(
                 t, a["arr"], a["size"], a["rem"], a["act"], a["stage"], tid, sim.rate, sim.local_rate, sim.server_rate,
                 active, np.zeros(N), *out, np.zeros(N), np.empty(N), np.empty(N, dtype=np.int64), np.empty(D, dtype=np.int64),
-                False, True, rate_next, lw, tw, q, active,
+                False, True, rate_next, lw, tw, q, active, occupied, bool(step % 2),
             )  # fmt: skip
+            if step % 2:  # the occupancy masks follow the departures
+                np.testing.assert_array_equal(occupied, masks(a["arr"]))
             K.run_slot(
                 t, ref["arr"], ref["size"], ref["rem"], ref["act"], ref["stage"], tid.copy(), sim.rate, sim.local_rate,
                 sim.server_rate, np.empty(N, dtype=np.int64), np.zeros(N), *(o.copy() for o in out),
