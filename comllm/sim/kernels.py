@@ -459,14 +459,17 @@ CHANNEL_RAYLEIGH = 2
 @njit(cache=True, nogil=True)
 def channel_rates(model, chan, chan_im, snr, lo, hi, base, rate):
     """Uplink rate (Mbit/slot) of each device from its channel state."""
-    for m in range(chan.shape[0]):
-        if model == CHANNEL_STATIC:
-            f = 1.0
-        elif model == CHANNEL_GAUSS_MARKOV:
-            f = chan[m]
-        else:
+    M = chan.shape[0]
+    if model == CHANNEL_STATIC:
+        for m in range(M):
+            rate[m] = base * min(max(1.0, lo), hi)
+    elif model == CHANNEL_GAUSS_MARKOV:
+        for m in range(M):
+            rate[m] = base * min(max(chan[m], lo), hi)
+    else:
+        for m in range(M):
             f = np.log2(1.0 + snr * (chan[m] ** 2 + chan_im[m] ** 2)) / np.log2(1.0 + snr)
-        rate[m] = base * min(max(f, lo), hi)
+            rate[m] = base * min(max(f, lo), hi)
 
 
 @njit(cache=True, nogil=True)
@@ -482,20 +485,24 @@ def next_slot_inputs(
     """
     M = chan.shape[0]
     innov = np.sqrt(max(0.0, 1.0 - rho * rho))
-    for m in range(M):
-        if model == CHANNEL_GAUSS_MARKOV:
+    # one loop per quantity, the model and burst tests out of the loops
+    if model == CHANNEL_GAUSS_MARKOV:
+        for m in range(M):
             chan[m] = 1.0 + rho * (chan[m] - 1.0) + innov * sigma * z[0, m]
-        elif model == CHANNEL_RAYLEIGH:
+    elif model == CHANNEL_RAYLEIGH:
+        for m in range(M):
             chan[m] = rho * chan[m] + innov * np.sqrt(0.5) * z[0, m]
             chan_im[m] = rho * chan_im[m] + innov * np.sqrt(0.5) * z[1, m]
-        p = p_calm
-        if bursty:
+    if bursty:
+        for m in range(M):
             if phase[m]:
                 phase[m] = u[2, m] >= p_leave
             else:
                 phase[m] = u[2, m] < p_enter
-            if phase[m]:
-                p = p_burst
-        new_mask[m] = u[0, m] < p
+            new_mask[m] = u[0, m] < (p_burst if phase[m] else p_calm)
+    else:
+        for m in range(M):
+            new_mask[m] = u[0, m] < p_calm
+    for m in range(M):
         new_size[m] = size_min + (size_max - size_min) * u[1, m]
     channel_rates(model, chan, chan_im, snr, lo, hi, base, rate)
