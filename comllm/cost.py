@@ -93,3 +93,24 @@ def greedy_action(task_size, local_wait, tx_wait, upload_rate, slot_s, device_gh
             best = c
             best_a = j + 1
     return best_a
+
+
+@njit(cache=True, nogil=True)
+def greedy_action_scaled(task_size, local_wait, tx_wait, upload_rate, local_cpb, local_speed,
+                         server_cpb, server_speed, queued, active):  # fmt: skip
+    """:func:`greedy_action` with the per-model constants computed once by the caller; compiled.
+
+    ``local_cpb = device_cpb / 1000.0``, ``local_speed = device_ghz * slot_s``, and per
+    server ``server_cpb[j] / 1000.0``, ``server_ghz[j] * slot_s`` (N,): the same factors the
+    formulas compute, so the costs, and the action, are bit-identical (one division per
+    server instead of two; the LACS rollouts call this for every arrival of every slot).
+    """
+    rate = max(upload_rate, 1e-9)
+    best = local_wait + task_size * local_cpb / local_speed
+    best_a = 0
+    for j in range(server_cpb.shape[0]):
+        c = tx_wait + task_size / rate + (queued[j] + task_size) * server_cpb[j] * (active[j] + 1) / server_speed[j]
+        if c < best:
+            best = c
+            best_a = j + 1
+    return best_a

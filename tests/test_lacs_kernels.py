@@ -63,6 +63,25 @@ def test_compiled_costs_are_bit_identical_to_action_costs(n_servers):
     np.testing.assert_array_equal(greedy, oracle_actions(b))
 
 
+@pytest.mark.parametrize("n_servers", [1, 6, 11])
+def test_greedy_action_scaled_is_the_oracle(n_servers):
+    """The rollouts' form (constant factors computed once) takes the oracle's action, near-ties included."""
+    from comllm.cost import greedy_action_scaled
+
+    b = random_batch(np.random.default_rng(n_servers + 100), n=2000, n_servers=n_servers)
+    b.server_ghz[:, 1:] = b.server_ghz[:, :1]  # twin servers: exact ties
+    b.server_cycles_per_bit[:, 1:] = b.server_cycles_per_bit[:, :1]
+    got = [
+        greedy_action_scaled(
+            b.task_size[i], b.local_wait[i], b.tx_wait[i], b.upload_rate[i], b.device_cycles_per_bit[i] / 1000.0,
+            b.device_ghz[i] * b.slot_s[i], b.server_cycles_per_bit[i] / 1000.0, b.server_ghz[i] * b.slot_s[i],
+            b.queued[i], b.active[i],
+        )  # fmt: skip
+        for i in range(len(b))
+    ]
+    np.testing.assert_array_equal(got, oracle_actions(b))
+
+
 def test_greedy_action_breaks_ties_like_argmin():
     # two identical idle servers: the oracle and the compiled rule both take the lower index
     ghz, cpb = np.array([30.0, 30.0]), np.array([297.0, 297.0])

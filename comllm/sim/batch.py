@@ -14,7 +14,8 @@ One rollout from decision slot ``t0`` (the snapshot's slot):
 * every later slot ``t0 + i`` draws its channel and arrivals from ``u[i - 1]``, ``z[i - 1]``
   (the layout :func:`~comllm.sim.kernels.next_slot_inputs` reads, i.e. what
   :class:`~comllm.sim.MECSimulator` draws) and decides every arrival by the ``rule``
-  (greedy: the DESIGN §3 oracle, :func:`comllm.cost.greedy_action`, on the state at
+  (greedy: the DESIGN §3 oracle, :func:`comllm.cost.greedy_action` in its bit-identical form
+  :func:`comllm.cost.greedy_action_scaled`, on the state at
   the slot's start, as ``MECSimulator.observe`` would show it);
 * *horizon tasks* are the tasks other than the current one that arrive in slots
   ``t0 .. t0 + horizon``; the rollout stops once the current task and every
@@ -39,7 +40,7 @@ import numpy as np
 from numba import njit, prange
 
 from comllm import cost as _cost
-from comllm.cost import greedy_action
+from comllm.cost import greedy_action_scaled
 from comllm.scenario import Scenario
 from comllm.sim import kernels as K
 
@@ -156,7 +157,7 @@ def rollout_scratch(M, D, N):
         np.empty(M, dtype=np.int64), np.empty(M, dtype=np.int64), np.empty(M), np.empty(M),
         np.empty(N), np.empty(N, dtype=np.int64), np.zeros(N), np.zeros(N), np.empty(N), np.empty(N, dtype=np.int64),
         np.empty(M * D, dtype=np.int64), np.empty(M * D), np.empty(M * D, dtype=np.int64), np.empty(M * D, dtype=np.int64),
-        np.empty(D, dtype=np.int64), np.empty(M), np.empty(M, dtype=np.int64),
+        np.empty(D, dtype=np.int64), np.empty(M), np.empty(M, dtype=np.int64), np.empty(N), np.empty(N),
     )  # fmt: skip
 
 
@@ -205,7 +206,13 @@ def rollout_system_into(
     horizon = ip[_I_HORIZON]
     n_slots = ip[_I_MAX_SLOTS]
     stop_early = ip[_I_STOP_EARLY] != 0
-    dev, acts, lw, tw, queued, active, served, used, share, seen, o_code, o_lat, o_tid, o_act, order, rate_b, occ = scratch
+    dev, acts, lw, tw, queued, active, served, used, share, seen, o_code, o_lat, o_tid, o_act, order, rate_b, occ, s_cpb, s_speed = scratch
+    # the greedy rule's constant factors (greedy_action_scaled)
+    for j in range(N):
+        s_cpb[j] = server_cpb[j] / 1000.0
+        s_speed[j] = server_ghz[j] * fp[_F_SLOT_S]
+    l_cpb = fp[_F_DEV_CPB] / 1000.0
+    l_speed = fp[_F_DEV_GHZ] * fp[_F_SLOT_S]
     # each device's occupied places as a bit mask, kept by run_slot (departures) and here (arrivals)
     track = D <= 62
     if track:
@@ -276,10 +283,9 @@ def rollout_system_into(
                             t, arr, rem, act, stage, rate_cur, local_rate, lw, tw, queued, active, seen, order
                         )
                         observed = True
-                    acts[j] = greedy_action(
-                        new_size[m], lw[m], tw[m], rate_cur[m], fp[_F_SLOT_S], fp[_F_DEV_GHZ], fp[_F_DEV_CPB],
-                        server_ghz, server_cpb, queued, active,
-                    )  # fmt: skip
+                    acts[j] = greedy_action_scaled(
+                        new_size[m], lw[m], tw[m], rate_cur[m], l_cpb, l_speed, s_cpb, s_speed, queued, active
+                    )
                 elif rule == RULE_LOCAL:
                     acts[j] = 0
                 else:
