@@ -77,14 +77,17 @@ def _closed_loop(pipe: "Pipeline", overrides: tuple[str, ...], keep: bool, log: 
     return aggregate(results), lat
 
 
-def _open_loop_rows(spec_by_label: dict[str, str], files: dict[int, Path], log: Callable[[str], None]) -> list[dict]:
+def _open_loop_rows(
+    spec_by_label: dict[str, str], files: dict[int, Path], log: Callable[[str], None], limit: int | None = None
+) -> list[dict]:
+    """Open-loop rows of every policy on every file (its first ``limit`` records)."""
     from comllm.data.records import read_records
     from comllm.evaluate.open_loop import evaluate_open_loop
     from comllm.policies import make_policy
 
     rows = []
     for n, path in files.items():
-        records = list(read_records(path))
+        records = list(read_records(path))[:limit]
         for label, spec in spec_by_label.items():
             res = evaluate_open_loop(records, make_policy(spec))
             rows.append({**{k: v for k, v in res.items() if k != "by_servers"}, "policy": label, "n_servers": n})
@@ -145,7 +148,7 @@ def run_evaluation(pipe: "Pipeline", log: Callable[[str], None] = print) -> None
     lms = lm_policies(pipe)
     data = pipe.data_dir()
     zs_files = {n: data / f"test-{n}.jsonl.gz" for n in e.server_counts if (data / f"test-{n}.jsonl.gz").is_file()}
-    _write(out / "zero_shot.json", _open_loop_rows({**lms, "greedy": "greedy"}, zs_files, log))
+    _write(out / "zero_shot.json", _open_loop_rows({**lms, "greedy": "greedy"}, zs_files, log, e.zero_shot_n))
     ol_files = {n: data / f"test-{n}.jsonl.gz" for n in pipe.cfg.data.test_servers}
     baselines = {b: b for b in e.baselines if not b.startswith("lacs-planner")}
     _write(out / "open_loop.json", _open_loop_rows({**baselines, **lms}, ol_files, log))
