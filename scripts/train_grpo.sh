@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The shipped GRPO checkpoints, from the shipped SFT default (comllm/checkpoints/lm-default):
-#   comllm/checkpoints/lm-grpo    GRPO without LACS (--lacs off), the ablation
-#   comllm/checkpoints/lm-comllm  COMLLM: GRPO with the simulated LACS term (--lacs sim)
+# A standalone GRPO recipe from the shipped SFT default (comllm/checkpoints/lm-default):
+#   GRPO without LACS (--lacs off), the ablation, and COMLLM: GRPO with the simulated LACS term (--lacs sim).
+# NOTE: the shipped comllm/checkpoints/lm-grpo and lm-comllm were NOT made by this script but by
+#   comllm pipeline --config configs/paper.yaml   (stages grpo and comllm; README, Results and LACS sections).
 # Both runs share data, seed, steps and every other option; one at a time (2-core CPU).
 # Logs and wall times: runs/grpo-ship/{grpo,comllm}.log, train_log.csv in each checkpoint.
 #
