@@ -85,20 +85,20 @@ def _paraphrase(style: Style, rng: np.random.Generator, n: int) -> Style:
     return replace(style, labels=labels)
 
 
-def _units(style: Style, rng: np.random.Generator, n: int) -> Style:
-    def pick(options: tuple[str, ...]) -> str:
-        return options[int(rng.integers(len(options)))]
+def _unit_choice(rng: np.random.Generator) -> dict[str, str]:
+    """The units both template kinds write under ``units`` (one draw for the time and rate units)."""
+    return {
+        "data_unit": "kbit",
+        "time_unit": ("ms", "s")[int(rng.integers(2))],
+        "rate_unit": ("kbit/slot", "Mbit/s")[int(rng.integers(2))],
+        "freq_unit": "MHz",
+        "density_unit": "Gcycles/Mbit",
+        "slot_unit": "ms",
+    }
 
-    return replace(
-        style,
-        data_unit="kbit",
-        time_unit=pick(("ms", "s")),
-        rate_unit=pick(("kbit/slot", "Mbit/s")),
-        freq_unit="MHz",
-        density_unit="Gcycles/Mbit",
-        link_unit="kbit/s",
-        slot_unit="ms",
-    )
+
+def _units(style: Style, rng: np.random.Generator, n: int) -> Style:
+    return replace(style, **_unit_choice(rng), link_unit="kbit/s")
 
 
 def _numbers(style: Style, rng: np.random.Generator, n: int) -> Style:
@@ -106,14 +106,23 @@ def _numbers(style: Style, rng: np.random.Generator, n: int) -> Style:
     return replace(style, numbers=others[int(rng.integers(len(others)))])
 
 
-def _shuffle_servers(style: Style, rng: np.random.Generator, n: int) -> Style:
+def _shuffle_servers(style: Any, rng: np.random.Generator, n: int) -> Any:
+    """Server lines in random order (both style kinds carry ``server_order``)."""
     return replace(style, server_order=_moved(tuple(range(n)), rng))
 
 
-def _all(style: Style, rng: np.random.Generator, n: int) -> Style:
-    for f in (_shuffle_fields, _paraphrase, _units, _numbers, _shuffle_servers):
-        style = f(style, rng, n)
-    return style
+def _chain(*steps: Callable[[Any, np.random.Generator, int], Any]) -> Callable[[Any, np.random.Generator, int], Any]:
+    """One restyle applying ``steps`` in order (the ``all`` perturbation)."""
+
+    def restyle(style: Any, rng: np.random.Generator, n: int) -> Any:
+        for f in steps:
+            style = f(style, rng, n)
+        return style
+
+    return restyle
+
+
+_all = _chain(_shuffle_fields, _paraphrase, _units, _numbers, _shuffle_servers)
 
 
 # ----------------------------------------------------------- compact templates
@@ -134,18 +143,7 @@ def _paraphrase_compact(style: CompactStyle, rng: np.random.Generator, n: int) -
 
 
 def _units_compact(style: CompactStyle, rng: np.random.Generator, n: int) -> CompactStyle:
-    def pick(options: tuple[str, ...]) -> str:
-        return options[int(rng.integers(len(options)))]
-
-    return replace(
-        style,
-        data_unit="kbit",
-        time_unit=pick(("ms", "s")),
-        rate_unit=pick(("kbit/slot", "Mbit/s")),
-        freq_unit="MHz",
-        density_unit="Gcycles/Mbit",
-        slot_unit="ms",
-    )
+    return replace(style, **_unit_choice(rng))
 
 
 def _numbers_compact(style: CompactStyle, rng: np.random.Generator, n: int) -> CompactStyle:
@@ -153,14 +151,7 @@ def _numbers_compact(style: CompactStyle, rng: np.random.Generator, n: int) -> C
     return replace(style, numbers=others[int(rng.integers(len(others)))])
 
 
-def _shuffle_servers_compact(style: CompactStyle, rng: np.random.Generator, n: int) -> CompactStyle:
-    return replace(style, server_order=_moved(tuple(range(n)), rng))
-
-
-def _all_compact(style: CompactStyle, rng: np.random.Generator, n: int) -> CompactStyle:
-    for f in (_shuffle_fields_compact, _paraphrase_compact, _units_compact, _numbers_compact, _shuffle_servers_compact):
-        style = f(style, rng, n)
-    return style
+_all_compact = _chain(_shuffle_fields_compact, _paraphrase_compact, _units_compact, _numbers_compact, _shuffle_servers)
 
 
 @dataclass(frozen=True)
@@ -213,7 +204,7 @@ PERTURBATIONS: dict[str, Perturbation] = {
             "shuffle-servers",
             "server lines in random order, ids kept",
             _shuffle_servers,
-            _shuffle_servers_compact,
+            _shuffle_servers,
             zh=True,
         ),
         Perturbation("all", "every perturbation at once", _all, _all_compact),
