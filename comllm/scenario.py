@@ -113,6 +113,22 @@ class Scenario(_Strict):
     channel: ChannelSpec = ChannelSpec()
     history_len: int = Field(default=10, ge=1, le=1000, description="slots of load history shown")
     drop_penalty: float = Field(default=100.0, ge=0, description="reward penalty of a drop")
+    decisions: Literal["simultaneous", "sequential"] = Field(
+        default="simultaneous",
+        description=(
+            "decision protocol: 'simultaneous' decides a slot's arrivals together from the slot-start "
+            "state; 'sequential' decides them one at a time in a seeded random order, each seeing the "
+            "earlier decisions of the slot"
+        ),
+    )
+    slot_rules: Literal["fluid", "tang-wong"] = Field(
+        default="fluid",
+        description=(
+            "'fluid': fractional latency, capacity passes to the next task mid-slot, uploads ending in "
+            "the deadline slot drop at the uplink; 'tang-wong': the three rules of Tang & Wong's code "
+            "(whole-slot delays, tasks start at slot boundaries, late uploads drop at the server)"
+        ),
+    )
 
     @field_validator("servers")
     @classmethod
