@@ -124,6 +124,12 @@ class MECSimulator:
         }
         for arr in self._const.values():
             arr.flags.writeable = False
+        if sc.slot_rules == "tang-wong":
+            from comllm.sim import tang_wong
+
+            self._step_kernel = tang_wong.step_simulator
+        else:
+            self._step_kernel = K.step_simulator
         self._lw = np.empty(M)
         self._tw = np.empty(M)
         self._q = np.empty(N)
@@ -268,7 +274,7 @@ class MECSimulator:
             raise ValueError(f"step() got {len(actions)} actions for {len(dev)} arriving tasks")
         first = self.log.n
         self.log.reserve(len(dev))
-        n = K.step_simulator(
+        n = self._step_kernel(
             self.t, self.arr, self.size, self.rem, self.act, self.stage, self.tid,
             dev, self.new_size, actions, first,
             self.rate, self.local_rate, self.server_rate,
