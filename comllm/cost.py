@@ -10,6 +10,13 @@ where ``Q_j`` is the Mbit queued at server ``j`` and ``a_j`` its active count
 (the new task makes ``a_j + 1``). A cost above ``max_delay`` means the task
 would be dropped. The greedy oracle takes the argmin (ties to the lowest
 action index, i.e. local first).
+
+The *incoming* variant (policy ``greedy:incoming``) also counts the traffic already
+headed to each server: ``Q_j`` becomes ``Q_j + I_j`` with ``I_j`` the Mbit still to send
+by tasks bound for ``j`` (``StateBatch.incoming``; under ``decisions=sequential`` it also
+holds the slot's earlier decisions). With ``incoming_active`` the incoming tasks also
+join the active count, ``a_j + n_j + 1`` (``n_j`` = ``StateBatch.incoming_n``); that
+over-counts at heavy load (README, "Fresh view"), so it is an option.
 """
 
 from __future__ import annotations
@@ -20,9 +27,15 @@ from numba import njit
 from comllm.state import StateBatch
 
 
-def action_costs(batch: StateBatch) -> np.ndarray:
-    """Estimated latency (slots) of every action, shape ``(B, N + 1)``; column 0 is local."""
+def action_costs(batch: StateBatch, incoming: bool = False, incoming_active: bool = False) -> np.ndarray:
+    """Estimated latency (slots) of every action, shape ``(B, N + 1)``; column 0 is local.
+
+    ``incoming``: add the Mbit in flight to each server to its backlog; ``incoming_active``:
+    also count the tasks in flight among its active queues (see the module docstring).
+    """
     slot = batch.slot_s
+    queued = batch.queued + batch.incoming if incoming else batch.queued
+    active = batch.active + batch.incoming_n if incoming_active else batch.active
     local = batch.local_wait + batch.task_size * (batch.device_cycles_per_bit / 1000.0) / (
         batch.device_ghz * slot
     )
@@ -31,17 +44,17 @@ def action_costs(batch: StateBatch) -> np.ndarray:
     server = (
         batch.tx_wait[:, None]
         + size / rate
-        + (batch.queued + size)
+        + (queued + size)
         * (batch.server_cycles_per_bit / 1000.0)
-        * (batch.active + 1)
+        * (active + 1)
         / (batch.server_ghz * slot[:, None])
     )
     return np.concatenate([local[:, None], server], axis=1)
 
 
-def oracle_actions(batch: StateBatch) -> np.ndarray:
-    """The greedy oracle: the action of least one-step cost, shape ``(B,)``."""
-    return np.argmin(action_costs(batch), axis=1)
+def oracle_actions(batch: StateBatch, incoming: bool = False, incoming_active: bool = False) -> np.ndarray:
+    """The greedy oracle: the action of least one-step cost, shape ``(B,)`` (ties: lowest action)."""
+    return np.argmin(action_costs(batch, incoming, incoming_active), axis=1)
 
 
 def chosen_costs(batch: StateBatch, actions: np.ndarray) -> np.ndarray:

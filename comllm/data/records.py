@@ -29,7 +29,7 @@ from comllm.cost import action_costs
 from comllm.errors import ComllmError
 from comllm.scenario import SERVER_TYPE_NAMES
 from comllm.sim import Snapshot
-from comllm.state import ServerView, StateBatch, TaskState
+from comllm.state import FieldSpec, ServerView, StateBatch, TaskState, server_fields, task_fields
 from comllm.text import Template, TextError, get_template, parse_answer, parse_field_items, parse_prompt_text
 from comllm.text.parse import _is_zh
 
@@ -46,30 +46,18 @@ class DataError(ComllmError, ValueError):
 
 
 # ----------------------------------------------------------------- states
-_STATE_FLOATS = (
-    "task_size", "local_wait", "tx_wait", "upload_rate", "slot_s", "drop_penalty",
-    "device_ghz", "device_cycles_per_bit", "device_mbps",
-)  # fmt: skip
-_SERVER_FLOATS = ("cpu_ghz", "cycles_per_bit", "queued_mbit")
-_STATE_KEYS = [f.name for f in dataclasses.fields(TaskState) if f.name not in ("servers", "device", "slot")]
+# (de)serialisation and value checks follow the schema of comllm.state: one field table
 
 
 def state_to_dict(state: TaskState) -> dict[str, Any]:
     """A JSON-safe dict of a :class:`TaskState` (servers as a list of dicts, history as a list)."""
-    d: dict[str, Any] = {k: getattr(state, k) for k in _STATE_KEYS}
+    d: dict[str, Any] = {}
+    for spec in task_fields():
+        d[spec.name] = getattr(state, spec.name)
     d["servers"] = [
-        {
-            "type": s.type,
-            "cpu_ghz": s.cpu_ghz,
-            "cycles_per_bit": s.cycles_per_bit,
-            "active": s.active,
-            "queued_mbit": s.queued_mbit,
-            "history": list(s.history),
-        }
+        {spec.name: (list(v) if isinstance(v := getattr(s, spec.name), tuple) else v) for spec in server_fields()}
         for s in state.servers
     ]
-    d["device"] = state.device
-    d["slot"] = state.slot
     return d
 
 
@@ -80,7 +68,12 @@ def _num(value: Any, name: str) -> float:
 
 
 def _int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or float(value) != int(value)
+    ):
         raise DataError(f"field '{name}' = {value!r} is not an integer", field=name)
     return int(value)
 
@@ -91,8 +84,23 @@ def _get(d: dict[str, Any], key: str, name: str) -> Any:
     return d[key]
 
 
+def _value(d: dict[str, Any], spec: FieldSpec, name: str) -> Any:
+    """Field ``spec`` of ``d`` read, typed and range-checked (its default if absent and it has one)."""
+    if spec.name not in d and spec.has_default:
+        return spec.default
+    raw = _get(d, spec.name, name)
+    v = _int(raw, name) if spec.kind is int else _num(raw, name)
+    why = spec.check(v)
+    if why is not None:
+        raise DataError(f"field '{name}' = {raw!r} {why} ({spec.unit or spec.doc})".replace(" ()", ""), field=name)
+    return v
+
+
 def state_from_dict(d: Any, prefix: str = "state") -> TaskState:
-    """Inverse of :func:`state_to_dict`; :class:`DataError` names the bad field (``state.servers[2].active``)."""
+    """Inverse of :func:`state_to_dict`; :class:`DataError` names the bad field (``state.servers[2].active``).
+
+    Fields the schema gives a default (the fresh-view fields) may be absent: older records read.
+    """
     if not isinstance(d, dict):
         raise DataError(f"field '{prefix}' is not an object", field=prefix)
     servers_raw = _get(d, "servers", f"{prefix}.servers")
@@ -103,27 +111,26 @@ def state_from_dict(d: Any, prefix: str = "state") -> TaskState:
         p = f"{prefix}.servers[{j}]"
         if not isinstance(s, dict):
             raise DataError(f"field '{p}' is not an object", field=p)
-        typ = _get(s, "type", f"{p}.type")
-        if typ not in SERVER_TYPE_NAMES:
-            raise DataError(f"field '{p}.type' = {typ!r} is not a server type {SERVER_TYPE_NAMES}", field=f"{p}.type")
-        hist = _get(s, "history", f"{p}.history")
-        if not isinstance(hist, list):
-            raise DataError(f"field '{p}.history' is not a list", field=f"{p}.history")
-        servers.append(
-            ServerView(
-                type=typ,
-                active=_int(_get(s, "active", f"{p}.active"), f"{p}.active"),
-                history=tuple(_num(h, f"{p}.history[{i}]") for i, h in enumerate(hist)),
-                **{k: _num(_get(s, k, f"{p}.{k}"), f"{p}.{k}") for k in _SERVER_FLOATS},
-            )
-        )
-    return TaskState(
-        max_delay=_int(_get(d, "max_delay", f"{prefix}.max_delay"), f"{prefix}.max_delay"),
-        servers=tuple(servers),
-        device=_int(d.get("device", -1), f"{prefix}.device"),
-        slot=_int(d.get("slot", -1), f"{prefix}.slot"),
-        **{k: _num(_get(d, k, f"{prefix}.{k}"), f"{prefix}.{k}") for k in _STATE_FLOATS},
-    )
+        kw: dict[str, Any] = {}
+        for spec in server_fields():
+            name = f"{p}.{spec.name}"
+            if spec.name == "type":
+                typ = _get(s, "type", name)
+                if typ not in SERVER_TYPE_NAMES:
+                    raise DataError(f"field '{name}' = {typ!r} is not a server type {SERVER_TYPE_NAMES}", field=name)
+                kw["type"] = typ
+            elif spec.name == "history":
+                hist = _get(s, "history", name)
+                if not isinstance(hist, list):
+                    raise DataError(f"field '{name}' is not a list", field=name)
+                kw["history"] = tuple(_value({"history": h}, spec, f"{name}[{i}]") for i, h in enumerate(hist))
+            else:
+                kw[spec.name] = _value(s, spec, name)
+        servers.append(ServerView(**kw))
+    kw = {}
+    for spec in task_fields():
+        kw[spec.name] = _value(d, spec, f"{prefix}.{spec.name}")
+    return TaskState(servers=tuple(servers), **kw)
 
 
 # ----------------------------------------------------------------- records

@@ -4,7 +4,10 @@ Protocol per seed: ``warmup`` slots (not scored) fill the queues, then the tasks
 arriving during the next ``slots`` slots are scored; the run continues until
 every scored task has ended (at most ``deadline`` more slots), so no scored
 task is censored. Every seed sees the same arrivals and channel under every
-policy (the random draws do not depend on the actions). A policy with a
+policy and in both decision protocols (the random draws do not depend on the
+actions). The slot's tasks are decided by the scenario's protocol
+(:meth:`comllm.sim.MECSimulator.decide`: one batch under ``simultaneous``, one
+task per call in a seeded order under ``sequential``). A policy with a
 ``bind(sim)`` method (the LACS planner) is handed each episode's live simulator
 before the episode starts; it must not advance it.
 """
@@ -58,11 +61,8 @@ def run_episode(
     policy.reset(seed)
     if hasattr(policy, "bind"):  # policies that plan on the simulator itself (lacs-planner) get it here
         policy.bind(sim)
-    empty = np.zeros(0, dtype=np.int64)
-
     def advance() -> None:
-        batch = sim.observe()
-        sim.step(policy.act(batch) if len(batch) else empty)
+        sim.step(sim.decide(policy.act))  # the scenario's decision protocol
         if on_slot is not None:
             on_slot()
 

@@ -2,9 +2,11 @@
 
 At each slot it scores every action of each arriving task with the simulated LACS
 (:mod:`comllm.lacs.lookahead`, horizon ``H`` slots, ``K`` rollouts per action) from the
-live simulator's state and takes the best. The slot's tasks are decided one after
-another in device order: a task's rollouts fix the actions already chosen this slot
-and let the greedy oracle decide the rest.
+live simulator's state and takes the best. It follows the scenario's decision protocol:
+under ``simultaneous`` every task of the slot is planned from the slot-start state, its
+rollouts letting the greedy oracle decide the slot's other tasks; under ``sequential``
+a task's rollouts fix the decisions taken earlier in the slot (``sim.decided``) and let
+the greedy oracle decide the tasks still to come.
 
 A :class:`~comllm.policies.Policy` only receives a :class:`~comllm.state.StateBatch`,
 so the planner needs the simulator itself: the closed-loop evaluator calls
@@ -62,20 +64,18 @@ class LacsPlanner(Policy):
             raise PolicyError("lacs-planner plans on the live simulator: call policy.bind(sim) first")
         if len(batch) == 0:
             return np.zeros(0, dtype=np.int64)
-        if not np.array_equal(batch.device, sim.arrivals) or ((batch.slot >= 0) & (batch.slot != sim.t)).any():
+        if not np.isin(batch.device, sim.arrivals).all() or ((batch.slot >= 0) & (batch.slot != sim.t)).any():
             raise PolicyError("lacs-planner got states that are not the bound simulator's current arrivals")
         snap = live_snapshot(sim)
         settings = LacsSettings(
             self.settings.horizon, self.settings.rollouts, self.settings.lam, self.settings.other_policy,
             None, self._seed,
         )  # fmt: skip
-        fixed: dict[int, int] = {}
+        fixed = dict(sim.decided) if sim.sequential else {}
         out = np.empty(len(batch), dtype=np.int64)
         for i, dev in enumerate(batch.device.tolist()):
             res = lacs_evaluate(snap, dev, settings, first_actions=fixed)
-            a = int(res.candidates[np.argmin(res.score)])
-            out[i] = a
-            fixed[dev] = a
+            out[i] = int(res.candidates[np.argmin(res.score)])
         self._decisions += len(batch)
         return out
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from comllm.cost import action_costs
+from comllm.cost import oracle_actions
 from comllm.policies.base import Policy, PolicyError, register_policy
 from comllm.state import StateBatch
 
@@ -39,12 +39,33 @@ class LocalPolicy(Policy):
 
 
 class GreedyPolicy(Policy):
-    """The one-step oracle: argmin of the DESIGN §3 cost model (ties: local, then lowest id)."""
+    """The one-step oracle: argmin of the cost model of :mod:`comllm.cost` (ties: local, then lowest id).
+
+    ``greedy`` is the paper's formula; ``greedy:incoming`` adds the Mbit in flight to each
+    server to its backlog, ``greedy:incoming,active`` also counts the tasks in flight among
+    its active queues.
+    """
 
     name = "greedy"
 
+    def __init__(self, incoming: bool = False, incoming_active: bool = False) -> None:
+        self.incoming = incoming
+        self.incoming_active = incoming_active
+        if incoming:
+            self.name = "greedy:incoming,active" if incoming_active else "greedy:incoming"
+
     def act(self, batch: StateBatch) -> np.ndarray:
-        return np.argmin(action_costs(batch), axis=1)
+        return oracle_actions(batch, self.incoming, self.incoming_active)
+
+
+def _greedy(arg: str | None, sc) -> GreedyPolicy:
+    if not arg:
+        return GreedyPolicy()
+    if arg == "incoming":
+        return GreedyPolicy(incoming=True)
+    if arg.replace(" ", "") == "incoming,active":
+        return GreedyPolicy(incoming=True, incoming_active=True)
+    raise PolicyError(f"policy 'greedy' takes no argument, 'incoming' or 'incoming,active' (got 'greedy:{arg}')")
 
 
 class RoundRobinPolicy(Policy):
@@ -82,9 +103,7 @@ class LeastLoadedPolicy(Policy):
 
 register_policy("random", "uniformly random action")(lambda arg, sc: RandomPolicy(int(arg) if arg else 0))
 register_policy("local", "always compute on the device")(lambda arg, sc: (_no_arg("local", arg), LocalPolicy())[1])
-register_policy("greedy", "one-step cost oracle (DESIGN §3)")(
-    lambda arg, sc: (_no_arg("greedy", arg), GreedyPolicy())[1]
-)
+register_policy("greedy", "one-step cost oracle; greedy:incoming also counts traffic in flight")(_greedy)
 register_policy("round-robin", "offload to servers in turn")(
     lambda arg, sc: (_no_arg("round-robin", arg), RoundRobinPolicy())[1]
 )

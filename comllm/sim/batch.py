@@ -41,6 +41,7 @@ from numba import njit, prange
 
 from comllm import cost as _cost
 from comllm.cost import greedy_action_scaled
+from comllm.errors import ComllmError
 from comllm.scenario import Scenario
 from comllm.sim import kernels as K
 
@@ -68,6 +69,10 @@ _I_CHAN_MODEL, _I_BURSTY, _I_RULE, _I_HORIZON, _I_MAX_SLOTS, _I_STOP_EARLY = 0, 
 _C_CUR_TID, _C_NEXT_TID, _C_CUR_COST, _C_CUR_DONE, _C_CUR_ENDED = 0, 1, 2, 3, 4
 _C_H_SUM, _C_H_N, _C_H_ENDED, _C_SLOTS, _C_STOPPED = 5, 6, 7, 8, 9
 N_CARRY = 10
+
+
+class RolloutError(ComllmError, ValueError):
+    """Settings the batched rollouts cannot run (one line naming the field and the value)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,10 @@ def rollout_params(
     """
     if rule not in RULES:
         raise ValueError(f"rollout rule '{rule}' is not one of {', '.join(RULES)}")
+    if scenario.slot_rules != "fluid":
+        raise RolloutError(
+            f"slot_rules='{scenario.slot_rules}': the batched look-ahead rollouts implement the fluid slot rules only"
+        )
     if horizon < 0:
         raise ValueError(f"horizon={horizon} must be >= 0 slots")
     chan, server_rate, ghz, cpb = _scenario_arrays(scenario)

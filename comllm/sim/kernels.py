@@ -142,6 +142,24 @@ def observe_system_into(t, arr, rem, act, stage, rate, local_rate, local_wait, t
 
 
 @njit(cache=True, nogil=True)
+def observe_incoming(arr, rem, act, stage, incoming, incoming_n):
+    """Traffic in flight: per server, the Mbit still to send (``incoming``, (N,)) and the number
+    (``incoming_n``, (N,) int64) of the tasks bound for it that are in devices' uplinks (stage
+    ``STAGE_TX``: waiting or transmitting). A task that finished sending this slot is already at
+    its server (``STAGE_SERVER``) and counts in ``queued`` instead."""
+    M, D = arr.shape
+    for j in range(incoming.shape[0]):
+        incoming[j] = 0.0
+        incoming_n[j] = 0
+    for m in range(M):
+        for k in range(D):
+            if (arr[m, k] >= 0) & (stage[m, k] == STAGE_TX):
+                j = act[m, k] - 1
+                incoming[j] += rem[m, k]
+                incoming_n[j] += 1
+
+
+@njit(cache=True, nogil=True)
 def _observe_device_rotated(t, arr, rem, act, stage, m, r, local_rate, order, n, queued, active, seen):
     """Device ``m``'s part of :func:`observe_system` at slot ``t`` (uplink rate ``r``), its tasks
     being the occupied places among ``order[:n]`` in FIFO order from ``order[1]`` round to

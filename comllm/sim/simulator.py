@@ -1,12 +1,24 @@
 """The MEC simulator: the single source of truth for the queueing dynamics.
 
-Typical loop (all tasks of a slot are decided together from the slot's start)::
+Typical loop, following the scenario's decision protocol (``decisions``)::
 
     sim = MECSimulator(load_scenario("paper-6"), seed=0)
     for _ in range(1000):
-        batch = sim.observe()          # StateBatch of this slot's arrivals
-        sim.step(policy.act(batch))    # one action per arrival, then the slot runs
-    log = sim.log                      # every task: outcome, latency (slots)
+        sim.step(sim.decide(policy.act))   # the slot's actions by the protocol, then the slot runs
+    log = sim.log                          # every task: outcome, latency (slots)
+
+Decision protocols (the scenario field ``decisions``):
+
+* ``simultaneous`` (default): :meth:`MECSimulator.decide` calls the policy once with
+  :meth:`MECSimulator.observe`, every arrival of the slot seen from the slot-start state;
+* ``sequential``: the slot's arrivals are decided one at a time in the order
+  :meth:`MECSimulator.decision_order` (a seeded permutation per slot, drawn from its own
+  stream so the arrivals are those of the simultaneous run of the same seed); each call
+  gets one task, whose view (:meth:`MECSimulator.observe_turn`) counts the earlier
+  decisions of the slot in the servers' incoming traffic. :attr:`MECSimulator.decided`
+  holds those decisions while the slot is being decided (the look-ahead planner reads them).
+
+``sim.step(actions)`` applies given actions (device order) whatever the protocol.
 
 The dynamics live in :mod:`comllm.sim.kernels`; this class owns the random
 draws (arrivals, sizes, channel, burst phases), the task log and snapshots.
@@ -17,7 +29,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -134,6 +146,10 @@ class MECSimulator:
         self._tw = np.empty(M)
         self._q = np.empty(N)
         self._a = np.empty(N, dtype=np.int64)
+        self._inc = np.empty(N)
+        self._inc_n = np.empty(N, dtype=np.int64)
+        self.sequential = sc.decisions == "sequential"
+        self.decided: dict[int, int] = {}
         self.reset(seed)
 
     # ------------------------------------------------------------------ state
@@ -141,6 +157,8 @@ class MECSimulator:
         """Empty queues, slot 0, fresh random stream; draws slot 0's arrivals."""
         M, N, D = self.M, self.N, self.D
         self.rng = np.random.default_rng(seed)
+        # the decision order's own stream (sequential protocol): the arrivals do not depend on it
+        self._order_seed = int(np.random.SeedSequence(seed).generate_state(1, dtype=np.uint32)[0])
         self._refill()
         self.t = 0
         self.arr = np.full((M, D), -1, dtype=np.int64)
@@ -207,6 +225,7 @@ class MECSimulator:
         )  # fmt: skip
         self._arrivals = np.flatnonzero(self.new_mask)
         self._obs: StateBatch | None = None
+        self._order: np.ndarray | None = None
 
     # ------------------------------------------------------------ the policy
     @property
@@ -229,6 +248,7 @@ class MECSimulator:
         self.new_size[devices] = sizes
         self._arrivals = np.flatnonzero(self.new_mask)
         self._obs = None
+        self._order = None
 
     def queue_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per device local and uplink wait (slots), per server queued Mbit and active count."""
@@ -236,13 +256,24 @@ class MECSimulator:
         K.observe_system(self.t, self.arr, self.rem, self.act, self.stage, self.rate, self.local_rate, lw, tw, q, a)
         return lw, tw, q, a
 
+    def incoming_view(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per server, Mbit still to send and number of tasks bound for it in devices' uplinks."""
+        K.observe_incoming(self.arr, self.rem, self.act, self.stage, self._inc, self._inc_n)
+        return self._inc, self._inc_n
+
     def observe(self) -> StateBatch:
-        """The states of this slot's arriving tasks (in device order)."""
+        """The states of this slot's arriving tasks (in device order), seen from the slot's start.
+
+        This is the ``simultaneous`` view: no task sees another's decision, so each one's
+        ``slot_pending`` is the slot's other arrivals. Under ``sequential``, use
+        :meth:`decide` or :meth:`observe_turn`.
+        """
         if self._obs is not None:
             return self._obs
         dev = self._arrivals
         n = len(dev)
         lw, tw, q, a = self.queue_view()
+        inc, inc_n = self.incoming_view()
         c = self._const
         self._obs = StateBatch(
             task_size=self.new_size[dev],
@@ -261,10 +292,79 @@ class MECSimulator:
             active=a[None].repeat(n, 0),
             queued=q[None].repeat(n, 0),
             history=self.history[None].repeat(n, 0),
+            incoming=inc[None].repeat(n, 0),
+            incoming_n=inc_n[None].repeat(n, 0),
             device=dev,
             slot=c["slot"][:n] + self.t,
+            slot_arrivals=np.full(n, n, dtype=np.int64),
+            slot_pending=np.full(n, max(n - 1, 0), dtype=np.int64),
         )
         return self._obs
+
+    def decision_order(self) -> np.ndarray:
+        """Positions in :attr:`arrivals` in the order the slot's tasks are decided.
+
+        ``simultaneous``: ``0 .. n-1`` (one batch); ``sequential``: a permutation drawn per
+        slot from ``default_rng([order_seed, t])`` (``order_seed`` comes from the simulator's
+        seed and is kept in snapshots), independent of the arrival stream.
+        """
+        if self._order is None:
+            n = len(self._arrivals)
+            if self.sequential and n > 1:
+                self._order = np.random.default_rng([self._order_seed, self.t]).permutation(n)
+            else:
+                self._order = np.arange(n)
+        return self._order
+
+    def observe_turn(self, i: int, actions: np.ndarray) -> StateBatch:
+        """The state of the ``i``-th task in :meth:`decision_order`, seeing the earlier decisions.
+
+        ``actions`` (one per arrival, device order) holds the decisions of the tasks at
+        ``decision_order()[:i]``; each one bound for server ``j`` adds its whole size to
+        ``incoming[j]`` and one to ``incoming_n[j]``; ``slot_pending`` is the number of tasks
+        decided after this one. A batch of one task.
+        """
+        order = self.decision_order()
+        base = self.observe()
+        pos = int(order[i])
+        one = base.subset([pos])
+        if i > 0:
+            earlier = order[:i]
+            acts = np.asarray(actions, dtype=np.int64)[earlier]
+            sent = acts > 0
+            if sent.any():
+                sizes = self.new_size[self._arrivals[earlier]]
+                one.incoming = one.incoming.copy()
+                one.incoming_n = one.incoming_n.copy()
+                np.add.at(one.incoming[0], acts[sent] - 1, sizes[sent])
+                np.add.at(one.incoming_n[0], acts[sent] - 1, 1)
+        one.slot_pending = np.array([len(order) - 1 - i], dtype=np.int64)
+        return one
+
+    def decide(self, act: Callable[[StateBatch], Any]) -> np.ndarray:
+        """The actions of this slot's arrivals (device order), asked of ``act`` by the protocol.
+
+        ``simultaneous``: one call with :meth:`observe`; ``sequential``: one call per task
+        with :meth:`observe_turn`, in :meth:`decision_order`. :attr:`decided` maps the
+        devices decided so far in this slot to their actions while it runs (cleared on return).
+        """
+        n = len(self._arrivals)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        if not self.sequential:
+            return np.asarray(act(self.observe()), dtype=np.int64).reshape(-1)
+        actions = np.zeros(n, dtype=np.int64)
+        self.decided = {}
+        try:
+            for i, pos in enumerate(self.decision_order().tolist()):
+                a = np.asarray(act(self.observe_turn(i, actions)), dtype=np.int64).reshape(-1)
+                if len(a) != 1:
+                    raise ValueError(f"a policy returned {len(a)} actions for one task (sequential decisions)")
+                actions[pos] = a[0]
+                self.decided[int(self._arrivals[pos])] = int(a[0])
+        finally:
+            self.decided = {}
+        return actions
 
     def step(self, actions: np.ndarray | list[int]) -> StepResult:
         """Apply one action per arriving task (device order) and run the slot."""
@@ -294,8 +394,7 @@ class MECSimulator:
     def run(self, policy, slots: int) -> None:
         """Run ``slots`` slots under ``policy`` (anything with ``act(StateBatch) -> actions``)."""
         for _ in range(slots):
-            batch = self.observe()
-            self.step(policy.act(batch) if len(batch) else np.zeros(0, dtype=np.int64))
+            self.step(self.decide(policy.act))
 
     # -------------------------------------------------------------- snapshots
     def snapshot(self) -> "Snapshot":
@@ -320,7 +419,7 @@ class MECSimulator:
                 "new_mask": self.new_mask.copy(),
                 "new_size": self.new_size.copy(),
             },
-            rng_state={"block_start": copy.deepcopy(self._block_state), "offset": self._bi},
+            rng_state={"block_start": copy.deepcopy(self._block_state), "offset": self._bi, "order_seed": self._order_seed},
             log=self.log.copy(),
         )
 
@@ -335,9 +434,11 @@ class MECSimulator:
         self.rng.bit_generator.state = copy.deepcopy(snap.rng_state["block_start"])
         self._refill()
         self._bi = int(snap.rng_state["offset"])
+        self._order_seed = int(snap.rng_state.get("order_seed", 0))  # (snapshots from before the protocol: 0)
         self.log = snap.log.copy() if snap.log is not None else TaskLog()
         self._arrivals = np.flatnonzero(self.new_mask)
         self._obs = None
+        self._order = None
 
     @classmethod
     def from_snapshot(cls, snap: "Snapshot") -> "MECSimulator":

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from comllm.errors import ComllmError
-from comllm.state import ServerView, TaskState
+from comllm.state import FieldSpec, ServerView, TaskState, server_fields, task_fields
 
 
 class TextError(ComllmError, ValueError):
@@ -22,44 +22,39 @@ class TextError(ComllmError, ValueError):
 CONSTANT_DECIMALS = 4
 
 
-def quantize_state(state: TaskState, decimals: int) -> TaskState:
+#: the fresh-view fields (comllm.state): templates written before them do not carry them
+FRESH_VIEW_FIELDS: frozenset[str] = frozenset({"incoming_mbit", "incoming_tasks", "slot_arrivals", "slot_pending"})
+
+
+def quantize_state(state: TaskState, decimals: int, carried: frozenset[str] | None = None) -> TaskState:
     """``state`` rounded as a template writes it, without device/slot (a prompt carries neither).
 
-    Quantities (task size, waits, upload rate, queued Mbit) get ``decimals`` decimals;
-    constants and load-history counts get ``max(decimals, CONSTANT_DECIMALS)``.
+    Follows the schema's rounding (:class:`comllm.state.FieldSpec`): quantities (task size,
+    waits, upload rate, queued and incoming Mbit) get ``decimals`` decimals; constants and
+    load-history counts get ``max(decimals, CONSTANT_DECIMALS)``; counts are integers.
+    Fields outside ``carried`` (default: every field but the fresh-view ones) take the
+    schema's default, as a prompt without them reads back.
     """
     cd = max(decimals, CONSTANT_DECIMALS)
+    if carried is None:
+        carried = frozenset(f.name for f in (*task_fields(), *server_fields())) - FRESH_VIEW_FIELDS
 
-    def q(x: float) -> float:
-        return float(round(x, decimals)) + 0.0  # + 0.0 turns -0.0 into 0.0
-
-    def r(x: float) -> float:
-        return float(round(x, cd)) + 0.0
+    def q(spec: FieldSpec, x: Any) -> Any:
+        if spec.quantize == "meta" or spec.name not in carried:
+            return spec.default
+        if spec.quantize == "label":
+            return x
+        if spec.quantize == "count":
+            return int(x)
+        d = decimals if spec.quantize == "quantity" else cd
+        if isinstance(x, tuple):
+            return tuple(float(round(h, d)) + 0.0 for h in x)
+        return float(round(x, d)) + 0.0  # + 0.0 turns -0.0 into 0.0
 
     servers = tuple(
-        ServerView(
-            type=s.type,
-            cpu_ghz=r(s.cpu_ghz),
-            cycles_per_bit=r(s.cycles_per_bit),
-            active=int(s.active),
-            queued_mbit=q(s.queued_mbit),
-            history=tuple(r(h) for h in s.history),
-        )
-        for s in state.servers
+        ServerView(**{spec.name: q(spec, getattr(s, spec.name)) for spec in server_fields()}) for s in state.servers
     )
-    return TaskState(
-        task_size=q(state.task_size),
-        max_delay=int(state.max_delay),
-        local_wait=q(state.local_wait),
-        tx_wait=q(state.tx_wait),
-        upload_rate=q(state.upload_rate),
-        slot_s=r(state.slot_s),
-        drop_penalty=r(state.drop_penalty),
-        device_ghz=r(state.device_ghz),
-        device_cycles_per_bit=r(state.device_cycles_per_bit),
-        device_mbps=r(state.device_mbps),
-        servers=servers,
-    )
+    return TaskState(servers=servers, **{spec.name: q(spec, getattr(state, spec.name)) for spec in task_fields()})
 
 
 class Template:
