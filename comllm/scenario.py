@@ -14,13 +14,14 @@ value raises :class:`ScenarioError` naming the field and the value.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from comllm.errors import ComllmError
+from comllm.errors import ComllmError, FieldError, format_validation_error, short
 
 #: Edge-server types of DESIGN §1 with their default CPU frequency (GHz).
 SERVER_TYPES: dict[str, float] = {
@@ -31,6 +32,10 @@ SERVER_TYPES: dict[str, float] = {
 #: Stable integer code of each server type (used in arrays and observations).
 SERVER_TYPE_CODES: dict[str, int] = {name: i for i, name in enumerate(SERVER_TYPES)}
 SERVER_TYPE_NAMES: tuple[str, ...] = tuple(SERVER_TYPES)
+#: most edge servers a scenario may have (a 1000-server record is ~0.4 MB of text)
+MAX_SERVERS = 1000
+#: largest scenario file read (a scenario is a few hundred bytes of YAML)
+MAX_SCENARIO_BYTES = 1 << 20
 
 
 class ScenarioError(ComllmError, ValueError):
@@ -38,7 +43,16 @@ class ScenarioError(ComllmError, ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # floats must be finite (no .inf / .nan); numbers must not be booleans (true is not 1)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bools(cls, v: Any, info: ValidationInfo) -> Any:
+        if isinstance(v, bool) and info.field_name is not None:
+            if cls.model_fields[info.field_name].annotation in (int, float):
+                raise ValueError("a boolean is not a number")
+        return v
 
 
 class ServerSpec(_Strict):
@@ -86,7 +100,9 @@ class ChannelSpec(_Strict):
     @model_validator(mode="after")
     def _range(self) -> "ChannelSpec":
         if self.min_factor > self.max_factor:
-            raise ValueError(f"min_factor={self.min_factor} is above max_factor={self.max_factor}")
+            raise FieldError("min_factor", self.min_factor, f"is above max_factor={self.max_factor}")
+        if not -50 <= self.snr_db <= 100:  # below -50 dB log2(1 + snr) is 0 in floating point
+            raise FieldError("snr_db", self.snr_db, "must be between -50 and 100 dB")
         return self
 
 
@@ -135,12 +151,28 @@ class Scenario(_Strict):
     def _nonempty(cls, v: tuple[ServerSpec, ...]) -> tuple[ServerSpec, ...]:
         if len(v) == 0:
             raise ValueError("a scenario needs at least one server")
+        if len(v) > MAX_SERVERS:
+            raise ValueError(f"{len(v)} servers is more than the limit of {MAX_SERVERS}")
         return v
 
     @model_validator(mode="after")
     def _sizes(self) -> "Scenario":
         if self.size_min > self.size_max:
-            raise ValueError(f"size_min={self.size_min} is above size_max={self.size_max}")
+            raise FieldError("size_min", self.size_min, f"is above size_max={self.size_max}")
+        # finite inputs can still give infinite or zero rates (1e308 GHz, 1e-300 s slots)
+        rates = {"device_ghz": self.local_rate, "uplink_mbps": self.uplink_rate}
+        rates.update({f"servers.{j}.ghz": r for j, r in enumerate(self.server_rates())})
+        for name, rate in rates.items():
+            if not (math.isfinite(rate) and rate > 0):
+                value = self.uplink_mbps if name == "uplink_mbps" else self.device_ghz
+                if name.startswith("servers."):
+                    value = self.servers[int(name.split(".")[1])].ghz
+                raise FieldError(
+                    name, value, f"gives a rate of {rate:g} Mbit/slot (slot_s={self.slot_s:g}, "
+                    f"cycles_per_bit={self.cycles_per_bit:g}): not a finite positive number"
+                )
+        if not math.isfinite(self.size_min + self.size_max):
+            raise FieldError("size_max", self.size_max, "is too large to compute with")
         return self
 
     # ---- derived physics -------------------------------------------------
@@ -249,16 +281,6 @@ def _servers_from_any(value: Any) -> Any:
     return out
 
 
-def _format_validation_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "scenario"
-    value = first.get("input")
-    if first["type"] == "extra_forbidden":
-        return f"unknown scenario key '{loc}'"
-    msg = first["msg"]
-    return f"invalid scenario field '{loc}' = {value!r}: {msg}"
-
-
 def make_scenario(data: dict[str, Any]) -> Scenario:
     """Validate a dict into a :class:`Scenario`; errors become :class:`ScenarioError`."""
     data = copy.deepcopy(data)
@@ -267,7 +289,7 @@ def make_scenario(data: dict[str, Any]) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as err:
-        raise ScenarioError(_format_validation_error(err)) from None
+        raise ScenarioError(format_validation_error(err, "scenario")) from None
 
 
 def _mix(n: int) -> tuple[ServerSpec, ...]:
@@ -303,21 +325,61 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def _read_scenario_file(path: Path) -> dict[str, Any]:
+    """The mapping of a scenario YAML file; every problem is one :class:`ScenarioError` naming the file."""
+    from comllm.outputs import input_problem
+
+    problem = input_problem(path)
+    if problem:
+        raise ScenarioError(f"scenario file '{path}' {problem}")
+    if path.stat().st_size > MAX_SCENARIO_BYTES:
+        raise ScenarioError(f"scenario file '{path}' is {path.stat().st_size} bytes, more than a scenario ({MAX_SCENARIO_BYTES})")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ScenarioError(f"scenario file '{path}' is not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise ScenarioError(f"cannot read scenario file '{path}': {err.strerror or err}") from None
+    try:
+        raw = yaml.safe_load(text)  # safe: a !!python tag is an error, never code
+    except yaml.YAMLError as err:
+        raise ScenarioError(f"scenario file '{path}' is not valid YAML: {_yaml_problem(err)}") from None
+    except RecursionError:
+        raise ScenarioError(f"scenario file '{path}' is nested too deeply") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"scenario file '{path}' is not a mapping of keys to values")
+    return raw
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """One line of a YAML error: what, and where (line, column)."""
+    what = getattr(err, "problem", None) or (str(err).splitlines() or ["unreadable"])[0]
+    mark = getattr(err, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    text = " ".join(str(what).split())
+    return (text if len(text) <= 160 else text[:157] + "...") + where
+
+
 def load_scenario(name_or_path: str, overrides: list[str] | dict[str, Any] | None = None) -> Scenario:
     """A preset by name, or a YAML file (which may name a ``base`` preset), plus overrides."""
     if name_or_path in PRESETS:
         data = copy.deepcopy(PRESETS[name_or_path])
-    elif name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).is_file():
+    elif name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).exists():
         path = Path(name_or_path)
-        if not path.is_file():
-            raise ScenarioError(f"scenario file '{name_or_path}' does not exist")
-        raw = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(raw, dict):
-            raise ScenarioError(f"scenario file '{name_or_path}' is not a mapping")
+        raw = _read_scenario_file(path)
         base = raw.pop("base", None)
-        data = copy.deepcopy(PRESETS[base]) if base else {}
-        if base and base not in PRESETS:
-            raise ScenarioError(f"unknown preset '{base}' (known: {', '.join(PRESETS)})")
+        if base is not None:
+            if not isinstance(base, str) or base not in PRESETS:
+                file = isinstance(base, str) and (base.endswith((".yaml", ".yml")) or Path(base).exists())
+                what = "names a file: base must be a preset" if file else "is not a preset"
+                raise ScenarioError(
+                    f"scenario file '{name_or_path}': 'base' = {short(base)} {what} (known: {', '.join(PRESETS)})"
+                )
+            data = copy.deepcopy(PRESETS[base])
+        else:
+            data = {}
         data.update(raw)
         data.setdefault("name", path.stem)
     else:

@@ -47,7 +47,7 @@ def test_yaml_file_with_base(tmp_path):
         ("colour=blue", "unknown scenario key 'colour'"),
         ("channel.speed=3", "unknown scenario key 'channel.speed'"),
         ("n_devices=many", "'n_devices' = 'many'"),
-        ("size_min=9", "size_min=9"),
+        ("size_min=9", "'size_min' = 9.0: is above size_max=5.0"),
         ("no-equals-sign", "key=value"),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Optional
@@ -10,9 +11,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from comllm.cli.app import app, console, write_json
+from comllm.cli.app import app, console, scenario_files, write_json
 from comllm.data import SPLITS, DataError, GenerationConfig, generate_records, read_records, write_records
 from comllm.evaluate.open_loop import evaluate_open_loop
+from comllm.limits import MAX_RECORDS, MAX_SERVERS, MAX_SLOTS, check_limit
+from comllm.outputs import check_input, check_paths
 from comllm.policies import make_policy
 from comllm.scenario import load_scenario
 from comllm.text import TEMPLATES, get_template
@@ -55,6 +58,12 @@ def data_cmd(
     out: Path = typer.Option(..., help="output file (.jsonl, .json for a reference array; .gz compresses)"),
 ) -> None:
     """Generate an oracle-labelled dataset from closed-loop simulator trajectories."""
+    check_limit("--n", n, MAX_RECORDS)
+    check_limit("--episode-slots", episode_slots, MAX_SLOTS)
+    if servers is not None:  # every number of the spec (a count, a range's ends, a list)
+        for num in re.findall(r"\d+", servers):
+            check_limit("--servers", int(num), MAX_SERVERS)
+    check_paths({"--out": out}, {"--scenario": scenario_files(scenario)})
     if split not in SPLITS:
         raise DataError(f"--split '{split}' is not one of {', '.join(SPLITS)}")
     if format not in ("jsonl", "reference"):
@@ -98,9 +107,11 @@ def eval_data(
     limit: Optional[int] = typer.Option(None, min=1, help="evaluate only the first LIMIT records"),
 ) -> None:
     """Open-loop evaluation: a policy decides every state of a data file, scored by the cost model."""
+    check_input("--data", data)
+    check_paths({"--json": json_out}, {"--data": data})
+    pols = [make_policy(spec) for spec in policy]  # every policy is checked before any is run
     rows = []
-    for spec in policy:
-        pol = make_policy(spec)
+    for spec, pol in zip(policy, pols):
         reader = read_records(data, skip_bad=skip_bad)
         records = (r for i, r in zip(range(limit), reader)) if limit else reader
         summary = evaluate_open_loop(records, pol)

@@ -10,8 +10,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from comllm.cli.app import app, console
+from comllm.cli.app import app, console, scenario_files
 from comllm.drl.config import ALGOS, CheckpointMeta, DRLError, TrainConfig
+from comllm.limits import MAX_SLOTS, MAX_STEPS, check_limit
+from comllm.outputs import check_paths
 from comllm.scenario import load_scenario, parse_overrides
 
 dqn_app = typer.Typer(
@@ -46,8 +48,12 @@ def train_cmd(
 
     if algo not in ALGOS:
         raise DRLError(f"unknown --algo '{algo}' (known: {', '.join(ALGOS)})")
+    check_limit("--steps", steps, MAX_STEPS)
+    for opt, value in (("--episode-slots", episode_slots), ("--eval-slots", eval_slots)):
+        check_limit(opt, value, MAX_SLOTS)
     sc = load_scenario(scenario, set_ or [])
     out = out or Path("runs") / f"{algo}-{sc.name}"
+    check_paths({"--out": out}, {"--scenario": scenario_files(scenario)}, folders=["--out"])
     cfg = TrainConfig(
         algo=algo,  # type: ignore[arg-type]
         scenario=sc.model_dump(mode="json"),
@@ -86,6 +92,7 @@ def plot_cmd(
     from comllm.drl.plot import plot_training
 
     folders = [resolve_checkpoint(str(r)) for r in runs]
+    check_paths({"--out": out}, {"RUNS": folders})
     plot_training(folders, out, greedy=greedy)
     console.print(f"wrote {out}")
 

@@ -60,7 +60,10 @@ def grpo(
 ) -> None:
     """GRPO through TRL with the format + task + LACS reward; resumable; CSV and TensorBoard logs of every term."""
     from comllm.grpo import make_config, train_grpo
+    from comllm.outputs import check_input, check_paths
 
+    check_input("--data", data)
+    check_paths({"--out": out}, {"--data": data}, folders=["--out"])
     cost: float | str | None = drop_cost
     if drop_cost is not None and drop_cost != "deadline":
         try:

@@ -50,7 +50,11 @@ def sft(
 ) -> None:
     """Supervised fine-tuning on oracle labels (completion-only loss); resumable; CSV and TensorBoard logs."""
     from comllm.lm.sft import make_config, train_sft
+    from comllm.outputs import check_input, check_paths
 
+    check_input("--data", data)
+    check_input("--eval-data", eval_data)
+    check_paths({"--out": out}, {"--data": data, "--eval-data": eval_data}, folders=["--out"])
     cfg = make_config(
         model=model, template=template, data=[str(p) for p in data], out=str(out), resume=resume, steps=steps,
         epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, warmup=warmup, weight_decay=weight_decay,

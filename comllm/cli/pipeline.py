@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 
-from comllm.cli.app import app, console
+from comllm.cli.app import app, console, scenario_files
+from comllm.limits import MAX_SEEDS, MAX_SLOTS, MAX_WORKERS, check_limit
+from comllm.outputs import check_input, check_paths
 
 
 def _log(msg: str) -> None:
@@ -26,7 +28,10 @@ def pipeline(
     from comllm.experiments.config import load_config
     from comllm.experiments.pipeline import Pipeline
 
+    check_input("--config", config)
     cfg = load_config(config, {"run_dir": run_dir} if run_dir else None, set_items=list(set_ or []))
+    where = "--run-dir" if run_dir else "config key 'run_dir'"
+    check_paths({where: Path(cfg.run_dir)}, {"--config": config}, folders=[where])
     if stage:
         from comllm.experiments.config import STAGES, ConfigError
 
@@ -42,6 +47,8 @@ def report(run_dir: Path = typer.Argument(..., help="a pipeline run folder")) ->
     """Tables (Markdown, CSV, JSON) and plots (PNG) of a pipeline run, in RUN_DIR/report."""
     from comllm.report.build import build_report
 
+    check_input("RUN_DIR", run_dir, folder=True)
+    check_paths({"RUN_DIR/report": run_dir / "report"}, folders=["RUN_DIR/report"])
     build_report(run_dir, log=_log)
 
 
@@ -60,8 +67,19 @@ def benchmark(
 
     from comllm.cli.sim import results_table
     from comllm.experiments.benchmark import BASELINES, benchmark_jobs, run_benchmark
+    from comllm.policies import make_policy
+    from comllm.scenario import load_scenario
 
+    check_limit("--slots", slots, MAX_SLOTS)
+    check_limit("--seeds", seeds, MAX_SEEDS)
+    check_limit("--warmup", warmup, MAX_SLOTS)
+    check_limit("--workers", workers, MAX_WORKERS)
+    check_paths({"--out": out}, {"--scenario": scenario_files(scenario)}, folders=["--out"])
     baselines = baseline or BASELINES
+    for sc in scenario:  # fail fast, before any episode runs, on a bad scenario or baseline
+        s = load_scenario(sc)
+        for b in baselines:
+            make_policy(b, s)
     total = len(benchmark_jobs(scenario, slots, seeds, warmup, baselines))
     columns = (TextColumn("[bold]benchmark"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
@@ -90,16 +108,24 @@ def sweep(
     """Policies × scenarios × loads × seeds in parallel (worker processes, or Ray with --ray)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from comllm.cli.app import write_json
+    from comllm.cli.app import write_json, write_text
     from comllm.cli.sim import results_table
     from comllm.experiments.sweep import Job, aggregate, run_sweep
     from comllm.policies import make_policy
     from comllm.report.tables import markdown as md_table
     from comllm.scenario import load_scenario
 
+    check_limit("--slots", slots, MAX_SLOTS)
+    check_limit("--seeds", seeds, MAX_SEEDS)
+    check_limit("--warmup", warmup, MAX_SLOTS)
+    check_limit("--workers", workers, MAX_WORKERS)
+    check_paths({"--json": json_out, "--markdown": markdown}, {"--scenario": scenario_files(scenario)})
     loads = load or [None]
-    for sc in scenario:  # fail fast, before any worker starts, on a bad scenario or policy
+    for sc in scenario:  # fail fast, before any worker starts, on a bad scenario, load or policy
         s = load_scenario(sc, list(set_ or []))
+        for q in loads:
+            if q is not None:
+                load_scenario(sc, list(set_ or []) + [f"arrival_prob={q}"])
         for p in policy:
             make_policy(p, s)
     jobs = [
@@ -121,6 +147,4 @@ def sweep(
             r["scenario"] = f"{r['scenario']} ({extra[-1].replace('arrival_prob=', 'p=')})"
     console.print(results_table(rows, f"sweep: {len(jobs)} episodes, {slots} slots each"))
     write_json(json_out, rows)
-    if markdown is not None:
-        markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(md_table(rows))
+    write_text(markdown, md_table(rows), "--markdown")

@@ -9,8 +9,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from comllm.cli.app import app, console, write_json
+from comllm.cli.app import app, console, scenario_files, write_json, write_text
 from comllm.evaluate.closed_loop import evaluate_closed_loop
+from comllm.limits import MAX_SEEDS, MAX_SLOTS, check_limit
+from comllm.outputs import check_paths
 from comllm.policies import make_policy
 from comllm.scenario import PRESETS, load_scenario
 
@@ -101,6 +103,10 @@ def simulate(
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="write the table as Markdown"),
 ) -> None:
     """Closed-loop evaluation of policies on a scenario: latency, drops, fairness."""
+    check_limit("--slots", slots, MAX_SLOTS)
+    check_limit("--seeds", seeds, MAX_SEEDS)
+    check_limit("--warmup", warmup, MAX_SLOTS)
+    check_paths({"--json": json_out, "--markdown": markdown}, {"--scenario": scenario_files(scenario)})
     sc = load_scenario(scenario, set_ or [])
     pols = [make_policy(p, sc) for p in policy]
     total = len(pols) * seeds * (warmup + slots + sc.deadline)
@@ -121,7 +127,4 @@ def simulate(
             rows.append(summary)
     console.print(results_table(rows, f"closed loop: {sc.name}, {slots} slots × {seeds} seeds"))
     write_json(json_out, rows[0] if len(rows) == 1 else rows)
-    if markdown is not None:
-        markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(markdown_table(rows))
-        console.print(f"wrote {markdown}")
+    write_text(markdown, markdown_table(rows), "--markdown")
