@@ -54,6 +54,9 @@ def data_cmd(
     reasoning: bool = typer.Option(False, help="put a cost-model reasoning trace before each answer"),
     episode_slots: int = typer.Option(100, min=1, help="slots per simulated episode"),
     keep_prob: float = typer.Option(0.25, help="probability that a slot with arrivals yields a record"),
+    labels: str = typer.Option(
+        "greedy", help="policy whose choice is each record's label (any --policy name, e.g. greedy:incoming, lacs-planner)"
+    ),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="scenario override key=value (repeatable)"),
     out: Path = typer.Option(..., help="output file (.jsonl, .json for a reference array; .gz compresses)"),
 ) -> None:
@@ -72,15 +75,18 @@ def data_cmd(
         raise DataError("--reasoning does not fit --format reference (its output is an action name only)")
     name = resolve_template(lang, template, format)
     sc = load_scenario(scenario, set_ or [])
+    make_policy(labels, sc)  # an unknown or unfit labelling policy is refused before any work
     cfg = GenerationConfig(episode_slots=episode_slots, keep_prob=keep_prob)
     t0 = time.perf_counter()
-    labels: dict[int, int] = {}
+    label_counts: dict[int, int] = {}
     with _progress(n) as progress:
         task = progress.add_task(f"{split} → {out.name}", total=n)
 
         def stream():
-            for r in generate_records(sc, n, split, name, seed, servers=servers, reasoning=reasoning, config=cfg):
-                labels[r.oracle_action] = labels.get(r.oracle_action, 0) + 1
+            for r in generate_records(
+                sc, n, split, name, seed, servers=servers, reasoning=reasoning, config=cfg, labels=labels
+            ):
+                label_counts[r.oracle_action] = label_counts.get(r.oracle_action, 0) + 1
                 progress.advance(task)
                 yield r
 
@@ -93,7 +99,7 @@ def data_cmd(
     table.add_row(
         str(written), name, format,
         f"{size / max(written, 1):,.0f}", f"{dt:.1f}", f"{written / dt:,.0f}" if dt > 0 else "–",
-        f"{labels.get(0, 0) / max(written, 1):.3f}",
+        f"{label_counts.get(0, 0) / max(written, 1):.3f}",
     )  # fmt: skip
     console.print(table)
 

@@ -8,8 +8,19 @@ each episode draws its server count N and a mix of server types (training sets
 with a variable N); otherwise the scenario's servers are used as they are.
 In each slot with arrivals, with probability ``keep_prob`` one arriving task is
 recorded (so consecutive records are not near-duplicates of one moment): its
-state, the oracle label and every action's cost (:mod:`comllm.cost`), the prompt
-and answer in a template, and the simulator snapshot at the start of the slot.
+state, the label and every action's one-step cost (:mod:`comllm.cost`), the
+prompt and answer in a template, and the simulator snapshot at the start of the slot.
+
+The trajectories follow the scenario's decision protocol (``decisions``): under
+``sequential`` the behaviour policy decides the slot's tasks in the simulator's
+order, the recorded state is the one its task saw (the slot's earlier decisions in
+the incoming traffic) and the record keeps those earlier decisions
+(``Record.slot_decisions``), so a look-ahead can fix them.
+
+Labels come from ``labels`` (any registered policy, default the greedy oracle): the
+record's ``oracle_action`` / ``answer`` is what that policy chooses in the recorded
+state. A policy that plans on the simulator (``lacs-planner``) is bound to the
+trajectory's simulator at the record's own moment (it does not advance it).
 
 Records are yielded one at a time (never a list of all of them) and depend only
 on ``(scenario, n, split, template, seed, servers, config)``.
@@ -148,12 +159,13 @@ def generate_records(
     servers: str | int | tuple[int, ...] | None = None,
     reasoning: bool = False,
     config: GenerationConfig | None = None,
+    labels: str = "greedy",
 ) -> Iterator[Record]:
-    """Yield ``n`` oracle-labelled records from simulator trajectories (see the module docstring).
+    """Yield ``n`` labelled records from simulator trajectories (see the module docstring).
 
     ``split`` names the set and seeds its own random stream (the same ``seed`` gives
     different sft, grpo and test sets); ``reasoning`` puts a cost-model reasoning
-    trace before each answer.
+    trace before each answer; ``labels`` names the labelling policy.
     """
     if n < 0:
         raise DataError(f"--n = {n} must be at least 0")
@@ -161,23 +173,43 @@ def generate_records(
     t = get_template(template)
     counts = parse_servers(servers)
     stream = zlib.crc32(split.encode())
-    empty = np.zeros(0, dtype=np.int64)
+    labeller = None if labels == "greedy" else make_policy(labels, scenario)
     made = 0
     episode = 0
     while made < n:
         rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, stream, episode])
         sc = _episode_scenario(scenario, counts, rng, cfg)
         sim = MECSimulator(sc, seed=int(rng.integers(2**31)))
+        if labeller is not None:
+            labeller.reset(episode)
+            if hasattr(labeller, "bind"):  # plans on the simulator (lacs-planner)
+                labeller.bind(sim)
         for slot in range(cfg.episode_slots):
             if slot % cfg.behaviour_slots == 0:
                 behaviour = cfg.behaviours[int(rng.integers(len(cfg.behaviours)))]
                 policy = _behaviour(behaviour, rng, cfg, int(rng.integers(2**31)))
-            batch = sim.observe()
-            if len(batch) and rng.random() < cfg.keep_prob:
-                k = int(rng.integers(len(batch)))
-                costs = action_costs(batch)[k]
-                state = batch.state(k)
-                oracle = int(np.argmin(costs))
+            n_arr = len(sim.arrivals)
+            keep = -1
+            if n_arr and rng.random() < cfg.keep_prob:
+                keep = int(rng.integers(n_arr))  # simultaneous: device position; sequential: turn
+            captured: dict[str, tuple] = {}
+            turn = [0]
+
+            def act(batch: StateBatch) -> np.ndarray:
+                # simultaneous: one call, the kept task at row `keep`; sequential: one call per task
+                if keep >= 0 and (not sim.sequential or turn[0] == keep):
+                    one = batch.subset([0 if sim.sequential else keep])
+                    label = None if labeller is None else int(np.asarray(labeller.act(one))[0])
+                    captured["record"] = (one, label, dict(sim.decided))
+                turn[0] += 1
+                return policy.act(batch)
+
+            actions = sim.decide(act)
+            if keep >= 0:
+                one, label, earlier = captured["record"]
+                costs = action_costs(one)[0]
+                state = one.state(0)
+                oracle = int(np.argmin(costs)) if label is None else label
                 yield Record(
                     id=made,
                     split=split,
@@ -189,13 +221,15 @@ def generate_records(
                     oracle_action=oracle,
                     costs=[float(c) for c in costs],
                     state=state_to_dict(state),
-                    device=int(batch.device[k]),
+                    device=int(one.device[0]),
                     snapshot=sim.snapshot().to_dict(),
                     behaviour=behaviour,
+                    labels=labels,
+                    slot_decisions=sorted(earlier.items()) if sim.sequential else None,
                     _state_cache=state,
                 )
                 made += 1
                 if made == n:
                     return
-            sim.step(policy.act(batch) if len(batch) else empty)
+            sim.step(actions)
         episode += 1

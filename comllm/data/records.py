@@ -152,6 +152,8 @@ class Record:
     snapshot: dict[str, Any] | None  # Snapshot.to_dict() at the start of the slot; None for official records
     behaviour: str = ""  # the behaviour policy that produced the trajectory
     source_action: int | None = None  # the label an imported official record carried
+    labels: str = "greedy"  # the policy whose choice oracle_action / answer is
+    slot_decisions: list[tuple[int, int]] | None = None  # sequential: (device, action) decided earlier in the slot
     _state_cache: TaskState | None = field(default=None, repr=False, compare=False)
 
     REQUIRED = (
@@ -172,7 +174,12 @@ class Record:
         return Snapshot.from_dict(self.snapshot)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in (*self.REQUIRED, "behaviour", "source_action")}
+        d = {k: getattr(self, k) for k in (*self.REQUIRED, "behaviour", "source_action")}
+        if self.labels != "greedy":
+            d["labels"] = self.labels
+        if self.slot_decisions is not None:
+            d["slot_decisions"] = [list(p) for p in self.slot_decisions]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Record":
@@ -200,6 +207,19 @@ class Record:
         if snap is not None and not isinstance(snap, dict):
             raise DataError("field 'snapshot' is neither an object nor null", field="snapshot")
         src = d.get("source_action")
+        dec = d.get("slot_decisions")
+        if dec is not None:
+            if not isinstance(dec, list) or any(not isinstance(p, list) or len(p) != 2 for p in dec):
+                raise DataError("field 'slot_decisions' must be a list of [device, action] pairs", field="slot_decisions")
+            dec = [
+                (_int(p[0], f"slot_decisions[{i}][0]"), _int(p[1], f"slot_decisions[{i}][1]")) for i, p in enumerate(dec)
+            ]
+            for i, (_, a) in enumerate(dec):
+                if not 0 <= a <= n:
+                    raise DataError(f"field 'slot_decisions[{i}][1]' = {a} is not in 0..{n}", field="slot_decisions")
+        labels = d.get("labels", "greedy")
+        if not isinstance(labels, str):
+            raise DataError(f"field 'labels' = {labels!r} is not a string", field="labels")
         return cls(
             id=d["id"],
             split=d["split"],
@@ -215,6 +235,8 @@ class Record:
             snapshot=snap,
             behaviour=str(d.get("behaviour", "")),
             source_action=None if src is None else _int(src, "source_action"),
+            labels=labels,
+            slot_decisions=dec,
             _state_cache=state,
         )
 
