@@ -191,3 +191,14 @@ def test_unknown_template_is_a_clear_error() -> None:
     with pytest.raises(TextError, match="unknown template 'nope'"):
         get_template("nope")
     assert get_template(None) is TEMPLATES["paper"]
+
+
+def test_templates_of_before_the_fresh_view_write_their_frozen_text() -> None:
+    """Shipped checkpoints keep their prompts: every pre-fresh-view template writes what it wrote at f62985c."""
+    from tests.fixtures import frozen_templates
+
+    frozen = frozen_templates.read()
+    now = frozen_templates.renderings()
+    assert set(now) == set(frozen)
+    changed = [k for k in frozen if now[k] != frozen[k]]
+    assert not changed, f"{len(changed)} frozen texts changed, e.g. {changed[:3]}"
