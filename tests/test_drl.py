@@ -12,6 +12,7 @@ import torch
 from gymnasium import spaces
 from typer.testing import CliRunner
 
+from comllm.checkpointing import load_state
 from comllm.cli import app
 from comllm.drl.config import CheckpointMeta, D3QNConfig, DRLError, TrainConfig, parse_hyper
 from comllm.drl.credit import CreditLedger
@@ -166,8 +167,7 @@ def test_short_training_gives_a_policy_with_valid_actions(run, request):
     assert meta.steps_done == 400 and meta.n_servers == 3 and meta.scenario["name"] == "small"
     assert meta.best_step is not None and meta.best_eval_latency is not None
     kind = "dqn" if run == "dqn_run" else "d3qn"
-    weights = {"dqn": "model.zip", "d3qn": "model.safetensors"}[kind]
-    assert (out / weights).is_file() and (out / f"best_{weights}").is_file()
+    assert (out / "model.safetensors").is_file() and (out / "best_model.safetensors").is_file()
     assert any((out / "tb").iterdir())
     with (out / "eval.csv").open() as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [150, 300, 400]
@@ -218,12 +218,12 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
     first = CheckpointMeta.read(out)
     with pytest.raises(DRLError, match="--resume"):
         train(_cfg("d3qn-lstm", 300), out, progress=False)
-    state = torch.load(out / "train_state.pt", weights_only=False)
+    state = load_state(out / "train_state.safetensors")
     train(_cfg("d3qn-lstm", 500), out, resume=True, progress=False)
     meta = CheckpointMeta.read(out)
     assert (first.steps_done, meta.steps_done) == (300, 500)
     assert meta.episodes >= first.episodes and meta.wall_s > first.wall_s
-    resumed = torch.load(out / "train_state.pt", weights_only=False)
+    resumed = load_state(out / "train_state.safetensors")
     assert resumed["updates"] == state["updates"] + 200
     with (out / "eval.csv").open() as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [150, 300, 450, 500]

@@ -1,4 +1,9 @@
-"""Finding and loading trained DRL agents (run folders and the agents shipped with comllm)."""
+"""Finding and loading trained DRL agents (run folders and the agents shipped with comllm).
+
+Loading reads data only: ``config.json`` (JSON), weights as safetensors, or,
+for DQN runs of older comllm versions, the ``policy.pth`` tensors of their SB3
+zip (never its pickled ``data``); see :mod:`comllm.drl.sb3`.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,10 @@ from comllm.drl.policy import QPolicy
 #: agents shipped with the package: comllm/checkpoints/<name>/
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
+#: weights files of each algorithm: (best, last), newest format first
 _FILES = {
-    "dqn": ("best_model.zip", "model.zip"),
-    "d3qn-lstm": ("best_model.safetensors", "model.safetensors"),
+    "dqn": (("best_model.safetensors", "best_model.zip"), ("model.safetensors", "model.zip")),
+    "d3qn-lstm": (("best_model.safetensors",), ("model.safetensors",)),
 }
 
 
@@ -45,7 +51,7 @@ def resolve_checkpoint(arg: str, prefix: str | None = None) -> Path:
 def weights_file(folder: Path, meta: CheckpointMeta, which: str = "best") -> Path:
     """The weights to load: ``best`` (best closed-loop evaluation, falling back to last) or ``last``."""
     best, last = _FILES[meta.algo]
-    order = (best, last) if which == "best" else (last,)
+    order = (*best, *last) if which == "best" else last
     for name in order:
         if (folder / name).is_file():
             return folder / name
@@ -59,7 +65,7 @@ def load_policy(folder: Path, which: str = "best") -> QPolicy:
     if meta.algo == "dqn":
         from comllm.drl.sb3 import load_q_function
 
-        q_fn = load_q_function(path)
+        q_fn = load_q_function(path, meta.obs_dim, meta.n_servers + 1, meta.train.hyper)
     else:
         from comllm.drl.d3qn import load_d3qn
 

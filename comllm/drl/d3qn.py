@@ -11,6 +11,11 @@ Tang & Wong train one network per device; here one network serves all devices
 (each decision sees the deciding device's own observation), see
 :class:`comllm.envs.MECEnv`. Rewards are credited per transition when the task
 ends (:mod:`comllm.drl.credit`).
+
+Files: the online network's weights are safetensors; the resume state
+(networks, optimizer, replay, random streams, counters) is one
+:func:`comllm.checkpointing.save_state` file, ``train_state.safetensors``:
+tensors and JSON, nothing that runs code when read.
 """
 
 from __future__ import annotations
@@ -21,16 +26,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
-from comllm.drl.config import CheckpointMeta, D3QNConfig
+from comllm.checkpointing import CheckpointError, atomic_write_bytes, load_state, require, save_state
+from comllm.drl.config import CheckpointMeta, D3QNConfig, DRLError
 from comllm.drl.credit import CreditLedger
 from comllm.envs.observation import ObsLayout
 
 MODEL_FILE = "model.safetensors"
 BEST_FILE = "best_model.safetensors"
-STATE_FILE = "train_state.pt"
+STATE_FILE = "train_state.safetensors"
+#: the pickled resume state of older versions: never loaded
+LEGACY_STATE_FILE = "train_state.pt"
 
 
 class D3QNLSTM(nn.Module):
@@ -104,7 +112,10 @@ class CreditReplay:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key in ("obs", "next_obs", "action", "reward", "terminated"):
-            getattr(self, key)[:] = state[key]
+            arr = np.asarray(state[key])
+            if arr.shape != getattr(self, key).shape:
+                raise ValueError(f"replay '{key}' has shape {arr.shape}, the buffer {getattr(self, key).shape}")
+            getattr(self, key)[:] = arr
         self.pos, self.full = int(state["pos"]), bool(state["full"])
         self.ledger.load_state_dict(state["ledger"])
 
@@ -155,12 +166,14 @@ class D3QNAgent:
 
     # ---------------------------------------------------------- persistence
     def save_weights(self, path: Path) -> None:
-        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(path))
+        """The online network's weights as safetensors, atomically."""
+        sd = {k: v.detach().contiguous() for k, v in self.net.state_dict().items()}
+        atomic_write_bytes(path, save(sd, metadata={"format": "comllm-d3qn-lstm/1"}))
 
     def save_state(self, path: Path, extra: dict[str, Any]) -> None:
-        """Everything needed to resume: networks, optimizer, replay, random streams, counters."""
-        tmp = path.with_suffix(".tmp")
-        torch.save(
+        """Everything needed to resume: networks, optimizer, replay, random streams, counters (atomically)."""
+        save_state(
+            path,
             {
                 "net": self.net.state_dict(),
                 "target": self.target.state_dict(),
@@ -171,17 +184,20 @@ class D3QNAgent:
                 "updates": self.updates,
                 **extra,
             },
-            tmp,
         )
-        tmp.replace(path)
 
     def load_state(self, path: Path) -> dict[str, Any]:
-        state = torch.load(path, weights_only=False)
-        self.net.load_state_dict(state["net"])
-        self.target.load_state_dict(state["target"])
-        self.opt.load_state_dict(state["opt"])
-        self.replay.load_state_dict(state["replay"])
-        self.rng.bit_generator.state = state["rng"]
+        """Restore :meth:`save_state`; returns the whole state (with its ``extra`` fields)."""
+        state = load_state(path)
+        require(state, path, "net", "target", "opt", "replay", "rng", "torch_rng", "updates")
+        try:
+            self.net.load_state_dict(state["net"])
+            self.target.load_state_dict(state["target"])
+            self.opt.load_state_dict(state["opt"])
+            self.replay.load_state_dict(state["replay"])
+            self.rng.bit_generator.state = state["rng"]
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            raise CheckpointError(f"state file '{path}' does not fit this agent: {str(err).splitlines()[0][:200]}") from None
         torch.set_rng_state(state["torch_rng"])
         self.updates = int(state["updates"])
         return state
@@ -191,5 +207,10 @@ def load_d3qn(folder: Path, meta: CheckpointMeta, file: str) -> D3QNLSTM:
     """The online network of a D3QN-LSTM checkpoint, in eval mode."""
     hp = D3QNConfig.model_validate(meta.train.hyper)
     net = D3QNLSTM(meta.n_servers, meta.history_len, hp.hidden, hp.lstm_hidden)
-    net.load_state_dict(load_file(str(folder / file)))
+    path = folder / file
+    try:
+        net.load_state_dict(load_file(str(path)))
+    except Exception as err:  # a damaged file or weights of another shape
+        msg = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise DRLError(f"'{path}' does not hold this D3QN-LSTM's weights ({type(err).__name__}: {msg})") from None
     return net.eval()

@@ -11,6 +11,10 @@ Files in the run folder (appended to on ``--resume``):
   ``eval_seeds``, which are not the seeds 0.. that ``comllm simulate`` reports:
   ``step``, ``avg_latency``, ``drop_rate``, ``jain_index``, ``wall_s``;
 * ``tb/``: the same as TensorBoard scalars.
+
+On ``--resume`` both CSV files are first cut back (atomically) to the rows of
+the checkpoint's step, so a resumed run never repeats a row, and TensorBoard
+purges the events after that step.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from comllm.checkpointing import truncate_csv
 from comllm.drl.config import TrainConfig
 from comllm.evaluate.closed_loop import evaluate_closed_loop
 from comllm.policies.base import Policy
@@ -39,6 +44,11 @@ class TrainingMonitor:
     ``save(kind)`` writes a checkpoint, ``kind`` being ``"last"`` or ``"best"``.
     Counters (``steps_done``, ``wall_s``, ``episodes``, ``best_eval_latency``,
     ``best_step``) continue from the values given, so resumed runs add up.
+
+    A ``"last"`` checkpoint is due every ``checkpoint_every`` steps; with
+    ``checkpoint_at_episode_end`` it is written at the first episode end from
+    then on (the step that ends the episode passes ``episode_end=True``), where
+    a resumed run continues exactly as an uninterrupted one would.
     """
 
     def __init__(
@@ -55,8 +65,11 @@ class TrainingMonitor:
         best_step: int | None = None,
         console: Console | None = None,
         progress: bool = True,
+        checkpoint_at_episode_end: bool = False,
     ) -> None:
         self.out = out
+        self.checkpoint_at_episode_end = checkpoint_at_episode_end
+        self.checkpoint_due = False
         self.cfg = cfg
         self.scenario = scenario
         self.make_policy = make_policy
@@ -110,8 +123,8 @@ class TrainingMonitor:
         self._ev_file.close()
 
     # ----------------------------------------------------------------- hooks
-    def on_step(self, info: dict[str, Any], epsilon: float, loss: float | None) -> None:
-        """One environment step was taken (``info`` is the environment's)."""
+    def on_step(self, info: dict[str, Any], epsilon: float, loss: float | None, episode_end: bool = False) -> None:
+        """One environment step was taken (``info`` is the environment's; ``episode_end``: it ended the episode)."""
         self.steps_done += 1
         step = self.steps_done
         stats = info.get("episode_stats")
@@ -120,6 +133,9 @@ class TrainingMonitor:
         if step % self.cfg.eval_every == 0 or step == self.cfg.steps:
             self.evaluate(step)
         if step % self.cfg.checkpoint_every == 0 and step != self.cfg.steps:
+            self.checkpoint_due = True
+        if self.checkpoint_due and (episode_end or not self.checkpoint_at_episode_end) and step != self.cfg.steps:
+            self.checkpoint_due = False
             self.save("last")
         if self._progress is not None and (step % 256 == 0 or step == self.cfg.steps):
             self._progress.update(self._task, completed=step, status=self._status(epsilon))
@@ -181,13 +197,12 @@ class TrainingMonitor:
 
 def _open_csv(path: Path, fields: tuple[str, ...], steps_done: int):
     """Open a log for appending, keeping only the rows up to ``steps_done`` (the checkpoint)."""
-    rows: list[dict[str, str]] = []
     if steps_done > 0 and path.exists():
-        with path.open(newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= steps_done]
+        truncate_csv(path, steps_done)
+        f = path.open("a", newline="")
+        return f, csv.DictWriter(f, fieldnames=fields)
     f = path.open("w", newline="")
     w = csv.DictWriter(f, fieldnames=fields)
     w.writeheader()
-    w.writerows(rows)
     f.flush()
     return f, w

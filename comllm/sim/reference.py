@@ -56,6 +56,15 @@ class ReferenceSimulator:
             task.stage, task.rem = K.STAGE_SERVER, task.size
             self.server[task.action - 1][task.device].append(task)
 
+    def incoming(self, n_servers: int) -> tuple[list[float], list[int]]:
+        """Per server, Mbit still to send and number of the tasks bound for it in devices' uplinks."""
+        mbit, count = [0.0] * n_servers, [0] * n_servers
+        for queue in self.uplink:
+            for task in queue:
+                mbit[task.action - 1] += task.rem
+                count[task.action - 1] += 1
+        return mbit, count
+
     def _serve(self, t: int, queue: list[_Task], capacity: float, done: bool) -> list[_Task]:
         used, finished = 0.0, []
         while queue and capacity - used > 1e-9:
