@@ -1,0 +1,1 @@
+"""Plain-Python restatements of other simulators' rules, for differential tests."""
