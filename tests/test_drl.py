@@ -268,3 +268,70 @@ def test_cli_train_info_and_plot(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = runner.invoke(app, ["dqn", "train", "--scenario", "small", "--algo", "ppo", "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "unknown --algo 'ppo'" in str(bad.exception)
+
+
+# ------------------------------------------------ observation layout, protocols
+def test_checkpoints_record_the_observation_layout(dqn_run, d3qn_run):
+    from comllm.envs import OBS_LAYOUT_VERSION
+
+    for out in (dqn_run, d3qn_run):
+        meta = CheckpointMeta.read(out)
+        assert meta.obs_layout == OBS_LAYOUT_VERSION == 2
+        assert meta.obs_dim == ObsLayout.of(SMALL).size == 6 + 5 * 3 + 3 * SMALL.history_len
+
+
+@pytest.mark.parametrize("run", ["dqn_run", "d3qn_run"])
+def test_old_layout_checkpoints_refuse_in_one_line(run, request, tmp_path):
+    """A checkpoint of layout 1 (4 + 3N + N·H values, no obs_layout field) names both sizes and says to retrain."""
+    import shutil
+
+    out = tmp_path / "old"
+    shutil.copytree(request.getfixturevalue(run), out)
+    meta = json.loads((out / "config.json").read_text())
+    old = 4 + 3 * 3 + 3 * SMALL.history_len
+    del meta["obs_layout"]
+    meta["obs_dim"] = old
+    meta["feature_scale"] = meta["feature_scale"][:old]
+    (out / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(PolicyError) as err:
+        make_policy(f"dqn:{out}", SMALL)
+    msg = str(err.value)
+    assert f"{old} values" in msg and f"{ObsLayout.of(SMALL).size} values" in msg and "retrain" in msg
+    assert "\n" not in msg
+    res = CliRunner().invoke(app, ["simulate", "--scenario", "small", "--policy", f"dqn:{out}", "--slots", "5"])
+    assert res.exit_code != 0 and "retrain" in str(res.exception)
+    algo = "dqn" if run == "dqn_run" else "d3qn-lstm"
+    with pytest.raises(DRLError, match="retrain"):
+        train(_cfg(algo, 600), out, resume=True, progress=False)
+
+
+def test_policy_decides_one_task_at_a_time_under_sequential(dqn_run):
+    """Under decisions=sequential the closed loop hands a DRL policy one task per call, and what it
+    sees (observe_turn) is what the environment shows: deciding by argmax in the env gives the same run."""
+    from comllm.envs import MECEnv
+
+    seq = SMALL.with_overrides({"decisions": "sequential", "arrival_prob": 0.6})
+    policy = make_policy(f"dqn:{dqn_run}", seq)
+    sizes: list[int] = []
+    act = policy.act
+    policy.act = lambda b: (sizes.append(len(b)), act(b))[1]  # type: ignore[method-assign]
+    summary, _ = evaluate_closed_loop(seq, policy, slots=30, seeds=1, warmup=0)
+    assert summary["n_tasks"] > 0 and set(sizes) == {1}
+    policy.act = act  # type: ignore[method-assign]
+
+    env = MECEnv(seq, episode_slots=25)
+    obs, _ = env.reset(seed=4)
+    decided = 0
+    while True:
+        q = policy.q_fn(torch.from_numpy(obs[None] / policy.scale))
+        obs, _, _, trunc, _ = env.step(int(q.argmax(1).item()))
+        decided += 1
+        if trunc:
+            break
+    ref = MECSimulator(seq, seed=env.sim_seed)
+    for _ in range(25):
+        ref.step(ref.decide(policy.act))
+    n = ref.log.n
+    assert n == decided > 20
+    np.testing.assert_array_equal(env.sim.log.action[:n], ref.log.action)
+    assert len(set(ref.log.action.tolist())) > 1  # the run is not one constant action

@@ -13,6 +13,7 @@ import numpy as np
 
 from comllm.drl.config import META_FILE, CheckpointMeta, DRLError
 from comllm.drl.policy import QPolicy
+from comllm.envs.observation import ObsLayout
 
 #: agents shipped with the package: comllm/checkpoints/<name>/
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -58,9 +59,33 @@ def weights_file(folder: Path, meta: CheckpointMeta, which: str = "best") -> Pat
     raise DRLError(f"checkpoint '{folder}' has no {' or '.join(order)}")
 
 
+def check_layout(folder: Path, meta: CheckpointMeta) -> None:
+    """Refuse, in one line, a checkpoint trained on another observation layout than today's.
+
+    The layout (:mod:`comllm.envs.observation`) is recorded as ``obs_layout`` in
+    ``config.json``; checkpoints without it are layout 1 (``4 + 3N + N·H`` values,
+    before the fresh view). A network of a fixed input size cannot read today's
+    observation: it must be retrained.
+    """
+    want = ObsLayout(meta.n_servers, meta.history_len)
+    if meta.obs_layout == want.version and meta.obs_dim == want.size:
+        return
+    old = " = 4 + 3N + N·H, before the fresh view" if meta.obs_layout == 1 else ""
+    raise DRLError(
+        f"checkpoint '{folder}' was trained for an observation of {meta.obs_dim} values (layout {meta.obs_layout}"
+        f"{old}); this comllm's observation for {meta.n_servers} servers and a {meta.history_len}-slot history has "
+        f"{want.size} values (layout {want.version} = 6 + 5N + N·H, with the servers' incoming traffic): retrain it "
+        f"(comllm dqn train --scenario ...)"
+    )
+
+
 def load_policy(folder: Path, which: str = "best") -> QPolicy:
-    """The greedy policy of the agent in ``folder`` (its best weights by default)."""
+    """The greedy policy of the agent in ``folder`` (its best weights by default).
+
+    Refuses a checkpoint of another observation layout (:func:`check_layout`).
+    """
     meta = CheckpointMeta.read(folder)
+    check_layout(folder, meta)
     path = weights_file(folder, meta, which)
     if meta.algo == "dqn":
         from comllm.drl.sb3 import load_q_function

@@ -110,6 +110,9 @@ class CheckpointMeta(_Strict):
     n_servers: int
     history_len: int
     obs_dim: int
+    #: the observation layout the network was trained on (comllm.envs.observation.OBS_LAYOUT_VERSION);
+    #: files without the field are layout 1, from before the fresh view
+    obs_layout: int = Field(default=1, ge=1)
     feature_scale: list[float]
     train: TrainConfig
     steps_done: int = 0

@@ -42,7 +42,7 @@ LEGACY_STATE_FILE = "train_state.pt"
 
 
 class D3QNLSTM(nn.Module):
-    """Q-network ``(B, 4 + 3N + N·H)`` scaled observations -> ``(B, N + 1)`` Q-values."""
+    """Q-network ``(B, 6 + 5N + N·H)`` scaled observations -> ``(B, N + 1)`` Q-values."""
 
     def __init__(self, n_servers: int, history_len: int, hidden: int = 20, lstm_hidden: int = 20) -> None:
         super().__init__()

@@ -30,6 +30,7 @@ import torch
 from rich.console import Console
 
 from comllm.checkpointing import CheckpointError, clean_staging, load_state, save_state
+from comllm.drl.checkpoint import check_layout
 from comllm.drl.config import META_FILE, CheckpointMeta, D3QNConfig, DQNConfig, DRLError, TrainConfig
 from comllm.drl.monitor import TrainingMonitor
 from comllm.drl.policy import QPolicy
@@ -57,6 +58,7 @@ def new_meta(cfg: TrainConfig, command: str = "") -> CheckpointMeta:
         n_servers=sc.n_servers,
         history_len=sc.history_len,
         obs_dim=lay.size,
+        obs_layout=lay.version,
         feature_scale=feature_scale(sc).tolist(),
         train=cfg,
         command=command,
@@ -124,6 +126,7 @@ def _train_locked(
     state: dict[str, Any] | None = None
     if resume:
         meta = CheckpointMeta.read(out)
+        check_layout(out, meta)
         if meta.algo != cfg.algo:
             raise DRLError(f"'{out}' holds a {meta.algo} run, not {cfg.algo}")
         if make_scenario(meta.scenario) != make_scenario(cfg.scenario):

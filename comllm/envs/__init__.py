@@ -9,6 +9,7 @@ import gymnasium as gym
 
 from comllm.envs.mec import EnvError, MECEnv
 from comllm.envs.observation import (
+    OBS_LAYOUT_VERSION,
     ObsLayout,
     ScaleObservation,
     feature_scale,
@@ -25,6 +26,7 @@ __all__ = [
     "ENV_ID",
     "EnvError",
     "MECEnv",
+    "OBS_LAYOUT_VERSION",
     "ObsLayout",
     "ScaleObservation",
     "feature_scale",

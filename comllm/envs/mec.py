@@ -23,21 +23,38 @@ class MECEnv(gym.Env):
     """Task offloading on the comllm simulator, one decision per arriving task.
 
     **Dynamics.** A :class:`~comllm.sim.MECSimulator` of ``scenario`` owns the
-    queues, arrivals and channel. All tasks that arrive in one slot are decided
-    from the state at the start of that slot (the simulator's semantics), one
-    per environment step, in device order; after the slot's last decision the
-    slot runs. Slots with no arrival run silently. One shared agent decides for
-    every device: the standard single-agent reformulation of the multi-device
-    problem (Tang & Wong train one network per device; here one network sees
-    the deciding device's own observation, which is the same information).
+    queues, arrivals and channel. The tasks that arrive in one slot are decided
+    one per environment step, by the scenario's decision protocol (the field
+    ``decisions``, see :mod:`comllm.sim.simulator`):
 
-    **Observation** ``Box(0, high, (4 + 3N + N·H,), float32)`` in raw units:
+    * ``simultaneous`` (default): in device order, every one from the state at
+      the start of the slot (:meth:`~comllm.sim.MECSimulator.observe`), so no
+      task sees another's decision;
+    * ``sequential``: in the slot's :meth:`~comllm.sim.MECSimulator.decision_order`
+      (a seeded permutation), each task's observation being
+      :meth:`~comllm.sim.MECSimulator.observe_turn` given the actions of the
+      steps before it in the slot: the servers chosen earlier in the slot show
+      those tasks in their incoming traffic.
+
+    After the slot's last decision the slot runs. Slots with no arrival run
+    silently. One shared agent decides for every device: the standard
+    single-agent reformulation of the multi-device problem (Tang & Wong train
+    one network per device; here one network sees the deciding device's own
+    observation, which is the same information).
+
+    **Observation** ``Box(0, high, (6 + 5N + N·H,), float32)`` in raw units:
     task size (Mbit), the device's local CPU and uplink waits (slots), its
     current upload rate (Mbit/slot), then per server the queued Mbit, the
-    active queue count and the CPU frequency (GHz), then each server's active
-    count over the last ``H`` slots (oldest first). The exact layout is
-    :class:`~comllm.envs.observation.ObsLayout`; tasks of one slot share the
-    server part (the slot-start state), exactly as a deployed policy sees them.
+    active queue count and the CPU frequency (GHz), then the fresh view: per
+    server the incoming Mbit (still to send by the tasks bound for it in
+    devices' uplinks) and the number of those tasks, the number of tasks
+    arriving in the slot and how many of the slot's other tasks this decision
+    does not see; then each server's active count over the last ``H`` slots
+    (oldest first). The exact layout (version ``OBS_LAYOUT_VERSION``) is the
+    table of :mod:`comllm.envs.observation` and
+    :class:`~comllm.envs.observation.ObsLayout`. It is exactly what a deployed
+    policy sees under the same protocol: under ``simultaneous`` the tasks of a
+    slot share the server part (the slot-start state).
 
     **Action** ``Discrete(N + 1)``: 0 = compute locally, ``j`` = offload to server ``j``.
 
@@ -51,6 +68,8 @@ class MECEnv(gym.Env):
     just decided) and ``credit_ids`` / ``credit_rewards`` (the tasks that ended
     during the step and their rewards): the agents of :mod:`comllm.drl` store
     each transition when it happens and fill in its reward when its task ends.
+    Task ids are the simulator log's (device order within a slot), so under
+    ``sequential`` the ids of a slot's steps come in the decision order.
 
     **Episodes** last ``episode_slots`` slots and end by truncation (there is
     no terminal state). At the end, the simulator runs ``deadline`` more slots
@@ -99,6 +118,8 @@ class MECEnv(gym.Env):
         self._penalty = float(sc.drop_penalty)
         self._obs = np.zeros((0, self.layout.size), dtype=np.float32)
         self._actions = np.zeros(sc.n_devices, dtype=np.int64)
+        self._order = np.zeros(0, dtype=np.int64)
+        self._sequential = sc.decisions == "sequential"
         self._i = 0
         self._t0 = 0
         self._done = True
@@ -121,7 +142,7 @@ class MECEnv(gym.Env):
                 self._advance(np.zeros(0, dtype=np.int64))
             self._ended.clear()
         self._load_slot()
-        return self._obs[0].copy(), self._info()
+        return self._task_obs(), self._info()
 
     def step(self, action):
         if self._done:
@@ -130,7 +151,7 @@ class MECEnv(gym.Env):
         if not 0 <= a <= self.scenario.n_servers:
             raise EnvError(f"action {action!r} is not in 0..{self.scenario.n_servers} (0 = local, j = server j)")
         info = self._info()
-        self._actions[self._i] = a
+        self._actions[self._order[self._i]] = a  # actions are kept in device order
         self._i += 1
         truncated = False
         if self._i == len(self.sim.arrivals):
@@ -144,7 +165,7 @@ class MECEnv(gym.Env):
             self._drain()
             self._done = True
         else:
-            obs = self._obs[self._i].copy()
+            obs = self._task_obs()
         ids, rewards = self._pop_credit()
         info["credit_ids"] = ids
         info["credit_rewards"] = rewards
@@ -162,16 +183,26 @@ class MECEnv(gym.Env):
 
     # ------------------------------------------------------------- internals
     def _info(self) -> dict[str, Any]:
-        return {
-            "task_id": self._first_tid + self._i,
-            "device": int(self.sim.arrivals[self._i]) if self._i < len(self.sim.arrivals) else -1,
-            "slot": int(self.sim.t),
-        }
+        if self._i < len(self._order):
+            pos = int(self._order[self._i])
+            return {"task_id": self._first_tid + pos, "device": int(self.sim.arrivals[pos]), "slot": int(self.sim.t)}
+        return {"task_id": self._first_tid + self._i, "device": -1, "slot": int(self.sim.t)}
 
     def _load_slot(self) -> None:
-        self._obs = observation_from_batch(self.sim.observe())
+        """Start deciding the current slot's arrivals (the simulator's decision order)."""
+        self._order = self.sim.decision_order()
+        if not self._sequential:
+            self._obs = observation_from_batch(self.sim.observe())
+        self._actions[: len(self._order)] = 0
         self._first_tid = self.sim.log.n
         self._i = 0
+
+    def _task_obs(self) -> np.ndarray:
+        """The observation of the slot's ``_i``-th task to decide, by the protocol."""
+        if self._sequential:
+            n = len(self._order)
+            return observation_from_batch(self.sim.observe_turn(self._i, self._actions[:n]))[0]
+        return self._obs[self._order[self._i]].copy()
 
     def _advance(self, actions: np.ndarray, limit_tid: int | None = None) -> None:
         """Run one slot; keep the outcomes of tasks with id below ``limit_tid`` (all if None)."""
@@ -189,16 +220,21 @@ class MECEnv(gym.Env):
 
     def _final_observation(self) -> np.ndarray:
         """The next task's observation (zeros for the task if none arrives in the final slot)."""
-        batch = self.sim.observe()
-        if len(batch):
-            return observation_from_batch(batch.subset(slice(0, 1)))[0]
+        if len(self.sim.arrivals):
+            if self._sequential:
+                return observation_from_batch(self.sim.observe_turn(0, np.zeros(len(self.sim.arrivals), np.int64)))[0]
+            return observation_from_batch(self.sim.observe().subset(slice(0, 1)))[0]
         lw, tw, q, a = self.sim.queue_view()
-        obs = np.zeros(self.layout.size, dtype=np.float32)
+        inc, inc_n = self.sim.incoming_view()
+        lay = self.layout
+        obs = np.zeros(lay.size, dtype=np.float32)
         obs[3] = self.sim.rate[0]
-        obs[self.layout.queued] = q
-        obs[self.layout.active] = a
-        obs[self.layout.ghz] = [s.ghz for s in self.scenario.servers]
-        obs[self.layout.history] = self.sim.history.reshape(-1)
+        obs[lay.queued] = q
+        obs[lay.active] = a
+        obs[lay.ghz] = [s.ghz for s in self.scenario.servers]
+        obs[lay.incoming] = inc
+        obs[lay.incoming_n] = inc_n
+        obs[lay.history] = self.sim.history.reshape(-1)
         return obs
 
     def _drain(self) -> None:

@@ -2,8 +2,8 @@
 
 One vector per task, built from a :class:`~comllm.state.StateBatch` row, so the
 Gymnasium environment and the deployed DRL policies see exactly the same
-numbers. Layout for ``N`` servers and a history of ``H`` slots
-(``4 + 3N + N·H`` values, float32, raw units):
+numbers. Layout version 2 (:data:`OBS_LAYOUT_VERSION`) for ``N`` servers and a
+history of ``H`` slots (``6 + 5N + N·H`` values, float32, raw units):
 
 ========================  =====================================  =============
 index                     feature                                unit
@@ -15,9 +15,27 @@ index                     feature                                unit
 4 .. 4+N                  queued bits at each server             Mbit
 4+N .. 4+2N               active (non-empty) queues per server   count
 4+2N .. 4+3N              CPU frequency of each server           GHz
-4+3N .. 4+3N+N·H          active count history, server-major,    count
+4+3N .. 4+4N              incoming: still to send by the tasks   Mbit
+                          bound for each server in devices'
+                          uplinks
+4+4N .. 4+5N              incoming tasks per server (those       count
+                          tasks' number)
+4+5N                      tasks arriving in this slot, this one  count
+                          included (``slot_arrivals``)
+5+5N                      the slot's other tasks whose decision  count
+                          this one does not see (``slot_pending``)
+6+5N .. 6+5N+N·H          active count history, server-major,    count
                           oldest slot first
 ========================  =====================================  =============
+
+Indices ``4+3N .. 6+5N`` are the *fresh view* of :mod:`comllm.state`: under
+``decisions=sequential`` the incoming block also counts the tasks decided
+earlier in the same slot (whole size, one task each) and ``slot_pending`` is
+the number decided after this one; under ``simultaneous`` every task of a slot
+sees the slot-start traffic and ``slot_pending`` is the slot's other arrivals.
+Layout version 1 (``4 + 3N + N·H`` values: the same without the fresh-view
+block) is that of checkpoints trained before it; they are refused
+(:func:`comllm.drl.checkpoint.check_layout`).
 
 :func:`feature_scale` gives per-feature divisors that bring typical values to
 order one; the agents divide by it before their networks (the scale is saved
@@ -35,18 +53,23 @@ from gymnasium import spaces
 from comllm.scenario import Scenario
 from comllm.state import StateBatch
 
+#: the version of the layout above, recorded in every DRL checkpoint (``obs_layout``)
+OBS_LAYOUT_VERSION = 2
+
 
 @dataclass(frozen=True)
 class ObsLayout:
-    """Where each feature group sits in the observation vector."""
+    """Where each feature group sits in the observation vector (layout :data:`OBS_LAYOUT_VERSION`)."""
 
     n_servers: int
     history_len: int
 
+    version = OBS_LAYOUT_VERSION
+
     @property
     def n_static(self) -> int:
-        """Features before the history block: 4 task/device values + 3 per server."""
-        return 4 + 3 * self.n_servers
+        """Features before the history block: 6 task/device/slot values + 5 per server."""
+        return 6 + 5 * self.n_servers
 
     @property
     def size(self) -> int:
@@ -65,8 +88,31 @@ class ObsLayout:
         return slice(4 + 2 * self.n_servers, 4 + 3 * self.n_servers)
 
     @property
+    def incoming(self) -> slice:
+        """Mbit still to send by the tasks bound for each server (the fresh view)."""
+        return slice(4 + 3 * self.n_servers, 4 + 4 * self.n_servers)
+
+    @property
+    def incoming_n(self) -> slice:
+        """Number of those tasks per server."""
+        return slice(4 + 4 * self.n_servers, 4 + 5 * self.n_servers)
+
+    @property
+    def slot_arrivals(self) -> int:
+        return 4 + 5 * self.n_servers
+
+    @property
+    def slot_pending(self) -> int:
+        return 5 + 5 * self.n_servers
+
+    @property
     def history(self) -> slice:
         return slice(self.n_static, self.size)
+
+    @staticmethod
+    def legacy_size(n_servers: int, history_len: int) -> int:
+        """Size of the layout-1 observation (before the fresh view): ``4 + 3N + N·H``."""
+        return 4 + 3 * n_servers + n_servers * history_len
 
     @classmethod
     def of(cls, scenario: Scenario) -> "ObsLayout":
@@ -74,7 +120,7 @@ class ObsLayout:
 
 
 def observation_from_batch(batch: StateBatch) -> np.ndarray:
-    """Observation vectors of every task of ``batch``, shape ``(B, 4 + 3N + N·H)``, float32."""
+    """Observation vectors of every task of ``batch``, shape ``(B, 6 + 5N + N·H)``, float32."""
     b = len(batch)
     return np.concatenate(
         [
@@ -85,6 +131,10 @@ def observation_from_batch(batch: StateBatch) -> np.ndarray:
             batch.queued,
             batch.active,
             batch.server_ghz,
+            batch.incoming,
+            batch.incoming_n,
+            batch.slot_arrivals[:, None],
+            batch.slot_pending[:, None],
             batch.history.reshape(b, -1),
         ],
         axis=1,
@@ -104,6 +154,11 @@ def observation_space(scenario: Scenario) -> spaces.Box:
             np.full(n, m * d * scenario.size_max),  # every live task of every device at one server
             np.full(n, m),
             [s.ghz for s in scenario.servers],
+            # every live task of every device in its uplink to one server, plus (sequential) the
+            # slot's new tasks decided before this one
+            np.full(n, m * (d + 1) * scenario.size_max),
+            np.full(n, m * (d + 1)),
+            [m, m],
             np.full(n * h, m),
         ]
     )
@@ -116,20 +171,28 @@ def feature_scale(scenario: Scenario) -> np.ndarray:
     """Per-feature divisors (float32) that bring typical observations to order one.
 
     Size by ``size_max``; waits by the deadline; upload rate by its nominal value;
-    a server's queued Mbit by what it computes in one deadline; active counts and
-    their history by the fair share of devices per server; CPU by the fastest server.
+    a server's queued and incoming Mbit by what it computes in one deadline; active
+    and incoming counts and the active history by the fair share of devices per
+    server; CPU by the fastest server; the slot's arrival and pending counts by the
+    mean number of arrivals per slot (at least 1).
     """
     lay = ObsLayout.of(scenario)
     n, h = lay.n_servers, lay.history_len
     d = scenario.deadline
     fair = max(scenario.n_devices / n, 1.0)
     rates = np.asarray(scenario.server_rates())
+    fig = scenario.figures()
+    mean_size = 0.5 * (scenario.size_min + scenario.size_max)
+    per_slot = max(fig["offered_mbit_per_slot"] / mean_size, 1.0)  # mean arrivals per slot
     return np.concatenate(
         [
             [scenario.size_max, d, d, scenario.uplink_rate],
             rates * d,
             np.full(n, fair),
             np.full(n, max(s.ghz for s in scenario.servers)),
+            rates * d,
+            np.full(n, fair),
+            [per_slot, per_slot],
             np.full(n * h, fair),
         ]
     ).astype(np.float32)
