@@ -120,6 +120,10 @@ def sweep(
     check_limit("--warmup", warmup, MAX_SLOTS)
     check_limit("--workers", workers, MAX_WORKERS)
     check_paths({"--json": json_out, "--markdown": markdown}, {"--scenario": scenario_files(scenario)})
+    if ray is not None:
+        from comllm.experiments.sweep import check_ray_address
+
+        check_ray_address(ray)
     loads = load or [None]
     for sc in scenario:  # fail fast, before any worker starts, on a bad scenario, load or policy
         s = load_scenario(sc, list(set_ or []))

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from comllm.errors import ComllmError
+from comllm.errors import ComllmError, format_validation_error
 
 ALGOS = ("dqn", "d3qn-lstm")
 META_FILE = "config.json"
@@ -136,9 +136,7 @@ class CheckpointMeta(_Strict):
         try:
             return cls.model_validate_json(path.read_text())
         except ValidationError as err:
-            first = err.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            raise DRLError(f"bad checkpoint metadata {path}: field '{loc}': {first['msg']}") from None
+            raise DRLError(f"bad checkpoint metadata {path}: {format_validation_error(err, 'metadata')}") from None
 
 
 def parse_hyper(algo: str, values: dict[str, Any]) -> DQNConfig | D3QNConfig:
@@ -148,9 +146,5 @@ def parse_hyper(algo: str, values: dict[str, Any]) -> DQNConfig | D3QNConfig:
     try:
         return HYPER_MODELS[algo].model_validate(values)  # type: ignore[return-value]
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        if first["type"] == "extra_forbidden":
-            known = ", ".join(HYPER_MODELS[algo].model_fields)
-            raise DRLError(f"unknown {algo} hyper-parameter '{loc}' (known: {known})") from None
-        raise DRLError(f"invalid {algo} hyper-parameter '{loc}' = {first.get('input')!r}: {first['msg']}") from None
+        known = list(HYPER_MODELS[algo].model_fields)
+        raise DRLError(format_validation_error(err, algo, "hyper-parameter", known, "hyper-parameter")) from None

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from comllm.errors import ComllmError
+from comllm.errors import ComllmError, format_validation_error
 
 
 class ConfigError(ComllmError, ValueError):
@@ -116,11 +116,7 @@ STAGES = ("data", "sft", "grpo", "comllm", "dqn", "eval", "report")
 
 
 def _message(err: ValidationError) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "config"
-    if first["type"] == "extra_forbidden":
-        return f"unknown config key '{key}'"
-    return f"config key '{key}' = {first.get('input')!r}: {first['msg']}"
+    return format_validation_error(err, "config", "key")
 
 
 def apply_overrides(raw: dict[str, Any], items: list[str]) -> dict[str, Any]:
@@ -146,11 +142,16 @@ def load_config(
     path: str | Path, overrides: dict[str, Any] | None = None, set_items: list[str] | None = None
 ) -> PipelineConfig:
     """Read and validate a YAML pipeline config (plus ``key=value`` overrides); errors name the key."""
+    from comllm.outputs import input_problem
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file '{path}' does not exist")
+    problem = input_problem(path)
+    if problem:
+        raise ConfigError(f"config file '{path}' {problem}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file '{path}' is not UTF-8 text (byte {err.start})") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"config file '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(raw, dict):

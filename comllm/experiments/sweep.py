@@ -105,13 +105,47 @@ def run_sweep(
     return [r for r in results if r is not None]
 
 
+#: seconds to wait for a Ray head to accept a connection
+RAY_CONNECT_TIMEOUT_S = 10.0
+
+
+def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Refuse a ``--ray HOST:PORT`` where nothing accepts a connection within ``timeout`` seconds.
+
+    ``ray.init`` waits a long time for a head that is not there; this check fails
+    fast, in one line. ``auto`` and ``local`` are left to Ray.
+    """
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ComllmError(f"--ray '{address}' is not HOST:PORT (or ray://HOST:PORT, auto)")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        why = "timed out" if isinstance(err, socket.timeout) else (err.strerror or str(err))
+        raise ComllmError(
+            f"--ray '{address}': nothing accepts a connection at {host}:{port} within {timeout:g} s ({why}); "
+            f"start a head there with `ray start --head --port={port}`"
+        ) from None
+
+
 def _run_ray(jobs: list[Job], address: str, on_done: Callable[[JobResult], None] | None) -> list[JobResult]:
     try:
         import ray
     except ImportError:
         raise ComllmError("--ray needs the optional dependency: pip install 'comllm[ray]'") from None
     if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        check_ray_address(address)
+        try:
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise ComllmError(f"--ray '{address}': cannot join the cluster ({line})") from None
     remote = ray.remote(num_cpus=1)(run_job)
     refs = [remote.remote(job) for job in jobs]
     index = {ref: i for i, ref in enumerate(refs)}

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from comllm.errors import ComllmError
+from comllm.errors import ComllmError, format_validation_error
 
 #: learning rate of the embedded model when ``lr`` is not given (measured, see the README)
 EMBEDDED_LR = 1e-4
@@ -117,7 +117,4 @@ def make_config(**kwargs: Any) -> GRPORunConfig:
     try:
         return GRPORunConfig(**kwargs)
     except ValidationError as err:
-        first = err.errors()[0]
-        path = first["loc"]  # the field, list indices, and (for unions) the member tried: keep the first two
-        loc = ".".join([str(path[0]), *(str(p) for p in path[1:] if isinstance(p, int))]) if path else "config"
-        raise GRPOError(f"invalid grpo option '{loc}' = {first.get('input')!r}: {first['msg']}") from None
+        raise GRPOError(format_validation_error(err, "grpo", "option", unknown_noun="option")) from None

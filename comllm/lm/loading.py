@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from comllm.errors import ComllmError
+from comllm.errors import ComllmError, short
 from comllm.lm import model as _model  # noqa: F401  (registers comllm_lm with the Auto classes)
 
 META_FILE = "comllm.json"
@@ -86,7 +86,15 @@ class LMMeta:
         path = Path(directory, META_FILE)
         if not path.is_file():
             return None
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_bytes().decode("utf-8"))
+        except (ValueError, OSError) as err:  # not JSON, not UTF-8, unreadable
+            raise LMError(f"{path} is not a valid {META_FILE}: {str(err).splitlines()[0][:160]}") from None
+        if not isinstance(data, dict):
+            raise LMError(f"{path} is not a JSON object")
+        for key in ("template", "prompt_suffix", "answer_prefix"):
+            if key in data and not isinstance(data[key], str):
+                raise LMError(f"{path}: field '{key}' = {short(data[key])} is not a string")
         known = {k: data[k] for k in ("template", "prompt_suffix", "answer_prefix", "format_version", "base_model", "training") if k in data}
         if "template" not in known:
             raise LMError(f"{path} has no 'template' field")
@@ -204,6 +212,21 @@ def resolve_spec(spec: str | Path | None) -> str:
     return str(spec)
 
 
+_WEIGHTS = ("model.safetensors", "adapter_model.safetensors", "config.json", "adapter_config.json")
+_TOKENIZER = ("word_tokenizer.json", "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt")
+
+
+def _files(folder: Path, names: tuple[str, ...]) -> str:
+    """`` (file a, file b)``: the files of this kind in a local checkpoint folder, for an error message."""
+    present = [str(folder / n) for n in names if folder.is_dir() and (folder / n).exists()]
+    return f" ({', '.join(present)})" if present else ""
+
+
+def _first_line(err: BaseException) -> str:
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def load_lm(
     spec: str | Path | None = "default",
     *,
@@ -256,9 +279,16 @@ def load_lm(
             meta.base_model = base_name
         else:
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except ComllmError:
+        raise
+    except Exception as err:  # noqa: BLE001  (a corrupt or truncated weights file raises many kinds)
+        raise LMError(f"cannot load the weights of model '{source}'{_files(local, _WEIGHTS)}: {_first_line(err)}") from None
+    try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError) as err:
-        raise LMError(f"cannot load model '{source}': {str(err).splitlines()[0]}") from None
+    except ComllmError:
+        raise
+    except Exception as err:  # noqa: BLE001  (the tokenizers library raises a bare Exception)
+        raise LMError(f"cannot load the tokenizer of model '{source}'{_files(local, _TOKENIZER)}: {_first_line(err)}") from None
 
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from comllm.errors import ComllmError
 from comllm.lm.tokenizer import ComllmTokenizer
 from comllm.lm.values import ValueCodec, value_features
 
@@ -105,6 +106,10 @@ class ComllmLMForCausalLM(LlamaForCausalLM):
         raise NotImplementedError("the embedded model's vocabulary is fixed by its tokenizer; build a new model")
 
 
+class ShapeError(ComllmError, ValueError):
+    """A model shape that cannot be built; the message names the field and the value."""
+
+
 @dataclass(frozen=True)
 class ModelShape:
     """Size of an embedded model. Defaults: ≈ 2 M parameters (192 wide, 4 layers)."""
@@ -119,9 +124,9 @@ class ModelShape:
     def __post_init__(self) -> None:
         for name in ("hidden", "layers", "heads", "intermediate", "value_hidden", "max_positions"):
             if getattr(self, name) < 1:
-                raise ValueError(f"model shape {name}={getattr(self, name)} must be >= 1")
+                raise ShapeError(f"model shape {name}={getattr(self, name)} must be >= 1")
         if self.hidden % self.heads:
-            raise ValueError(f"model shape hidden={self.hidden} is not a multiple of heads={self.heads}")
+            raise ShapeError(f"model shape heads={self.heads} does not divide hidden={self.hidden}")
 
 
 def build_model(tokenizer: ComllmTokenizer, shape: ModelShape = ModelShape(), cost_head: bool = False, seed: int = 0) -> ComllmLMForCausalLM:

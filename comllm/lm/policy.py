@@ -24,6 +24,8 @@ or ``llm:mode=sample``. Options:
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +41,14 @@ from comllm.state import StateBatch, TaskState, group_by_servers
 
 MODES = ("score", "sample")
 FALLBACKS = ("greedy", "local", "random")
+#: upper bounds of the decoding options (an answer is a few tokens; a reasoning trace a few hundred)
+MAX_TEMPERATURE = 100.0
+MAX_NEW_TOKENS = 4096
+MAX_BATCH = 65536
+
+
+class LMLengthWarning(UserWarning):
+    """A prompt longer than the model's ``max_position_embeddings``."""
 
 
 @dataclass
@@ -60,12 +70,14 @@ class DecodeOptions:
             raise PolicyError(f"llm option fallback='{self.fallback}' must be one of {', '.join(FALLBACKS)}")
         if self.norm not in ("sum", "mean"):
             raise PolicyError(f"llm option norm='{self.norm}' must be sum or mean")
-        if not self.temperature > 0:
-            raise PolicyError(f"llm option temperature={self.temperature} must be > 0")
+        if not 0 < self.temperature <= MAX_TEMPERATURE:  # also refuses nan
+            raise PolicyError(f"llm option temperature={self.temperature} must be in (0, {MAX_TEMPERATURE:g}]")
         if not 0 < self.top_p <= 1:
             raise PolicyError(f"llm option top_p={self.top_p} must be in (0, 1]")
-        if self.batch < 1:
-            raise PolicyError(f"llm option batch={self.batch} must be >= 1")
+        if not 1 <= self.batch <= MAX_BATCH:
+            raise PolicyError(f"llm option batch={self.batch} must be in 1..{MAX_BATCH}")
+        if self.max_new_tokens is not None and not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
+            raise PolicyError(f"llm option max_new_tokens={self.max_new_tokens} must be in 1..{MAX_NEW_TOKENS}")
 
 
 class LMPolicy(Policy):
@@ -84,6 +96,7 @@ class LMPolicy(Policy):
             raise PolicyError(f"model '{lm.source}' uses template '{lm.meta.template}': {err}") from None
         self.lm.model.eval()
         self._answers: dict[int, list[list[int]]] = {}
+        self._warned_length = False
         self.reset(seed)
 
     # ------------------------------------------------------------------ Policy
@@ -123,7 +136,9 @@ class LMPolicy(Policy):
 
     def prompt_ids(self, states: list[TaskState]) -> list[list[int]]:
         suffix = self.lm.meta.prompt_suffix
-        return self.lm.encode_prompts([self.template.render_prompt(s) + suffix for s in states])
+        ids = self.lm.encode_prompts([self.template.render_prompt(s) + suffix for s in states])
+        self._check_lengths(ids)
+        return ids
 
     def scores(self, states: list[TaskState]) -> torch.Tensor:
         """Log-likelihood of every valid answer, ``(len(states), N + 1)``; states share one N."""
@@ -198,6 +213,39 @@ class LMPolicy(Policy):
             self.template.answers(scenario.n_servers)
         except Exception as err:  # noqa: BLE001
             raise PolicyError(f"template '{self.template.name}' cannot answer for {scenario.n_servers} servers: {err}")
+        limit = self.max_positions
+        if limit is not None:
+            from comllm.lm.loading import _probe_state
+
+            probe = _probe_state()
+            probe = dataclasses.replace(probe, servers=probe.servers * scenario.n_servers)
+            prompt = self.lm.encode_prompts([self.template.render_prompt(probe) + self.lm.meta.prompt_suffix])[0]
+            n = len(prompt) + max(len(a) for a in self.answer_ids(scenario.n_servers))
+            if n > limit:
+                raise PolicyError(
+                    f"a {scenario.n_servers}-server prompt and answer are {n} tokens, beyond the {limit} positions "
+                    f"of model '{self.lm.source}' (max_position_embeddings)"
+                )
+
+    @property
+    def max_positions(self) -> int | None:
+        """The longest sequence the model was built for (``max_position_embeddings``), if it says."""
+        n = getattr(getattr(self.lm.model, "config", None), "max_position_embeddings", None)
+        return n if isinstance(n, int) and n > 0 else None
+
+    def _check_lengths(self, prompts: list[list[int]]) -> None:
+        limit = self.max_positions
+        if limit is None or self._warned_length or not prompts:
+            return
+        n = max(len(p) for p in prompts)
+        if n > limit:
+            self._warned_length = True
+            warnings.warn(
+                f"a prompt of {n} tokens is beyond the {limit} positions of model '{self.lm.source}' "
+                "(max_position_embeddings): its decisions are unreliable (warned once)",
+                LMLengthWarning,
+                stacklevel=3,
+            )
 
 
 def parse_spec(arg: str | None) -> tuple[str | None, dict[str, str]]:
@@ -235,16 +283,19 @@ def make_lm_policy(arg: str | None, scenario: Scenario | None = None) -> LMPolic
         except ValueError:
             raise PolicyError(f"llm option {k}='{v}' is not a valid {_OPTION_TYPES[k].__name__}") from None
     if "threads" in opts:
-        if opts["threads"] < 1:
-            raise PolicyError(f"llm option threads={opts['threads']} must be >= 1")
-        torch.set_num_threads(opts.pop("threads"))
+        if not 1 <= opts["threads"] <= 4096:
+            raise PolicyError(f"llm option threads={opts['threads']} must be in 1..4096")
+    load = {k: opts.pop(k) for k in ("template", "device", "dtype", "threads") if k in opts}
+    seed = opts.pop("seed", 0)
+    options = DecodeOptions(**opts)  # checked before the model is loaded
+    if "threads" in load:
+        torch.set_num_threads(load.pop("threads"))
     try:
-        lm = load_lm(path, template=opts.pop("template", None), device=opts.pop("device", "auto"),
-                     dtype=opts.pop("dtype", "auto"))  # fmt: skip
+        lm = load_lm(path, template=load.get("template"), device=load.get("device", "auto"),
+                     dtype=load.get("dtype", "auto"))  # fmt: skip
     except LMError as err:
         raise PolicyError(str(err)) from None
-    seed = opts.pop("seed", 0)
-    return LMPolicy(lm, DecodeOptions(**opts), seed=seed)
+    return LMPolicy(lm, options, seed=seed)  # make_policy checks it against the scenario
 
 
 register_policy("llm", "language model: llm[:PATH][,mode=score|sample,temperature=..,top_p=..]")(make_lm_policy)

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from comllm.errors import ComllmError
+from comllm.errors import ComllmError, FieldError, format_validation_error
 from comllm.lm.distributed import DataParallel
 from comllm.lm.loading import LMError, LMMeta, LoadedLM, LoraSpec, load_lm, pick_device
 from comllm.lm.model import ModelShape, build_model
@@ -104,11 +104,11 @@ class SFTConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> "SFTConfig":
         if self.model == "default" and not self.template:
-            raise ValueError("a new default model needs --template (e.g. annotated-compact)")
+            raise FieldError("template", self.template, "a new default model needs --template (e.g. annotated-compact)")
         if self.listwise > 0 and (self.reasoning or self.cost_head > 0):
-            raise ValueError("listwise combines with neither reasoning answers nor the cost head")
+            raise FieldError("listwise", self.listwise, "combines with neither reasoning answers nor the cost head")
         if self.hidden % self.heads:
-            raise ValueError(f"hidden={self.hidden} is not a multiple of heads={self.heads}")
+            raise FieldError("heads", self.heads, f"does not divide hidden={self.hidden}")
         return self
 
 
@@ -117,9 +117,7 @@ def make_config(**kwargs: Any) -> SFTConfig:
     try:
         return SFTConfig(**kwargs)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "config"
-        raise SFTError(f"invalid sft option '{loc}' = {first.get('input')!r}: {first['msg']}") from None
+        raise SFTError(format_validation_error(err, "sft", "option", unknown_noun="option")) from None
 
 
 # ---------------------------------------------------------------- examples

@@ -80,10 +80,11 @@ class ValueCodec:
     # ---- ids <-> values -------------------------------------------------
     def encode(self, value: float, spaced: bool = False) -> tuple[int, bool]:
         """Id of ``value`` and whether it had to be clipped into the range."""
-        if not math.isfinite(value):
-            k, clipped = (self.n_steps - 1 if value > 0 else 0), True
+        steps = value / self.resolution if math.isfinite(value) else value  # 1e308 / 0.01 is inf
+        if not math.isfinite(steps):
+            k, clipped = (self.n_steps - 1 if steps > 0 else 0), True
         else:
-            k = int(round(value / self.resolution))
+            k = int(round(steps))
             clipped = k < 0 or k >= self.n_steps
             k = min(max(k, 0), self.n_steps - 1)
         return self.base + 2 * k + int(spaced), clipped

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from comllm.errors import ComllmError
+from comllm.errors import ComllmError, short
 from comllm.scenario import Scenario
 from comllm.state import StateBatch
 
@@ -85,7 +85,13 @@ def make_policy(spec: str, scenario: Scenario | None = None) -> Policy:
         _load_plugins()
     if name not in _REGISTRY:
         raise PolicyError(f"unknown policy '{spec}' (known: {', '.join(sorted(_REGISTRY))})")
-    policy = _REGISTRY[name](arg or None, scenario)
+    try:
+        policy = _REGISTRY[name](arg or None, scenario)
+    except ComllmError:
+        raise
+    except (ValueError, TypeError) as err:  # a factory that parses its argument with int(), float()...
+        detail = (str(err).splitlines() or [type(err).__name__])[0][:160]
+        raise PolicyError(f"policy '{name}': bad argument {short(arg)} in '{spec}' ({detail})") from None
     if scenario is not None:
         policy.check_scenario(scenario)
     return policy

@@ -4,8 +4,11 @@ Canonical answers: ``local`` / ``server K`` (English), ``本地执行`` / ``卸�
 (Chinese). :func:`parse_answer` reads either language in messy text (case,
 spaces, punctuation, full-width characters, surrounding words, Chinese or
 English number words): after the last answer marker (``answer:``, ``决策：``...)
-if there is one, it takes the last action named; an action outside 0..N, or
-no action at all, gives ``None``. It never raises.
+if there is one, it takes the last action named; an action outside 0..N, a
+number that is not a whole positive count (``server -1``, ``server 3.5``,
+``server 1e3``), or no action at all, gives ``None``. It never raises, reads at
+most the last :data:`MAX_ANSWER_CHARS` characters, and every pattern runs in
+time linear in the text.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import unicodedata
 LOCAL_EN = "local"
 LOCAL_ZH = "本地执行"
 ANSWER_MARKER = {"en": "answer: ", "zh": "决策："}
+#: longest tail of a model output that is read (an answer with its reasoning trace is far shorter)
+MAX_ANSWER_CHARS = 20_000
 
 _EN_WORDS = {
     w: i
@@ -28,17 +33,20 @@ _ZH_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四":
 _EN_NUM = "|".join(sorted(_EN_WORDS, key=len, reverse=True))
 _ZH_NUM = "[零〇一二两三四五六七八九十百]+"
 
-_MARKER = re.compile(r"(?:final answer|answer|decision|决策|答案)\s*(?:is\s*|为\s*|是\s*)?[:=]", re.I)
+_MARKER = re.compile(r"(?:final answer|answer|decision|决策|答案)\s*+(?:is\s*+|为\s*+|是\s*+)?[:=]", re.I)
 # ASCII word edges (not \b): "选择local" must still read "local"
 _A, _Z = r"(?<![A-Za-z])", r"(?![A-Za-z])"
+# a whole count: no sign before it (checked on the separator), no fraction or exponent after it
+_INT = r"\d++(?!\.\d|[eE][-+]?\d)"
+# possessive quantifiers (*+, ++): no backtracking into runs of spaces, so the scan stays linear
 _ACTION = re.compile(
     rf"(?P<local>{_A}local(?:ly)?{_Z}|本地|{_A}on[- ]device{_Z})"
-    rf"|(?:{_A}edge[\s_-]*)?{_A}server[\s_#:-]*(?:no\.?\s*)?(?P<num>\d+|(?:{_EN_NUM}){_Z})"
-    rf"|(?:边缘)?服务器\s*#?\s*(?P<zh>\d+|{_ZH_NUM})"
-    rf"|{_A}action[\s_#:=-]*(?P<act>\d+)",
+    rf"|(?:{_A}edge[\s_-]*+)?{_A}server(?P<sep>[\s_#:-]*+)(?:no\.?\s*+)?(?P<num>{_INT}|(?:{_EN_NUM}){_Z})"
+    rf"|(?:边缘)?服务器[\s#]*+(?P<zh>{_INT}|{_ZH_NUM})"
+    rf"|{_A}action(?P<asep>[\s_#:=-]*+)(?P<act>{_INT})",
     re.I,
 )
-_BARE = re.compile(r"^\W*(\d+)\W*$")
+_BARE = re.compile(r"^[^\w+-]*+(\d++)\W*+$")
 
 
 def answer_strings(n_servers: int, lang: str = "en") -> list[str]:
@@ -81,16 +89,26 @@ def _server(k: int | None) -> int | None:
     return None if k is None or k < 1 else k  # servers are numbered from 1
 
 
+def _signed(sep: str | None) -> bool:
+    """A separator ending in a minus sign after a space (``server -1``, ``server #-1``): a negative number.
+
+    ``server-1`` (a hyphen straight after the word) and ``server - 1`` stay server 1.
+    """
+    return sep is not None and len(sep) > 1 and sep[-1] == "-" and sep[-2] != "-"
+
+
 def _action_of(m: re.Match[str]) -> int | None:
     if m.group("local"):
         return 0
     if m.group("num"):
+        if _signed(m.group("sep")):
+            return None
         s = m.group("num").lower()
         return _server(int(s) if s.isdigit() else _EN_WORDS.get(s))
     if m.group("zh"):
         return _server(_zh_number(m.group("zh")))
     if m.group("act"):
-        return int(m.group("act"))
+        return None if _signed(m.group("asep")) else int(m.group("act"))
     return None  # pragma: no cover
 
 
@@ -99,7 +117,7 @@ def parse_answer(text: object, n_servers: int) -> int | None:
     try:
         if not isinstance(text, str):
             return None
-        t = unicodedata.normalize("NFKC", text)
+        t = unicodedata.normalize("NFKC", text[-MAX_ANSWER_CHARS:])
         markers = list(_MARKER.finditer(t))
         if markers:
             t = t[markers[-1].end() :]
