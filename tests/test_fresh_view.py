@@ -181,3 +181,23 @@ def test_planner_follows_the_protocol():
         sim.step(sim.decide(spy))
     assert all(n == 1 for n, _ in seen)
     assert any(len(d) > 0 for _, d in seen)
+
+
+def test_sweep_has_a_protocol_axis_and_a_server_count_placeholder(tmp_path):
+    from typer.testing import CliRunner
+
+    from comllm.cli import app
+
+    out = tmp_path / "rows.json"
+    res = CliRunner().invoke(app, [
+        "sweep", "--policy", "greedy", "--policy", "random:{n}", "--scenario", "small", "--decisions", "simultaneous",
+        "--decisions", "sequential", "--seeds", "1", "--slots", "20", "--warmup", "5", "--workers", "1", "--json", str(out),
+    ])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    import json
+
+    rows = json.loads(out.read_text())
+    assert sorted((r["policy"], r["scenario"]) for r in rows) == [
+        ("greedy", "small (sequential)"), ("greedy", "small (simultaneous)"),
+        ("random:{n}", "small (sequential)"), ("random:{n}", "small (simultaneous)"),
+    ]  # fmt: skip

@@ -96,6 +96,9 @@ def sweep(
     policy: list[str] = typer.Option(["greedy"], help="policy NAME[:ARG] (repeatable)"),
     scenario: list[str] = typer.Option(["paper-6"], help="scenario preset or YAML (repeatable)"),
     load: Optional[list[float]] = typer.Option(None, help="arrival probability (repeatable; default: the scenario's)"),
+    decisions: Optional[list[str]] = typer.Option(
+        None, help="decision protocol, simultaneous | sequential (repeatable; default: the scenario's)"
+    ),
     seeds: int = typer.Option(3, min=1),
     slots: int = typer.Option(1000, min=1, help="scored slots per episode"),
     warmup: int = typer.Option(200, min=0),
@@ -105,7 +108,11 @@ def sweep(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the aggregated rows as JSON"),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="write the table as Markdown"),
 ) -> None:
-    """Policies × scenarios × loads × seeds in parallel (worker processes, or Ray with --ray)."""
+    """Policies × scenarios × loads × protocols × seeds in parallel (worker processes, or Ray with --ray).
+
+    A policy may name the scenario's server count as ``{n}``: ``--policy dqn:{n}`` runs the
+    shipped agent of each scenario's size (``dqn:6`` on paper-6, ``dqn:11`` on paper-11).
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from comllm.cli.app import write_json, write_text
@@ -125,18 +132,29 @@ def sweep(
 
         check_ray_address(ray)
     loads = load or [None]
-    for sc in scenario:  # fail fast, before any worker starts, on a bad scenario, load or policy
+    protocols = decisions or [None]
+
+    def overrides(q: float | None, d: str | None) -> tuple[str, ...]:
+        return (
+            tuple(set_ or []) + ((f"arrival_prob={q}",) if q is not None else ()) + ((f"decisions={d}",) if d else ())
+        )
+
+    def resolved(p: str, s) -> str:
+        return p.replace("{n}", str(s.n_servers))
+
+    for sc in scenario:  # fail fast, before any worker starts, on a bad scenario, load, protocol or policy
         s = load_scenario(sc, list(set_ or []))
         for q in loads:
-            if q is not None:
-                load_scenario(sc, list(set_ or []) + [f"arrival_prob={q}"])
+            for d in protocols:
+                load_scenario(sc, list(overrides(q, d)))
         for p in policy:
-            make_policy(p, s)
+            make_policy(resolved(p, s), s)
     jobs = [
-        Job(policy=p, scenario=sc, seed=k, slots=slots, warmup=warmup,
-            overrides=tuple(set_ or []) + ((f"arrival_prob={q}",) if q is not None else ()))  # fmt: skip
+        Job(policy=resolved(p, load_scenario(sc, list(set_ or []))), label=p, scenario=sc, seed=k, slots=slots,
+            warmup=warmup, overrides=overrides(q, d))  # fmt: skip
         for sc in scenario
         for q in loads
+        for d in protocols
         for p in policy
         for k in range(seeds)
     ]
@@ -146,9 +164,10 @@ def sweep(
         results = run_sweep(jobs, workers=workers, ray_address=ray, on_done=lambda r: progress.advance(task))
     rows = aggregate(results)
     for r in rows:
-        extra = [o for o in r["overrides"] if o.startswith("arrival_prob=")]
+        extra = [o.replace("arrival_prob=", "p=") for o in r["overrides"] if o.startswith("arrival_prob=")][-1:]
+        extra += [o.partition("=")[2] for o in r["overrides"] if o.startswith("decisions=")][-1:]
         if extra:
-            r["scenario"] = f"{r['scenario']} ({extra[-1].replace('arrival_prob=', 'p=')})"
+            r["scenario"] = f"{r['scenario']} ({', '.join(extra)})"
     console.print(results_table(rows, f"sweep: {len(jobs)} episodes, {slots} slots each"))
     write_json(json_out, rows)
     write_text(markdown, md_table(rows), "--markdown")
