@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -115,6 +115,30 @@ def staged_dir(final: str | Path) -> Iterator[Path]:
     os.replace(tmp, final)
     _fsync_dir(final.parent)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_files(dest: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder inside ``dest``; when the block succeeds, move each file into ``dest``.
+
+    Each file replaces its namesake atomically (the set of files is not one
+    atomic step: write what says "finished" after this block).
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    tmp = dest / f".files.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        for p in sorted(tmp.iterdir()):
+            if p.is_file():
+                with open(p, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(p, dest / p.name)
+        _fsync_dir(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def is_temporary(path: str | Path) -> bool:
@@ -242,10 +266,13 @@ def require(state: dict[str, Any], path: str | Path, *keys: str) -> None:
 
 
 # ------------------------------------------------------------------ logs
-def truncate_csv(path: str | Path, step: int, step_field: str = "step") -> list[dict[str, str]]:
-    """Keep the rows of a CSV log whose ``step`` is at most ``step`` (atomically); returns them.
+def truncate_csv(
+    path: str | Path, step: int, step_field: str = "step", keep: Callable[[dict[str, str]], bool] | None = None
+) -> list[dict[str, str]]:
+    """Keep the rows of a CSV log whose ``step`` is at most ``step`` (and that ``keep`` accepts), atomically.
 
-    Rows that do not parse (a line cut by a kill) are dropped. A missing file is left missing.
+    Returns the rows kept. Rows that do not parse (a line cut by a kill) are
+    dropped. A missing file is left missing.
     """
     path = Path(path)
     if not path.is_file():
@@ -258,7 +285,7 @@ def truncate_csv(path: str | Path, step: int, step_field: str = "step") -> list[
             if None in r or any(v is None for v in r.values()):
                 continue  # too many or too few columns: a partial line
             try:
-                if int(r[step_field]) <= step:
+                if int(r[step_field]) <= step and (keep is None or keep(r)):
                     rows.append(r)
             except (KeyError, TypeError, ValueError):
                 continue

@@ -15,15 +15,23 @@ TRL's SFTTrainer: on the embedded model it runs 2.2x the samples per second
 writes the same ``save_pretrained`` checkpoints.
 
 Outputs in ``out/``: the final checkpoint (model, tokenizer, ``comllm.json``),
-``checkpoint-<step>/`` folders (with ``trainer_state.pt``: optimizer,
-scheduler, step, random states) for ``--resume``, ``train_log.csv`` and
-TensorBoard events in ``tb/``.
+``checkpoint-<step>/`` folders (with ``trainer_state.safetensors``: optimizer,
+scheduler, step, random states) for ``--resume``, the tokenized data
+(``dataset.safetensors``), ``train_log.csv`` and TensorBoard events in ``tb/``.
+
+Safe to interrupt and to share (README, "What is safe"): checkpoints are data
+(safetensors weights, tensors plus JSON state: :mod:`comllm.checkpointing`;
+no pickle is ever loaded, the ``trainer_state.pt`` / ``dataset.pt`` of older
+versions are ignored); each ``checkpoint-<step>`` is built under a temporary
+name and renamed when complete; ``--resume`` takes the newest checkpoint that
+loads, skipping (with a warning) any that does not; the log is cut back to the
+resumed step, so no row repeats; the folder is locked while the run lasts
+(:mod:`comllm.locking`).
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import random
@@ -39,15 +47,29 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from comllm.checkpointing import (
+    CheckpointError,
+    atomic_write_json,
+    clean_staging,
+    load_state,
+    require,
+    save_state,
+    staged_dir,
+    staged_files,
+    truncate_csv,
+)
 from comllm.errors import ComllmError, FieldError, format_validation_error
 from comllm.lm.distributed import DataParallel
 from comllm.lm.loading import LMError, LMMeta, LoadedLM, LoraSpec, load_lm, pick_device
 from comllm.lm.model import ModelShape, build_model
 from comllm.lm.tokenizer import ComllmTokenizer
+from comllm.locking import LOCK_FILE, is_main_process, lock_folder
 from comllm.state import TaskState
 
-STATE_FILE = "trainer_state.pt"
-DATASET_FILE = "dataset.pt"
+STATE_FILE = "trainer_state.safetensors"
+DATASET_FILE = "dataset.safetensors"
+#: pickled files of older versions: never loaded (a resume needs a checkpoint of this version)
+LEGACY_FILES = ("trainer_state.pt", "dataset.pt")
 LOG_FILE = "train_log.csv"
 
 
@@ -425,8 +447,89 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
+def _resume_point(
+    ckpts: list[Path], device: str, log: Callable[[str], None]
+) -> tuple[Path, dict[str, Any], SFTConfig, LoadedLM] | None:
+    """The newest checkpoint whose state and model both load; the others are skipped with a warning."""
+    for ck in reversed(ckpts):
+        path = ck / STATE_FILE
+        try:
+            if not path.is_file() and any((ck / name).is_file() for name in LEGACY_FILES):
+                raise CheckpointError(f"it holds a {LEGACY_FILES[0]} of an older comllm (pickle: never loaded)")
+            state = load_state(path)
+            require(state, path, "step", "samples", "elapsed", "optimizer", "scheduler", "rng", "config")
+            try:
+                saved = SFTConfig(**state["config"])
+            except (ValidationError, TypeError) as err:
+                raise CheckpointError(f"state file '{path}': its 'config' does not validate ({str(err).splitlines()[0][:120]})") from None
+            lm = load_lm(ck, device=device, dtype=saved.dtype, trainable=True)
+        except (CheckpointError, LMError) as err:
+            log(f"warning: skipping checkpoint '{ck}': {err}")
+            continue
+        return ck, state, saved, lm
+    return None
+
+
+def _pack(arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """A list of 1-D arrays as one array of values and one of lengths."""
+    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+    values = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+    return {"values": values, "lengths": lengths}
+
+
+def _unpack(packed: dict[str, Any]) -> list[np.ndarray]:
+    values, lengths = np.asarray(packed["values"]), np.asarray(packed["lengths"], dtype=np.int64)
+    if lengths.sum() != len(values) or (lengths < 0).any():
+        raise ValueError(f"{len(values)} values do not split into lengths summing to {lengths.sum()}")
+    return np.split(values, np.cumsum(lengths)[:-1]) if len(lengths) else []
+
+
+def _write_examples(path: Path, ex: Examples) -> None:
+    """The tokenized data set, as a state file (arrays only)."""
+    save_state(path, {
+        "prompt": _pack(ex.prompt), "completion": _pack(ex.completion), "label": ex.label, "n_servers": ex.n_servers,
+        "costs": _pack(ex.costs), "line_ends": None if ex.line_ends is None else _pack(ex.line_ends),
+    })  # fmt: skip
+
+
+def _read_examples(path: Path, log: Callable[[str], None]) -> Examples | None:
+    """The tokenized data set of a run, or None (missing or unreadable: the caller tokenizes again)."""
+    if not path.is_file():
+        return None
+    try:
+        blob = load_state(path)
+        require(blob, path, "prompt", "completion", "label", "n_servers", "costs")
+        ex = Examples(
+            prompt=_unpack(blob["prompt"]), completion=_unpack(blob["completion"]),
+            label=np.asarray(blob["label"], dtype=np.int64), n_servers=np.asarray(blob["n_servers"], dtype=np.int64),
+            costs=_unpack(blob["costs"]), line_ends=None if blob.get("line_ends") is None else _unpack(blob["line_ends"]),
+        )  # fmt: skip
+    except (CheckpointError, ValueError, KeyError, TypeError) as err:
+        log(f"warning: tokenizing the data again: {err}")
+        return None
+    n = len(ex.prompt)
+    if not all(len(x) == n for x in (ex.completion, ex.label, ex.n_servers, ex.costs)):
+        log(f"warning: tokenizing the data again: '{path}' holds columns of different lengths")
+        return None
+    return ex
+
+
 def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or resume) SFT as configured; returns a summary (steps, samples, wall time, final eval)."""
+    """Run (or resume) SFT as configured; returns a summary (steps, samples, wall time, final eval).
+
+    The output folder is locked while the run lasts: a second run into it stops
+    with a :class:`~comllm.locking.LockError` naming this one's pid.
+    """
+    out = Path(cfg.out)
+    if cfg.resume and not out.is_dir():
+        raise SFTError(f"--resume: no checkpoint-* folder in '{out}'")
+    with lock_folder(out, "sft", log=log):
+        if is_main_process():
+            clean_staging(out)
+        return _train_sft(cfg, log)
+
+
+def _train_sft(cfg: SFTConfig, log: Callable[[str], None]) -> dict[str, Any]:
     out = Path(cfg.out)
     threads = cfg.threads or auto_threads()
     torch.set_num_threads(threads)
@@ -435,7 +538,8 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
         log = _silent
     device = dp.init(pick_device(cfg.device))
     ckpts = _checkpoints(out) if out.is_dir() else []
-    if cfg.resume and not ckpts:
+    traces = out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir())
+    if cfg.resume and not ckpts and not traces:
         raise SFTError(f"--resume: no checkpoint-* folder in '{out}'")
     if not cfg.resume and out.is_dir() and (ckpts or (out / "config.json").exists()):
         raise SFTError(f"output folder '{out}' already holds a run; use --resume or another --out")
@@ -447,19 +551,25 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
     torch.manual_seed(cfg.seed)
     state: dict[str, Any] | None = None
     if cfg.resume:
-        last = ckpts[-1]
-        state = torch.load(last / STATE_FILE, weights_only=False)
-        saved = SFTConfig(**state["config"])
-        # the schedule and data of the run being resumed win over new flags, except bookkeeping
-        cfg = saved.model_copy(update={"resume": True, "progress": cfg.progress, "threads": cfg.threads})
-        lm = load_lm(last, device=device, dtype=cfg.dtype, trainable=True)
-        log(f"resuming from {last} (step {state['step']})")
+        found = _resume_point(ckpts, device, log)
+        if found is None:
+            log(f"warning: '{out}' holds no complete checkpoint (interrupted before the first one): "
+                "training starts from step 0")  # fmt: skip
+            cfg = cfg.model_copy(update={"resume": False})
+            if dp.main:
+                shutil.rmtree(out / "tb", ignore_errors=True)  # the interrupted run's events
+        else:
+            last, state, saved, lm = found
+            # the schedule and data of the run being resumed win over new flags, except bookkeeping
+            cfg = saved.model_copy(update={"resume": True, "progress": cfg.progress, "threads": cfg.threads})
+            log(f"resuming from {last} (step {state['step']})")
     data_cache = out / DATASET_FILE
 
-    if cfg.resume and data_cache.is_file():
-        blob = torch.load(data_cache, weights_only=False)
-        train_ex = Examples(**blob["train"])
-        eval_states, eval_costs = blob["eval_states"], blob["eval_costs"]
+    train_ex = _read_examples(data_cache, log) if cfg.resume else None
+    if train_ex is not None:
+        eval_states, eval_costs = [], []
+        if cfg.eval_data:
+            eval_states, _, eval_costs = read_record_states([cfg.eval_data], cfg.eval_size)
     else:
         t0 = time.time()
         states, labels, costs = read_record_states(cfg.data, cfg.max_records)
@@ -487,7 +597,7 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
         if cfg.eval_data:
             eval_states, _, eval_costs = read_record_states([cfg.eval_data], cfg.eval_size)
         if dp.main:
-            torch.save({"train": train_ex.to_dict(), "eval_states": eval_states, "eval_costs": eval_costs}, data_cache)
+            _write_examples(data_cache, train_ex)
 
     model = lm.model
     model.train()
@@ -515,10 +625,14 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
 
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(out / "tb")) if dp.main else _NullWriter()
+    purge = state["step"] if state is not None and state["step"] > 0 else None
+    writer = SummaryWriter(str(out / "tb"), purge_step=purge) if dp.main else _NullWriter()
     log_path = out / LOG_FILE
     fields = ["step", "samples", "loss", "aux_loss", "lr", "samples_per_s", "elapsed_s", "eval_acc", "eval_perf_ratio"]
     new_log = not log_path.exists() or state is None
+    if not new_log and dp.main:  # rows after the checkpoint are written again: drop them (and the final eval row)
+        at = int(state["step"])
+        truncate_csv(log_path, at, keep=lambda r: int(r["step"]) < at or bool(r.get("loss")))
     log_file = open(log_path if dp.main else os.devnull, "w" if new_log else "a", newline="")
     log_writer = csv.DictWriter(log_file, fieldnames=fields)
     if new_log:
@@ -528,13 +642,13 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
         if not dp.main:
             dp.barrier()
             return
-        ck = out / f"checkpoint-{step}"
-        lm.save(ck)
-        torch.save(
-            {"step": step, "samples": samples, "elapsed": elapsed, "optimizer": opt.state_dict(),
-             "scheduler": sched.state_dict(), "rng": _rng_state(), "config": cfg.model_dump()},
-            ck / STATE_FILE,
-        )  # fmt: skip
+        with staged_dir(out / f"checkpoint-{step}") as tmp:  # renamed into place once complete
+            lm.save(tmp)
+            save_state(
+                tmp / STATE_FILE,
+                {"step": step, "samples": samples, "elapsed": elapsed, "optimizer": opt.state_dict(),
+                 "scheduler": sched.state_dict(), "rng": _rng_state(), "config": cfg.model_dump()},
+            )  # fmt: skip
         for old in _checkpoints(out)[: -cfg.keep]:
             shutil.rmtree(old, ignore_errors=True)
         dp.barrier()
@@ -639,11 +753,11 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
     summary = {"steps": step, "samples": samples, "train_wall_s": round(elapsed, 1), "threads": threads,
                "processes": dp.world, "eval": last_eval, "config": cfg.model_dump(exclude={"progress", "resume"})}  # fmt: skip
     lm.meta.training = summary
+    save_checkpoint()  # first: a kill during what follows leaves the last step's checkpoint to resume from
     if dp.main:
-        lm.save(out)
-    save_checkpoint()
-    if dp.main:
-        (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        with staged_files(out) as tmp:
+            lm.save(tmp)
+        atomic_write_json(out / "train_summary.json", summary)
     dp.close()
     log(f"saved {out} after {step} steps, {samples} samples, {elapsed / 60:.1f} min of training")
     return summary
