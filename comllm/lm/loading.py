@@ -11,6 +11,11 @@ weights; its base model is named in the adapter config and loaded first.
 * ``"default"``: the shipped default checkpoint (``comllm/checkpoints/lm-default``);
 * a local folder written by ``comllm sft`` or ``save_pretrained``;
 * a Hugging Face model name (``Qwen/Qwen2.5-0.5B``), loaded through the Auto classes.
+
+Loading reads data only (README, "What is safe"): weights from safetensors
+files (``use_safetensors=True``: a folder that has only pickled
+``pytorch_model.bin`` / ``adapter_model.bin`` weights is refused) and no code
+from the model's folder or repository (``trust_remote_code=False``).
 """
 
 from __future__ import annotations
@@ -264,8 +269,11 @@ def load_lm(
     if meta is None:
         raise LMError(f"model '{source}' has no {META_FILE}; pass a template (e.g. --template paper)")
 
+    if adapter and not (local / "adapter_model.safetensors").is_file():
+        raise LMError(f"adapter folder '{source}' has no adapter_model.safetensors (pickled adapter weights are not loaded)")
     quant = _quantization_config(four_bit, device)
-    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    # data only: safetensors weights, never code shipped with a model (README, "What is safe")
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "use_safetensors": True, "trust_remote_code": False}
     if quant is not None:
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": device}
@@ -284,7 +292,7 @@ def load_lm(
     except Exception as err:  # noqa: BLE001  (a corrupt or truncated weights file raises many kinds)
         raise LMError(f"cannot load the weights of model '{source}'{_files(local, _WEIGHTS)}: {_first_line(err)}") from None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except ComllmError:
         raise
     except Exception as err:  # noqa: BLE001  (the tokenizers library raises a bare Exception)
