@@ -35,6 +35,15 @@ def short(value: Any, limit: int = MAX_ECHO) -> str:
     return f"{text[: keep // 2 + keep % 2]}...{text[-(keep // 2):]} ({len(text)} characters)"
 
 
+def shorten(message: str, limit: int = 300) -> str:
+    """A one-line message of at most about ``limit`` characters: a long middle (an echoed value) is cut."""
+    text = " ".join(message.split()) if "\n" in message else message
+    if len(text) <= limit:
+        return text
+    head, tail = (2 * limit) // 3, limit // 3 - 20
+    return f"{text[:head]} ...({len(text) - head - tail} characters)... {text[-tail:]}"
+
+
 # union members, constraints and wrappers pydantic puts into an error's location
 _LOC_NOISE = ("literal[", "function-", "constrained-", "lax-", "strict-", "json-or-python", "tagged-union")
 _TYPE_WORDS = {"int", "float", "str", "bool", "none", "list", "dict", "tuple", "set", "bytes", "is-instance"}

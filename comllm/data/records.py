@@ -26,12 +26,16 @@ from typing import IO, Any, Iterable, Iterator
 import numpy as np
 
 from comllm.cost import action_costs
-from comllm.errors import ComllmError
+from comllm.errors import ComllmError, shorten
 from comllm.scenario import SERVER_TYPE_NAMES
 from comllm.sim import Snapshot
 from comllm.state import FieldSpec, ServerView, StateBatch, TaskState, server_fields, task_fields
 from comllm.text import Template, TextError, get_template, parse_answer, parse_field_items, parse_prompt_text
 from comllm.text.parse import _is_zh
+
+
+#: longest error message about one record (a longer echoed value is cut in the middle)
+MAX_MESSAGE = 300
 
 
 class DataError(ComllmError, ValueError):
@@ -439,9 +443,12 @@ class RecordReader:
     """
 
     def __init__(self, path: str | Path, skip_bad: bool = False, template: str | Template | None = None) -> None:
+        from comllm.outputs import input_problem
+
         self.path = Path(path)
-        if not self.path.is_file():
-            raise DataError(f"data file '{path}' does not exist")
+        problem = input_problem(self.path)
+        if problem:  # a folder, a FIFO or /dev/null is named as what it is
+            raise DataError(f"data file '{path}' {problem}")
         self.skip_bad = skip_bad
         self.template = get_template(template) if template is not None else None
         self.n_read = 0
@@ -466,6 +473,16 @@ class RecordReader:
             self.errors.append(str(err))
 
     def _convert(self, obj: Any, k: int) -> Record:
+        try:
+            return self._convert_one(obj, k)
+        except DataError as err:
+            if len(str(err)) <= MAX_MESSAGE:
+                raise
+            raise DataError(shorten(err.detail, MAX_MESSAGE), err.record, err.field) from None  # no 27 KB echo
+        except (ValueError, ArithmeticError, TypeError, RecursionError) as err:  # a reader bug must not end the run
+            raise DataError(f"cannot read the record ({type(err).__name__}: {shorten(str(err), 160)})", k) from None
+
+    def _convert_one(self, obj: Any, k: int) -> Record:
         if not isinstance(obj, dict):
             raise DataError("not a JSON object", k)
         if "prompt" in obj or "oracle_action" in obj:

@@ -16,6 +16,7 @@ from typing import Any
 
 from comllm.state import ServerView, TaskState
 from comllm.text import vocab as V
+from comllm.errors import short
 from comllm.text.numbers import NUMBER, find_numbers, first_number, parse_number
 from comllm.text.template import TextError
 
@@ -76,7 +77,10 @@ class _Reader:
         m = first_number(text)
         if m is None or text[: m.start()].strip(" :="):
             raise TextError(f"value '{raw}' is not a number", field)
-        x = parse_number(m.group())
+        try:
+            x = parse_number(m.group())
+        except ValueError:  # 1e400: not a finite number
+            raise TextError(f"value {short(raw)} is not a finite number", field) from None
         unit = V.norm_unit(text[m.end() :])
         if not unit:
             base, factor = _DEFAULT_UNIT[dim]
@@ -197,7 +201,10 @@ class _Reader:
             nums = find_numbers(value)
             if _NUMS_AND_SPACE.sub("", value):
                 raise TextError(f"load history '{part}' holds a value that is not a number", sub)
-            return key, tuple(round(parse_number(t), 10) for t in nums)
+            try:
+                return key, tuple(round(parse_number(t), 10) for t in nums)
+            except ValueError:
+                raise TextError(f"load history {short(part)} holds a value that is not a finite number", sub) from None
         if key == "cpu_ghz":
             x, _, f = self.quantity(value, "freq", sub)
             return key, self._exact(x, f)
