@@ -10,7 +10,10 @@ lists aligned with the completions):
   JSON string (the LACS reward re-simulates from it; the prompt is never parsed);
 * ``device``: the index of the device whose task the record is;
 * ``n_servers``, ``costs`` (one-step cost of every action, slots, as JSON) and
-  ``oracle_action``: for the decision metrics logged beside the rewards.
+  ``oracle_action``: for the decision metrics logged beside the rewards;
+* ``slot_decisions``: records of a ``decisions=sequential`` trajectory, the slot's
+  earlier decisions as JSON ``[[device, action], ...]`` (``""`` otherwise), which the
+  LACS reward fixes in its rollouts.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 from comllm.data.records import DataError, read_records
 from comllm.grpo.config import GRPOError
 
-COLUMNS = ("prompt", "snapshot", "device", "n_servers", "costs", "oracle_action")
+COLUMNS = ("prompt", "snapshot", "device", "n_servers", "costs", "oracle_action", "slot_decisions")
 
 
 def record_rows(lm: Any, paths: list[str], limit: int | None = None) -> dict[str, list[Any]]:
@@ -46,6 +49,8 @@ def record_rows(lm: Any, paths: list[str], limit: int | None = None) -> dict[str
                 rows["n_servers"].append(int(rec.n_servers))
                 rows["costs"].append(json.dumps(rec.costs))
                 rows["oracle_action"].append(int(rec.oracle_action))
+                dec = rec.slot_decisions
+                rows["slot_decisions"].append("" if dec is None else json.dumps([list(p) for p in dec]))
                 if limit is not None and len(rows["prompt"]) >= limit:
                     return rows
         except DataError as err:

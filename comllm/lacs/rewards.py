@@ -4,7 +4,10 @@ The state of a completion is never re-parsed from its prompt: each record carrie
 simulator snapshot (``Snapshot.to_dict()``, as a dict or a JSON string) and the
 deciding device's index in dataset columns (``snapshot`` and ``device`` by default),
 which TRL passes to reward functions as keyword lists aligned with the completions.
-Completions are parsed with :func:`comllm.text.parse_answer`.
+Completions are parsed with :func:`comllm.text.parse_answer`. Records of a
+``decisions=sequential`` trajectory also carry the slot's earlier decisions (column
+``slot_decisions``, a JSON list of ``[device, action]``): the look-ahead fixes them, as
+the simulator would have, and lets ``other_policy`` decide the tasks still to come.
 
 Three callables, logged separately by TRL under their names, whose sum (TRL's default
 reward weights of 1) is the reference reward of DESIGN §4. For a parseable answer
@@ -72,6 +75,7 @@ class RewardConfig:
     seed: int = 0
     snapshot_column: str = "snapshot"
     device_column: str = "device"
+    decisions_column: str = "slot_decisions"
 
     def __post_init__(self) -> None:
         if self.lacs not in LACS_MODES:
@@ -114,6 +118,7 @@ class _Record:
     device: int
     batch: StateBatch  # one row: the device's task
     cost: np.ndarray  # (N + 1,) one-step costs, slots
+    decided: dict[int, int] | None = None  # sequential: actions decided earlier in the slot
 
 
 class LacsRewards:
@@ -132,11 +137,22 @@ class LacsRewards:
 
     # --------------------------------------------------------------- records
     @staticmethod
-    def _key(snapshot: Any, device: Any) -> str:
+    def _key(snapshot: Any, device: Any, decided: Any = None) -> str:
         text = snapshot if isinstance(snapshot, str) else json.dumps(snapshot, sort_keys=True, default=str)
-        return f"{int(device)}|{text}"
+        extra = "" if decided in (None, "", "null") else f"|{decided if isinstance(decided, str) else json.dumps(decided)}"
+        return f"{int(device)}|{text}{extra}"
 
-    def _record(self, key: str, snapshot: Any, device: Any) -> _Record:
+    @staticmethod
+    def _decided(value: Any) -> dict[int, int] | None:
+        if value in (None, "", "null"):
+            return None
+        pairs = json.loads(value) if isinstance(value, str) else value
+        try:
+            return {int(m): int(a) for m, a in pairs}
+        except (TypeError, ValueError):
+            raise LacsError(f"slot_decisions={value!r} is not a list of [device, action] pairs") from None
+
+    def _record(self, key: str, snapshot: Any, device: Any, decided: Any = None) -> _Record:
         rec = self._records.get(key)
         if rec is not None:
             self._records.move_to_end(key)
@@ -149,7 +165,7 @@ class LacsRewards:
         if len(rows) != 1:
             raise LacsError(f"device={dev} has no task arriving in the snapshot's slot {snap.t}")
         row = batch.subset(rows)
-        rec = _Record(snap, dev, row, action_costs(row)[0])
+        rec = _Record(snap, dev, row, action_costs(row)[0], self._decided(decided))
         self._records[key] = rec
         if len(self._records) > self._cache_size:
             self._records.popitem(last=False)
@@ -169,11 +185,12 @@ class LacsRewards:
             )
         if len(snaps) != len(texts) or len(devs) != len(texts):
             raise LacsError(f"got {len(texts)} completions, {len(snaps)} snapshots and {len(devs)} devices")
-        keys = [self._key(s, d) for s, d in zip(snaps, devs)]
+        decs = kwargs.get(cfg.decisions_column) or [None] * len(texts)
+        keys = [self._key(s, d, e) for s, d, e in zip(snaps, devs, decs)]
         fingerprint = (tuple(texts), tuple(keys))
         if self._last is not None and self._last[0] == fingerprint:
             return self._last[1]
-        recs = [self._record(k, s, d) for k, s, d in zip(keys, snaps, devs)]
+        recs = [self._record(k, s, d, e) for k, s, d, e in zip(keys, snaps, devs, decs)]
         actions = [parse_answer(t, r.batch.n_servers) for t, r in zip(texts, recs)]
         future = self._future(keys, recs, actions)
         out: dict[str, list[float]] = {"format": [], "task": [], "lacs": []}
@@ -223,7 +240,8 @@ class LacsRewards:
                 for k in ks
             ]
             res = lacs_evaluate_batch(
-                [states[k].snapshot for k in ks], [states[k].device for k in ks], cfg.lacs_settings(), cands
+                [states[k].snapshot for k in ks], [states[k].device for k in ks], cfg.lacs_settings(), cands,
+                [states[k].decided for k in ks],
             )
             for k, c, lr in zip(ks, cands, res):
                 f = np.full(states[k].batch.n_actions, np.nan)
