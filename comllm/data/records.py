@@ -31,7 +31,8 @@ from comllm.scenario import SERVER_TYPE_NAMES
 from comllm.sim import Snapshot
 from comllm.state import FieldSpec, ServerView, StateBatch, TaskState, server_fields, task_fields
 from comllm.text import Template, TextError, get_template, parse_answer, parse_field_items, parse_prompt_text
-from comllm.text.parse import _is_zh
+from comllm.text import vocab as V
+from comllm.text.parse import _is_zh, split_prompt
 
 
 #: longest error message about one record (a longer echoed value is cut in the middle)
@@ -270,7 +271,8 @@ def record_from_reference(obj: dict[str, Any], index: int, template: str | Templ
 
     ``index`` is the 1-based record number (errors name it). The prompt and answer
     are rendered in ``template`` (default: ``paper-zh`` for Chinese keys, ``paper``
-    for English ones); ``source_action`` keeps the file's own label.
+    for English ones, their ``-v2`` if the input has the fresh view's fields; without
+    them those fields read 0); ``source_action`` keeps the file's own label.
     """
     if "input" not in obj:
         raise DataError("missing field 'input'", index, "input")
@@ -302,7 +304,11 @@ def record_from_reference(obj: dict[str, Any], index: int, template: str | Templ
                     index,
                     "output.action_name",
                 )
-    t = get_template(template if template is not None else ("paper-zh" if zh else "paper"))
+    if template is None:  # an input with the fresh view's fields (written by a -v2 template) keeps them
+        labels = [k for k, _ in items] if isinstance(raw, dict) else [k for k, _ in split_prompt(raw)]
+        fresh = any(V.FIELD_INDEX.get(V.norm_label(str(k))) in V.FRESH_FIELDS for k in labels)
+        template = ("paper-zh" if zh else "paper") + ("-v2" if fresh else "")
+    t = get_template(template)
     oracle, costs = label_state(state)
     return Record(
         id=obj["id"] if isinstance(obj.get("id"), (int, str)) and not isinstance(obj.get("id"), bool) else index - 1,
@@ -325,17 +331,18 @@ def record_from_reference(obj: dict[str, Any], index: int, template: str | Templ
 def record_to_reference(record: Record, template: str | Template | None = None) -> dict[str, Any]:
     """The official form of a record: ``{"instruction", "input", "output": {"action_name"}}``.
 
-    ``template`` must have a field form (``paper-zh``, ``paper``); default: the record's own
-    if it has one, else ``paper-zh``.
+    ``template`` must have a field form (``paper-zh``, ``paper`` or their ``-v2``, which add
+    the fresh view's fields); default: the record's own if it has one, else ``paper-zh``.
     """
     if template is None:
-        template = record.template if record.template in ("paper-zh", "paper") else "paper-zh"
+        own = ("paper-zh", "paper", "paper-zh-v2", "paper-v2")
+        template = record.template if record.template in own else "paper-zh"
     t = get_template(template)
     s = record.task_state()
     try:
         fields = t.render_fields(s)
     except TextError as err:
-        raise DataError(f"the official format needs a template with fields (paper-zh or paper): {err}") from None
+        raise DataError(f"the official format needs a template with fields (paper-zh or paper, or their -v2): {err}") from None
     return {
         "instruction": t.instruction,
         "input": fields,

@@ -7,6 +7,29 @@ An official record is ``{"instruction": ..., "input": {...}, "output": {"action_
 Quantities have 4 decimals; constants are written as Python writes a float
 (``297.0``). The text prompt is the instruction, a blank line, then one
 ``key: value`` line per input entry.
+
+``paper-zh-v2`` is the same format plus the fresh view (README, "Text and data"), in
+Chinese-labelled fields the official format does not have: ``"本时间槽到达任务数": 4``
+and ``"本时间槽未决任务数": 3`` (JSON numbers, after ``本地设备``), and in each
+``边缘服务器K`` line, after the queue length, ``在途任务量3.2000 Mbits, 在途任务数2``
+(the Mbit still to send by the tasks bound for it in devices' uplinks, and their count).
+The prompt after the instruction::
+
+    任务大小: 4.1934 Mbits
+    最大延迟: 10 时间槽
+    本地CPU队列等待时间: 3.0000 时间槽
+    网络队列等待时间: 0.0000 时间槽
+    网络上传速率: 1.4000 Mbits/时间槽
+    时间槽时长: 0.1秒
+    丢弃惩罚: 100
+    本地设备: 类型 移动设备, CPU频率 2.5 GHz, 每比特周期数 297.0, 传输速率 14.0 Mbps
+    本时间槽到达任务数: 4
+    本时间槽未决任务数: 3
+    边缘服务器1: 类型 高性能型, CPU频率 41.8 GHz, 每比特周期数 297.0, 活跃任务数0，服务器总队列长度0.0000 Mbits, 在途任务量3.2000 Mbits, 在途任务数2, 过去5个时间槽负载: [2.0, 0.0, 1.0, 1.0, 0.0]
+    边缘服务器2: 类型 标准型, CPU频率 30.0 GHz, 每比特周期数 297.0, 活跃任务数2，服务器总队列长度7.2731 Mbits, 在途任务量0.0000 Mbits, 在途任务数0, 过去5个时间槽负载: [3.0, 3.0, 0.0, 3.0, 4.0]
+    边缘服务器3: 类型 节能型, CPU频率 22.0 GHz, 每比特周期数 1200.5, 活跃任务数5，服务器总队列长度31.5000 Mbits, 在途任务量12.5000 Mbits, 在途任务数3, 过去5个时间槽负载: [5.0, 6.0, 4.5, 5.0, 7.0]
+
+An official record without these fields reads them as 0 (the schema's defaults).
 """
 
 from __future__ import annotations
@@ -37,6 +60,10 @@ INSTRUCTION_ZH = (
 )
 
 
+#: the fields of paper-zh-v2, in order: the official ones, then the fresh view's slot counts
+FIELD_ORDER_V2: tuple[str, ...] = tuple(V.FIELDS) + tuple(V.FRESH_FIELDS)
+
+
 def _penalty(x: float) -> int | float:
     """The drop penalty is a JSON number in the official format (``100``)."""
     r = round(x, 4)
@@ -53,6 +80,7 @@ class ChineseTemplate(Template):
     description: str = "Chinese, the official COMLLM format field for field"
     field_order: tuple[str, ...] = tuple(V.FIELDS)
     server_order: tuple[int, ...] | None = None  # a permutation of server indices (ids kept)
+    fresh_view: bool = False  # paper-zh-v2: the fresh view too (with field_order=FIELD_ORDER_V2; 在途任务量/在途任务数)
 
     @property
     def instruction(self) -> str:
@@ -69,19 +97,25 @@ class ChineseTemplate(Template):
             "upload_rate": f"{fixed(state.upload_rate, d)} Mbits/时间槽",
             "slot_s": f"{pf(state.slot_s)}秒",
             "drop_penalty": _penalty(state.drop_penalty),
+            "slot_arrivals": int(state.slot_arrivals),  # written by paper-zh-v2 only (JSON numbers)
+            "slot_pending": int(state.slot_pending),
             "device": (
                 f"类型 {V.DEVICE_TYPE_ZH}, CPU频率 {pf(state.device_ghz)} GHz, "
                 f"每比特周期数 {pf(state.device_cycles_per_bit)}, 传输速率 {pf(state.device_mbps)} Mbps"
             ),
         }
-        out = {V.FIELDS[k][1]: values[k] for k in self.field_order}
+        out = {V.ALL_FIELDS[k][1]: values[k] for k in self.field_order}
         order = self.server_order if self.server_order is not None else range(state.n_servers)
         for j in order:
             s = state.servers[j]
             hist = ", ".join(pf(h) for h in s.history)
+            fresh = ""
+            if self.fresh_view:
+                inc_mbit, inc_n = V.FRESH_ATTRS["incoming_mbit"][1], V.FRESH_ATTRS["incoming_tasks"][1]
+                fresh = f"{inc_mbit}{fixed(s.incoming_mbit, d)} Mbits, {inc_n}{int(s.incoming_tasks)}, "
             out[f"边缘服务器{j + 1}"] = (
                 f"类型 {V.TYPES[s.type][1]}, CPU频率 {pf(s.cpu_ghz)} GHz, 每比特周期数 {pf(s.cycles_per_bit)}, "
-                f"活跃任务数{int(s.active)}，服务器总队列长度{fixed(s.queued_mbit, d)} Mbits, "
+                f"活跃任务数{int(s.active)}，服务器总队列长度{fixed(s.queued_mbit, d)} Mbits, {fresh}"
                 f"过去{len(s.history)}个时间槽负载: [{hist}]"
             )
         return out

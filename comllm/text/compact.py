@@ -27,6 +27,43 @@ Each action has exactly one line, in action order, starting at line
 These templates do not carry the whole state back (``parse_prompt`` is not
 offered); :meth:`quantize` rounds to the 2 decimals they print.
 
+The ``-v2`` templates (``estimates-compact-v2``, ``annotated-compact-v2``,
+``raw-compact-v2``) add the fresh view in the same style: the slot's arrivals and
+undecided tasks (``arrivals``, ``unseen``) end the task line (``estimates-compact-v2``
+gets a line for them), and each server's incoming Mbit and tasks (``incoming``,
+``uploading``) follow its queue. Their estimate is the incoming-aware one
+(``action_costs(batch, incoming=True)``: incoming Mbit counted as queued), and a first
+line says so (:data:`ESTIMATE_LEGEND`); so :attr:`action_line_start` is 2 for both
+(1 for ``raw-compact-v2``). The names without ``-v2`` keep writing what they wrote
+(shipped checkpoints were trained on them). ``annotated-compact-v2``::
+
+    est = one-step latency, incoming counted as queued
+    task 4.19 Mbit deadline 10 rate 1.4 Mbit/slot txwait 0 slot 0.1 s penalty 100 arrivals 4 unseen 3
+    local: est 7.98 | wait 3 cpu 2.5 GHz density 297
+    server 1: est 3.52 | high cpu 41.8 GHz active 0 queue 0 Mbit incoming 3.2 Mbit uploading 2 load 2 0 1 1 0
+    server 2: est 6.4 | std cpu 30 GHz active 2 queue 7.27 Mbit incoming 0 Mbit uploading 0 load 3 3 0 3 4
+    server 3: est 160.78 | eco cpu 22 GHz density 1200.5 active 5 queue 31.5 Mbit incoming 12.5 Mbit uploading 3 load 5 6 4.5 5 7
+    answer:
+
+``estimates-compact-v2``::
+
+    est = one-step latency, incoming counted as queued
+    arrivals 4 unseen 3
+    local: est 7.98
+    server 1: est 3.52 | incoming 3.2 Mbit uploading 2
+    server 2: est 6.4 | incoming 0 Mbit uploading 0
+    server 3: est 160.78 | incoming 12.5 Mbit uploading 3
+    answer:
+
+``raw-compact-v2``::
+
+    task 4.19 Mbit deadline 10 rate 1.4 Mbit/slot txwait 0 slot 0.1 s penalty 100 arrivals 4 unseen 3
+    local: wait 3 cpu 2.5 GHz density 297
+    server 1: high cpu 41.8 GHz active 0 queue 0 Mbit incoming 3.2 Mbit uploading 2 load 2 0 1 1 0
+    server 2: std cpu 30 GHz active 2 queue 7.27 Mbit incoming 0 Mbit uploading 0 load 3 3 0 3 4
+    server 3: eco cpu 22 GHz density 1200.5 active 5 queue 31.5 Mbit incoming 12.5 Mbit uploading 3 load 5 6 4.5 5 7
+    answer:
+
 Every choice of wording, unit, number format and order is a field of a
 :class:`CompactStyle`; a template's default style writes the text above byte
 for byte (checkpoints and data depend on it). The robustness perturbations
@@ -71,7 +108,18 @@ WORDS: dict[str, tuple[str, ...]] = {
     "standard": ("std", "standard", "mid", "normal"),
     "energy-saving": ("eco", "slow", "low", "saver"),
 }
-_tokens = [t for ws in WORDS.values() for w in ws for t in w.split()]
+#: The words of the fresh view, written only by the ``-v2`` compact templates (kept apart
+#: from :data:`WORDS` so that the templates of before, and their perturbations, write what
+#: they wrote): the slot's arrivals and undecided tasks on the task line, each server's
+#: incoming Mbit and tasks on its line.
+FRESH_WORDS: dict[str, tuple[str, ...]] = {
+    "arrivals": ("arrivals", "arriving", "newcomers", "entrants"),
+    "unseen": ("unseen", "undecided", "concurrent", "simultaneous"),
+    "incoming": ("incoming", "inbound", "transit", "enroute"),
+    "uploading": ("uploading", "sending", "transferring", "uploads"),
+}
+ALL_WORDS: dict[str, tuple[str, ...]] = {**WORDS, **FRESH_WORDS}
+_tokens = [t for ws in ALL_WORDS.values() for w in ws for t in w.split()]
 assert len(_tokens) == len(set(_tokens)), "a word of the compact labels is used twice"
 assert not {"local", "server", "answer"} & set(_tokens)
 
@@ -79,6 +127,13 @@ assert not {"local", "server", "answer"} & set(_tokens)
 TASK_ATTRS: tuple[str, ...] = ("task", "deadline", "rate", "txwait", "slot", "penalty")
 LOCAL_ATTRS: tuple[str, ...] = ("est", "wait", "cpu", "density")
 SERVER_ATTRS: tuple[str, ...] = ("est", "type", "cpu", "density", "active", "queue", "load")
+#: the ``-v2`` orders: the slot's counts end the task line, the incoming traffic follows the queue
+TASK_ATTRS_V2: tuple[str, ...] = TASK_ATTRS + ("arrivals", "unseen")
+SERVER_ATTRS_V2: tuple[str, ...] = SERVER_ATTRS[:6] + ("incoming", "uploading") + SERVER_ATTRS[6:]
+FRESH_ATTRS: frozenset[str] = frozenset(FRESH_WORDS)
+#: the first line of the ``-v2`` compact templates that print estimates: which estimate it is
+#: (``{est}`` is the estimate's word)
+ESTIMATE_LEGEND = "{est} = one-step latency, incoming counted as queued"
 
 #: Units: spelling -> factor from the canonical unit ('' = the canonical unit, not written).
 #: Time units (deadline, waits, estimates: slots) and Mbit/s (rate) need the slot length.
@@ -122,7 +177,12 @@ class CompactStyle:
     server_order: tuple[int, ...] | None = None
 
     def label(self, key: str) -> str:
-        return self.labels.get(key, WORDS[key][0])
+        return self.labels.get(key, ALL_WORDS[key][0])
+
+    @property
+    def fresh_view(self) -> bool:
+        """Whether this style writes fresh-view attributes (a ``-v2`` style)."""
+        return any(a in FRESH_ATTRS for a in (*self.task_attrs, *self.server_attrs))
 
 
 def _shift(factor: float) -> int:
@@ -157,9 +217,12 @@ class _Numbers:
         return fixed(float(n), 6) if self.fmt == "padded" else str(int(n))
 
 
-def estimates(state: TaskState) -> np.ndarray:
-    """Estimated latency (slots) of every action of ``state``, shape ``(N + 1,)`` (DESIGN §3)."""
-    return action_costs(StateBatch.from_states([state]))[0]
+def estimates(state: TaskState, incoming: bool = False) -> np.ndarray:
+    """Estimated latency (slots) of every action of ``state``, shape ``(N + 1,)`` (DESIGN §3).
+
+    ``incoming``: the incoming-aware estimate (``comllm.cost.action_costs(batch, incoming=True)``).
+    """
+    return action_costs(StateBatch.from_states([state]), incoming=incoming)[0]
 
 
 class _Compact(Template):
@@ -168,6 +231,7 @@ class _Compact(Template):
     carries_state = False
     with_estimates = True
     with_raw = True
+    fresh_view = False  # the -v2 templates: the fresh view, the incoming-aware estimate and a legend line
 
     def __init__(self, style: CompactStyle | None = None) -> None:
         self.style = style if style is not None else self.default_style()
@@ -177,11 +241,16 @@ class _Compact(Template):
         """The canonical style, with only the attributes this template writes."""
 
         def keep(attrs: tuple[str, ...]) -> tuple[str, ...]:
-            return tuple(a for a in attrs if (a == "est" and cls.with_estimates) or (a != "est" and cls.with_raw))
+            return tuple(
+                a
+                for a in attrs
+                if (a == "est" and cls.with_estimates)
+                or (a in FRESH_ATTRS and cls.fresh_view)
+                or (a != "est" and a not in FRESH_ATTRS and cls.with_raw)
+            )
 
-        return CompactStyle(
-            task_attrs=keep(TASK_ATTRS), local_attrs=keep(LOCAL_ATTRS), server_attrs=keep(SERVER_ATTRS)
-        )
+        task, server = (TASK_ATTRS_V2, SERVER_ATTRS_V2) if cls.fresh_view else (TASK_ATTRS, SERVER_ATTRS)
+        return CompactStyle(task_attrs=keep(task), local_attrs=keep(LOCAL_ATTRS), server_attrs=keep(server))
 
     def with_style(self, style: CompactStyle) -> "_Compact":
         """This template writing in ``style``."""
@@ -194,15 +263,17 @@ class _Compact(Template):
         """Index of the prompt line of action 0 (local); action ``a`` is on line ``action_line_start + a``
 
         (in the canonical server order; a ``server_order`` moves the server lines)."""
-        return 1 if self.with_raw else 0
+        legend = self.fresh_view and self.with_estimates
+        task_line = self.with_raw or self.fresh_view
+        return int(legend) + int(task_line)
 
     def quantize(self, state: TaskState) -> TaskState:
-        return quantize_state(state, self.decimals)
+        return quantize_state(state, self.decimals, self.carried)
 
     def render_prompt(self, state: TaskState) -> str:
         st = self.style
         num = _Numbers(st.numbers)
-        est = estimates(state) if self.with_estimates else None
+        est = estimates(state, incoming=self.fresh_view) if self.with_estimates else None
         slot = state.slot_s
         time_f = {"": 1.0, "ms": slot * 1e3, "s": slot}[st.time_unit]
         data_f = DATA_UNITS[st.data_unit]
@@ -234,6 +305,9 @@ class _Compact(Template):
             return {"est": time(est[k]), **values} if est is not None else values
 
         lines = []
+        if self.fresh_view and self.with_estimates:  # the -v2 templates say which estimate they print
+            lines.append(ESTIMATE_LEGEND.format(est=st.label("est")))
+        task: dict[str, str] = {}
         if self.with_raw:
             task = {
                 "task": val(state.task_size, data_f, st.data_unit),
@@ -243,6 +317,10 @@ class _Compact(Template):
                 "slot": val(slot, SLOT_UNITS[st.slot_unit], st.slot_unit),
                 "penalty": val(state.drop_penalty),
             }
+        if self.fresh_view:
+            task["arrivals"] = num.count(state.slot_arrivals)
+            task["unseen"] = num.count(state.slot_pending)
+        if task:
             lines.append(" ".join(attrs(st.task_attrs, task)))
         local = {}
         if self.with_raw:
@@ -266,6 +344,9 @@ class _Compact(Template):
                 raw["active"] = num.count(s.active)
                 raw["queue"] = val(s.queued_mbit, data_f, st.data_unit)
                 raw["load"] = " ".join(num.value(h) for h in s.history)
+            if self.fresh_view:
+                raw["incoming"] = val(s.incoming_mbit, data_f, st.data_unit)
+                raw["uploading"] = num.count(s.incoming_tasks)
             lines.append(action_line(f"server {j}", with_est(j, raw)))
         lines.append("answer:")
         return "\n".join(lines)
@@ -288,7 +369,32 @@ class RawCompact(_Compact):
     description = "raw state only, one short line per action (embedded model)"
 
 
+class EstimatesCompactV2(EstimatesCompact):
+    """``estimates-compact`` + the fresh view; the estimate is the incoming-aware one (first line says so)."""
+
+    name = "estimates-compact-v2"
+    fresh_view = True
+    description = "each action's incoming-aware estimate, the slot's counts, each server's incoming traffic"
+
+
+class AnnotatedCompactV2(AnnotatedCompact):
+    """``annotated-compact`` + the fresh view; the estimate is the incoming-aware one (first line says so)."""
+
+    name = "annotated-compact-v2"
+    fresh_view = True
+    description = "raw state + the fresh view, each action's incoming-aware estimate first on its line"
+
+
+class RawCompactV2(RawCompact):
+    """``raw-compact`` + the fresh view (no estimates)."""
+
+    name = "raw-compact-v2"
+    fresh_view = True
+    description = "raw state + the fresh view, one short line per action (embedded model)"
+
+
 COMPACT_TEMPLATES = (EstimatesCompact(), AnnotatedCompact(), RawCompact())
+COMPACT_TEMPLATES_V2 = (EstimatesCompactV2(), AnnotatedCompactV2(), RawCompactV2())
 
 
 def _register() -> None:
@@ -296,7 +402,7 @@ def _register() -> None:
         from comllm.text import register_template
     except ImportError:  # the registry is not there (yet): the classes still work on their own
         return
-    for t in COMPACT_TEMPLATES:
+    for t in (*COMPACT_TEMPLATES, *COMPACT_TEMPLATES_V2):
         register_template(t)
 
 

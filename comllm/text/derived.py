@@ -2,7 +2,9 @@
 
 The estimated latency of each action is :func:`comllm.cost.action_costs`; its
 terms are recovered from it (wait, upload, compute), so the text never holds a
-second copy of the cost formula's compute term.
+second copy of the cost formula's compute term. ``incoming=True`` uses the
+incoming-aware estimate (``action_costs(batch, incoming=True)``: each server's
+incoming Mbit counted as queued), which the ``-v2`` annotated templates print.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ class ActionTerms:
     est: float  # total estimated latency, slots
 
 
-def action_terms(state: TaskState, costs: np.ndarray | None = None) -> list[ActionTerms]:
-    """The terms of every action (0 = local, j = server j) of ``state``."""
+def action_terms(state: TaskState, costs: np.ndarray | None = None, incoming: bool = False) -> list[ActionTerms]:
+    """The terms of every action (0 = local, j = server j) of ``state`` (``incoming``: the incoming-aware estimate)."""
     if costs is None:
-        costs = action_costs(StateBatch.from_states([state]))[0]
+        costs = action_costs(StateBatch.from_states([state]), incoming=incoming)[0]
     rate = max(state.upload_rate, 1e-9)
     local_compute = float(costs[0]) - state.local_wait
     out = [
@@ -52,7 +54,9 @@ def action_terms(state: TaskState, costs: np.ndarray | None = None) -> list[Acti
                 wait=state.tx_wait,
                 upload=upload,
                 compute=compute,
-                service=(s.queued_mbit + state.task_size) / compute if compute > 0 else float("inf"),
+                service=(s.queued_mbit + (s.incoming_mbit if incoming else 0.0) + state.task_size) / compute
+                if compute > 0
+                else float("inf"),
                 est=float(costs[j]),
             )
         )

@@ -6,6 +6,8 @@ not matter; servers are recognised by their id (``server 3``, ``边缘服务器3
 so their order does not matter either. Values are ``number unit`` (any unit of
 the right dimension, converted to the canonical one) or, for the device and the
 servers, comma-separated attributes. Errors are :class:`TextError` naming the field.
+The fresh-view fields (``vocab.FRESH_FIELDS`` / ``FRESH_ATTRS``, written by the ``-v2``
+templates) may be absent: they then read as 0, as the schema's defaults say.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ _DIM_WORDS = {
 #: attribute inferred from a unit when a value comes without a label ("297 cycles/bit")
 _ATTR_BY_DIM = {"freq": "cpu_ghz", "density": "cycles_per_bit", "data": "queued_mbit"}
 _SERVER_ATTRS = ("type", "cpu_ghz", "cycles_per_bit", "active", "queued_mbit", "history")
+_FRESH_SERVER_ATTRS = tuple(V.FRESH_ATTRS)  # optional: a server without them reads 0 (the fresh view)
 _DEVICE_ATTRS = ("cpu_ghz", "cycles_per_bit", "uplink_mbps")
 
 
@@ -58,11 +61,11 @@ class _Reader:
         self.slot_s = 0.1
 
     def name(self, key: str) -> str:
-        en, zh = V.FIELDS[key]
+        en, zh = V.ALL_FIELDS[key]
         return zh if self.zh else en[0]
 
     def attr_name(self, key: str) -> str:
-        en, zh = V.ATTRS[key]
+        en, zh = V.ALL_ATTRS[key]
         return zh if self.zh else en[0]
 
     # --------------------------------------------------------------- values
@@ -131,6 +134,18 @@ class _Reader:
         except ValueError:
             raise TextError(f"value '{raw}' is not a number", field) from None
 
+    def count(self, raw: Any, field: str) -> int:
+        """A whole count, optionally followed by a count unit (``4``, ``4 tasks``, ``4 个任务``)."""
+        text = _nfkc(str(raw)).strip() if isinstance(raw, str) else raw
+        if isinstance(text, str):
+            m = first_number(text)
+            if m is not None and not text[: m.start()].strip() and V.norm_unit(text[m.end() :]) in V.COUNT_UNITS:
+                text = m.group()
+        x = self.plain(text, field)
+        if x < 0:
+            raise TextError(f"value '{raw}' must not be negative", field)
+        return self.integer(x, raw, field)
+
     @staticmethod
     def integer(x: float, raw: Any, field: str) -> int:
         r = round(x)
@@ -139,8 +154,13 @@ class _Reader:
         return int(r)
 
     # ----------------------------------------------------------- attributes
-    def attributes(self, raw: Any, field: str, allowed: tuple[str, ...]) -> dict[str, Any]:
-        """Attributes of a device or server value: key -> parsed value (floats in canonical units)."""
+    def attributes(
+        self, raw: Any, field: str, allowed: tuple[str, ...], optional: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """Attributes of a device or server value: key -> parsed value (floats in canonical units).
+
+        Every key of ``allowed`` must be there; those of ``optional`` may be.
+        """
         if not isinstance(raw, str):
             raise TextError(f"value {raw!r} is not a list of attributes", field)
         text = _nfkc(raw)
@@ -160,7 +180,7 @@ class _Reader:
             key, value = self.attribute(part, field)
             if key is None:  # the device's own type: carries nothing
                 continue
-            if key not in allowed:
+            if key not in allowed and key not in optional:
                 raise TextError(f"attribute '{part}' does not belong here", field)
             if key in out:
                 raise TextError(f"attribute '{self.attr_name(key)}' appears twice", field)
@@ -213,8 +233,10 @@ class _Reader:
             return key, self._exact(x, f)
         if key == "uplink_mbps":
             return key, self.rate_per_second(value, sub)
-        if key == "queued_mbit":
+        if key in ("queued_mbit", "incoming_mbit"):
             return key, self.data(value, sub)
+        if key == "incoming_tasks":
+            return key, self.count(value, sub)
         if key == "active":
             return key, self.integer(self.plain(value, sub), value, sub)
         raise TextError(f"unknown attribute '{part}'", field)  # pragma: no cover
@@ -276,7 +298,7 @@ class _Reader:
         views = []
         for k in ids:
             label, raw = servers[k]
-            a = self.attributes(raw, label, _SERVER_ATTRS)
+            a = self.attributes(raw, label, _SERVER_ATTRS, _FRESH_SERVER_ATTRS)
             views.append(
                 ServerView(
                     type=a["type"],
@@ -285,8 +307,12 @@ class _Reader:
                     active=a["active"],
                     queued_mbit=a["queued_mbit"],
                     history=a["history"],
+                    incoming_mbit=a.get("incoming_mbit", 0.0),
+                    incoming_tasks=a.get("incoming_tasks", 0),
                 )
             )
+        # the fresh view's counts: a prompt without them (the templates of before, the official format) reads 0
+        fresh = {k: self.count(val[k], lbl[k]) for k in V.FRESH_FIELDS if k in fields}
         return TaskState(
             task_size=self.data(val["task_size"], lbl["task_size"]),
             max_delay=self.integer(max_delay_raw, val["max_delay"], lbl["max_delay"]),
@@ -299,6 +325,7 @@ class _Reader:
             device_cycles_per_bit=device["cycles_per_bit"],
             device_mbps=device["uplink_mbps"],
             servers=tuple(views),
+            **fresh,
         )
 
 

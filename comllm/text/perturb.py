@@ -50,6 +50,7 @@ from comllm.state import TaskState
 from comllm.text import vocab as V
 from comllm.text.chinese import ChineseTemplate
 from comllm.text.compact import NUMBER_FORMATS as COMPACT_NUMBER_FORMATS
+from comllm.text.compact import FRESH_WORDS as COMPACT_FRESH_WORDS
 from comllm.text.compact import WORDS as COMPACT_WORDS
 from comllm.text.compact import CompactStyle, _Compact
 from comllm.text.english import HEADER, NUMBER_FORMATS, PaperTemplate, Style
@@ -79,7 +80,10 @@ def _shuffle_fields(style: Style, rng: np.random.Generator, n: int) -> Style:
 
 def _paraphrase(style: Style, rng: np.random.Generator, n: int) -> Style:
     labels = dict(style.labels)
-    for table in (V.FIELDS, V.ATTRS):
+    tables = [V.FIELDS, V.ATTRS]
+    if any(k in V.FRESH_FIELDS for k in style.field_order) or any(k in V.FRESH_ATTRS for k in style.attr_order):
+        tables += [V.FRESH_FIELDS, V.FRESH_ATTRS]  # a -v2 style (drawn after: the others' draws stay as they were)
+    for table in tables:
         for key, (en, _) in table.items():
             labels[key] = en[int(rng.integers(1, len(en)))]  # never the canonical label
     return replace(style, labels=labels)
@@ -137,8 +141,10 @@ def _shuffle_fields_compact(style: CompactStyle, rng: np.random.Generator, n: in
 
 def _paraphrase_compact(style: CompactStyle, rng: np.random.Generator, n: int) -> CompactStyle:
     labels = dict(style.labels)
-    for key, words in COMPACT_WORDS.items():
-        labels[key] = words[int(rng.integers(1, len(words)))]  # never the canonical word
+    tables = [COMPACT_WORDS, COMPACT_FRESH_WORDS] if style.fresh_view else [COMPACT_WORDS]  # -v2: drawn after
+    for table in tables:
+        for key, words in table.items():
+            labels[key] = words[int(rng.integers(1, len(words)))]  # never the canonical word
     return replace(style, labels=labels)
 
 
@@ -176,14 +182,20 @@ class Perturbation:
 
     def __call__(self, prompt: str, seed: int = 0) -> str:
         """``prompt`` (of the ``paper`` or ``paper-zh`` template) written differently, same state."""
-        from comllm.text.parse import _CJK, parse_prompt_text
+        from comllm.text.parse import _CJK, parse_prompt_text, split_prompt
+
+        from comllm.text import get_template
 
         state = parse_prompt_text(prompt)
+        # a prompt with the fresh view's slot counts is a -v2 prompt: it is rewritten as one
+        fresh = any(V.FIELD_INDEX.get(V.norm_label(k)) in V.FRESH_FIELDS for k, _ in split_prompt(prompt))
         if _CJK.search(prompt):
-            base: Template = ChineseTemplate()
+            base: Template = get_template("paper-zh-v2" if fresh else "paper-zh")
         else:
             header = prompt.splitlines()[0] == HEADER if prompt else False
-            base = PaperTemplate(style=Style(header=HEADER if header else None))
+            paper = get_template("paper-v2" if fresh else "paper")
+            assert isinstance(paper, PaperTemplate)
+            base = paper.with_style(header=HEADER if header else None)
         return perturbed_template(self.name, seed, base=base).render_prompt(state)
 
 

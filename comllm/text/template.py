@@ -24,6 +24,15 @@ CONSTANT_DECIMALS = 4
 
 #: the fresh-view fields (comllm.state): templates written before them do not carry them
 FRESH_VIEW_FIELDS: frozenset[str] = frozenset({"incoming_mbit", "incoming_tasks", "slot_arrivals", "slot_pending"})
+#: every field of the schema (what a ``-v2`` template carries, device and slot aside)
+ALL_FIELDS: frozenset[str] = frozenset(f.name for f in (*task_fields(), *server_fields()))
+
+#: Versions of a template: a template's name promises its text (shipped checkpoints and
+#: datasets name the template they were made with), so a template that writes more gets
+#: a new name with a version suffix, and the name without it keeps writing what it wrote.
+#: ``-v2``: the fresh view (per server the incoming Mbit and tasks, per task the slot's
+#: arrivals and undecided tasks) and, where estimates are printed, the incoming-aware one.
+FRESH_VIEW_SUFFIX = "-v2"
 
 
 def quantize_state(state: TaskState, decimals: int, carried: frozenset[str] | None = None) -> TaskState:
@@ -37,7 +46,7 @@ def quantize_state(state: TaskState, decimals: int, carried: frozenset[str] | No
     """
     cd = max(decimals, CONSTANT_DECIMALS)
     if carried is None:
-        carried = frozenset(f.name for f in (*task_fields(), *server_fields())) - FRESH_VIEW_FIELDS
+        carried = ALL_FIELDS - FRESH_VIEW_FIELDS
 
     def q(spec: FieldSpec, x: Any) -> Any:
         if spec.quantize == "meta" or spec.name not in carried:
@@ -70,6 +79,7 @@ class Template:
     lang: str = "en"  # 'en' | 'zh'
     decimals: int = 4  # decimals of the quantities (sizes, waits, rates, queues)
     carries_state: bool = True  # False: the prompt cannot be read back into a state
+    fresh_view: bool = False  # True: writes the fresh-view fields (the ``-v2`` templates)
     description: str = ""
 
     # -------------------------------------------------------------- prompts
@@ -83,10 +93,15 @@ class Template:
         self._need_state()
         return parse_prompt_text(text)
 
+    @property
+    def carried(self) -> frozenset[str]:
+        """The state fields this template writes (the fresh-view ones only if :attr:`fresh_view`)."""
+        return ALL_FIELDS if self.fresh_view else ALL_FIELDS - FRESH_VIEW_FIELDS
+
     def quantize(self, state: TaskState) -> TaskState:
         """``state`` rounded to what this template carries: ``parse_prompt(render_prompt(q)) == q``."""
         self._need_state()
-        return quantize_state(state, self.decimals)
+        return quantize_state(state, self.decimals, self.carried)
 
     @property
     def instruction(self) -> str:

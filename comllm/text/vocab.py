@@ -1,6 +1,7 @@
 """The words of the prompts: field labels (with paraphrases), server types, units.
 
-One table per kind of word. Renderers take the first English label of each
+One table per kind of word (the fresh-view fields of the ``-v2`` templates in tables of
+their own). Renderers take the first English label of each
 entry (the canonical one) or the Chinese one; the paraphrase perturbation picks
 among the English ones; the tolerant parser accepts all of them. Labels are
 compared after :func:`norm_label` (NFKC, lower case, single spaces).
@@ -42,6 +43,29 @@ ATTRS: dict[str, tuple[tuple[str, ...], str]] = {
     # the Chinese label carries the history length ("过去10个时间槽负载"); digits are dropped before lookup
     "history": (("load history", "recent active counts", "past load", "active history"), "过去个时间槽负载"),
 }
+
+#: The fresh view (comllm.state; README, "What a policy sees"), written only by the ``-v2``
+#: templates: top-level fields and server attributes a prompt may lack (they then read as 0).
+#: Kept apart from FIELDS / ATTRS so that the templates of before, and their perturbations,
+#: write exactly what they wrote.
+FRESH_FIELDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "slot_arrivals": (
+        ("tasks arriving this slot", "arrivals this slot", "tasks arrived in this slot", "slot arrivals"),
+        "本时间槽到达任务数",
+    ),
+    "slot_pending": (
+        ("undecided tasks this slot", "pending decisions this slot", "tasks still to be decided", "unseen decisions"),
+        "本时间槽未决任务数",
+    ),
+}
+FRESH_ATTRS: dict[str, tuple[tuple[str, ...], str]] = {
+    "incoming_mbit": (("incoming", "in flight", "data in transit", "inbound data"), "在途任务量"),
+    "incoming_tasks": (("incoming tasks", "tasks in flight", "tasks in transit", "inbound tasks"), "在途任务数"),
+}
+ALL_FIELDS = {**FIELDS, **FRESH_FIELDS}
+ALL_ATTRS = {**ATTRS, **FRESH_ATTRS}
+#: the unit of the fresh-view counts (``4 tasks``; optional when read)
+COUNT_UNITS = ("task", "tasks", "个任务", "个")
 
 #: Server type names: canonical (scenario) name -> (English spellings; Chinese name).
 TYPES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -105,8 +129,8 @@ def _index(table: dict[str, tuple[tuple[str, ...], str]], drop_digits: bool = Fa
     return out
 
 
-FIELD_INDEX = _index(FIELDS)
-ATTR_INDEX = _index(ATTRS, drop_digits=True)
+FIELD_INDEX = _index(ALL_FIELDS)
+ATTR_INDEX = _index(ALL_ATTRS, drop_digits=True)
 TYPE_INDEX = _index(TYPES)
 
 
