@@ -105,14 +105,20 @@ def staged_dir(final: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for p in tmp.rglob("*"):
+    publish_dir(tmp, final)
+
+
+def publish_dir(src: str | Path, final: str | Path) -> None:
+    """Flush every file of the complete folder ``src`` to disk, then rename it to ``final`` (replacing it)."""
+    src, final = Path(src), Path(final)
+    for p in src.rglob("*"):
         if p.is_file():
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
     old = final.with_name(f".{final.name}.old.tmp-{os.getpid()}")
     if final.exists():
         os.replace(final, old)
-    os.replace(tmp, final)
+    os.replace(src, final)
     _fsync_dir(final.parent)
     shutil.rmtree(old, ignore_errors=True)
 

@@ -6,7 +6,8 @@ and the file holds the holder's pid and command line, so a second run into the
 same folder stops at once with one line naming the holder. The kernel drops a
 ``flock`` when its process dies, however it dies (SIGKILL included): the
 next run takes the lock over and says whose stale lock it took. A clean exit
-removes the lock file.
+removes the lock file, and the folder too if the lock created it and the run
+left nothing in it (a run refused for a bad option leaves no trace).
 """
 
 from __future__ import annotations
@@ -68,17 +69,22 @@ class FolderLock:
         self.what = what
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         self._fd: int | None = None
+        self._created = False
 
     def acquire(self) -> "FolderLock":
         if self.folder.exists() and not self.folder.is_dir():
             raise LockError(f"output folder '{self.folder}' is a file, not a folder")
         try:
+            self._created = not self.folder.exists()
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise LockError(f"cannot create output folder '{self.folder}': {err.strerror}") from None
         for _ in range(20):
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # a finishing run removed its empty folder meanwhile
+                self.folder.mkdir(parents=True, exist_ok=True)
+                continue
             except OSError as err:
                 raise LockError(f"cannot write the lock file '{self.path}': {err.strerror}") from None
             try:
@@ -126,6 +132,11 @@ class FolderLock:
         finally:
             os.close(self._fd)
             self._fd = None
+        if self._created:
+            try:
+                self.folder.rmdir()  # only if empty: the run wrote nothing
+            except OSError:
+                pass
 
     @property
     def held(self) -> bool:

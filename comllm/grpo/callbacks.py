@@ -1,12 +1,13 @@
-"""Trainer callbacks of a GRPO run: CSV log, rich progress bar, loadable checkpoints.
+"""Trainer callbacks of a GRPO run: CSV log and rich progress bar.
 
 * :class:`CsvLogCallback` appends one row per TRL log event to ``train_log.csv``
   (fixed columns, :func:`log_columns`): every reward term's mean and std as TRL
   logs them (``rewards/<name>/mean``), the total reward, the decision metrics of
   :mod:`comllm.grpo.metrics`, KL, entropy, loss, learning rate and wall time;
-* :class:`RichProgressCallback`: a progress bar with the latest mean reward;
-* :class:`MetaCallback` writes ``comllm.json`` into each ``checkpoint-<step>``
-  folder, so every checkpoint is also a model that ``llm:PATH`` loads.
+* :class:`RichProgressCallback`: a progress bar with the latest mean reward.
+
+(Each ``checkpoint-<step>`` gets its ``comllm.json`` before it is renamed into
+place, in :mod:`comllm.grpo.train`, so every checkpoint is a model ``llm:PATH`` loads.)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Callable
 
 from transformers import TrainerCallback
 
-from comllm.lm.loading import LMMeta
+from comllm.checkpointing import truncate_csv
 
 LOG_FILE = "train_log.csv"
 DECISION_COLUMNS = ("decisions/valid", "decisions/greedy_agree", "decisions/local", "decisions/cost_ratio")
@@ -53,13 +54,8 @@ class CsvLogCallback(TrainerCallback):
                 csv.DictWriter(f, fieldnames=self.columns).writeheader()
 
     def truncate_after(self, step: int) -> None:
-        """Drop rows past ``step`` (a resumed run restarts from its last checkpoint, not its last log row)."""
-        with open(self.path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("step") and int(r["step"]) <= step]
-        with open(self.path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
+        """Drop rows past ``step``, atomically (a resumed run restarts from its last checkpoint, not its last log row)."""
+        rows = truncate_csv(self.path, step)
         self.elapsed_before = float(rows[-1]["elapsed_s"]) if rows and rows[-1].get("elapsed_s") else 0.0
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -124,15 +120,3 @@ class RichProgressCallback(TrainerCallback):
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
-
-
-class MetaCallback(TrainerCallback):
-    """Write the model's ``comllm.json`` into every saved ``checkpoint-<step>`` folder."""
-
-    def __init__(self, meta: LMMeta) -> None:
-        self.meta = meta
-
-    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if folder.is_dir() and state.is_world_process_zero:
-            self.meta.save(folder)

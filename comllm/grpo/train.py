@@ -16,6 +16,15 @@ Outputs in ``out/``:
 * ``train_log.csv`` (:mod:`comllm.grpo.callbacks`), TensorBoard events in ``tb/``,
   ``grpo_config.json`` (the options) and ``train_summary.json``.
 
+Safe to interrupt (README, "What is safe"): each ``checkpoint-<step>`` is
+written by TRL into a temporary folder and renamed into place once complete
+(with its ``comllm.json``); ``--resume`` continues from the newest checkpoint
+whose files are all whole (:func:`incomplete_reason`), skipping the others with
+a warning, and starts from step 0 when there is none; ``train_log.csv`` is cut
+back to the resumed step; the folder is locked while the run lasts. Transformers
+reads a checkpoint's optimizer, scheduler and random states with
+``torch.load(weights_only=True)`` and its weights from safetensors.
+
 The KL reference is a frozen copy of the starting model taken before training
 (TRL would reload it from ``config._name_or_path``, which its architecture lookup
 cannot do for the embedded model's custom class); with a LoRA adapter TRL uses the
@@ -27,19 +36,23 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shutil
 import time
 import warnings
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from comllm.grpo.callbacks import LOG_FILE, CsvLogCallback, MetaCallback, RichProgressCallback, log_columns
+from comllm.checkpointing import atomic_write_json, clean_staging, publish_dir, staged_files
+from comllm.grpo.callbacks import LOG_FILE, CsvLogCallback, RichProgressCallback, log_columns
 from comllm.grpo.config import EMBEDDED_LR, HF_LR, GRPOError, GRPORunConfig
 from comllm.grpo.dataset import build_dataset
 from comllm.grpo.metrics import with_decision_metrics
 from comllm.lm.loading import LMError, LMMeta, LoadedLM, LoraSpec, load_lm, pick_device
+from comllm.locking import is_main_process, lock_folder
 
 CONFIG_FILE = "grpo_config.json"
 SUMMARY_FILE = "train_summary.json"
@@ -58,6 +71,60 @@ def checkpoints(out: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def _whole_zip(path: Path) -> bool:
+    """A ``torch.save`` file (a zip archive) whose every member has its full length and CRC (nothing is unpickled)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return False
+
+
+def _whole_safetensors(path: Path) -> bool:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            keys = list(f.keys())
+            if keys:
+                f.get_slice(keys[-1])
+        return True
+    except Exception:  # noqa: BLE001  (safetensors raises its own error types for a cut or damaged file)
+        return False
+
+
+def incomplete_reason(ck: Path) -> str | None:
+    """Why ``checkpoint-<step>`` cannot be resumed from (a missing or damaged file), or None if it is whole."""
+    state = ck / "trainer_state.json"
+    try:
+        json.loads(state.read_text())["global_step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "trainer_state.json is missing or not readable"
+    weights = [ck / n for n in ("model.safetensors", "adapter_model.safetensors") if (ck / n).is_file()]
+    if not weights:
+        return "it has no model.safetensors"
+    for w in weights:
+        if not _whole_safetensors(w):
+            return f"{w.name} is damaged or cut short"
+    for name in ("optimizer.pt", "scheduler.pt"):
+        if not (ck / name).is_file():
+            return f"it has no {name}"
+    for f in [ck / "optimizer.pt", ck / "scheduler.pt", *ck.glob("rng_state*.pth")]:
+        if not _whole_zip(f):
+            return f"{f.name} is damaged or cut short"
+    return None
+
+
+def _resume_checkpoint(out: Path, log: Callable[[str], None]) -> Path | None:
+    """The newest whole checkpoint of ``out``; the others are skipped with a warning."""
+    for ck in reversed(checkpoints(out)):
+        why = incomplete_reason(ck)
+        if why is None:
+            return ck
+        log(f"warning: skipping checkpoint '{ck}': {why}")
+    return None
+
+
 def _auto_threads() -> int:
     from comllm.lm.sft import auto_threads
 
@@ -70,8 +137,10 @@ def _make_trainer_class() -> type:
     from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model
 
     class ComllmGRPOTrainer(GRPOTrainer):
-        def __init__(self, *args: Any, ref_beta: float = 0.0, ref_model: torch.nn.Module | None = None, **kwargs: Any):
+        def __init__(self, *args: Any, ref_beta: float = 0.0, ref_model: torch.nn.Module | None = None,
+                     comllm_meta: LMMeta | None = None, **kwargs: Any):  # fmt: skip
             super().__init__(*args, **kwargs)
+            self.comllm_meta = comllm_meta
             if ref_model is None:
                 return
             self.beta = ref_beta
@@ -80,6 +149,31 @@ def _make_trainer_class() -> type:
                 disable_dropout_in_model(ref_model)
             add_fused_lm_head(ref_model, temperature=self.temperature, cast_lm_head_to_fp32=self.args.cast_lm_head_to_fp32)
             self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
+
+        def _save_checkpoint(self, model: Any, trial: Any) -> None:
+            """TRL's checkpoint, written into a temporary folder and renamed ``checkpoint-<step>`` once complete."""
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+            out = Path(self.args.output_dir)
+            name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            staging = out / f".{name}.tmp-0"  # the same name in every process of a launcher
+            if self.args.should_save:
+                shutil.rmtree(staging, ignore_errors=True)
+            self.accelerator.wait_for_everyone()
+            self.args.output_dir = str(staging)
+            try:
+                super()._save_checkpoint(model, trial)
+            finally:
+                self.args.output_dir = str(out)
+            self.accelerator.wait_for_everyone()  # every process wrote its part (its random state)
+            if self.args.should_save:
+                if self.comllm_meta is not None:
+                    self.comllm_meta.save(staging / name)  # every checkpoint is a model llm:PATH loads
+                publish_dir(staging / name, out / name)
+                shutil.rmtree(staging, ignore_errors=True)
+                rotate_checkpoints(str(out), save_total_limit=self.args.save_total_limit,
+                                   best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)  # fmt: skip
+            self.accelerator.wait_for_everyone()
 
     return ComllmGRPOTrainer
 
@@ -92,23 +186,37 @@ def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     return ref
 
 
-def _resolve_config(cfg: GRPORunConfig, out: Path) -> GRPORunConfig:
-    """On ``--resume``, the saved run's options win, except bookkeeping and a larger ``--steps``."""
+def _resolve_config(cfg: GRPORunConfig, out: Path, log: Callable[[str], None] = print) -> tuple[GRPORunConfig, Path | None]:
+    """The run's options and the checkpoint to resume from (None: from step 0).
+
+    On ``--resume``, the saved run's options win, except bookkeeping and a larger
+    ``--steps``; with no whole checkpoint yet the saved run starts again from step 0.
+    """
     ckpts = checkpoints(out)
     if cfg.resume:
-        if not ckpts:
-            raise GRPOError(f"--resume: no checkpoint-* folder in '{out}'")
         path = out / CONFIG_FILE
         if not path.is_file():
+            if not ckpts:
+                raise GRPOError(f"--resume: no checkpoint-* folder in '{out}'")
             raise GRPOError(f"--resume: '{out}' has no {CONFIG_FILE}; it was not written by comllm grpo")
-        saved = GRPORunConfig(**json.loads(path.read_text()))
+        try:
+            saved = GRPORunConfig(**json.loads(path.read_text()))
+        except (ValueError, TypeError) as err:  # not JSON, or options that do not validate
+            raise GRPOError(f"--resume: '{path}' is not a readable {CONFIG_FILE}: {str(err).splitlines()[0][:160]}") from None
         update: dict[str, Any] = {"resume": True, "progress": cfg.progress, "threads": cfg.threads}
         if cfg.steps is not None:
             update["steps"] = cfg.steps
-        return saved.model_copy(update=update)
-    if out.is_dir() and (ckpts or (out / "config.json").exists() or (out / CONFIG_FILE).exists()):
+        last = _resume_checkpoint(out, log)
+        if last is None:
+            log(f"warning: '{out}' holds no whole checkpoint (interrupted before the first one): "
+                "training starts from step 0")  # fmt: skip
+            update["resume"] = False
+        return saved.model_copy(update=update), last
+    if out.is_dir() and (ckpts or (out / "config.json").exists()):
         raise GRPOError(f"output folder '{out}' already holds a run; use --resume or another --out")
-    return cfg
+    if (out / CONFIG_FILE).exists():
+        log(f"warning: '{out}' holds a run interrupted before its first checkpoint: it is started again")
+    return cfg, None
 
 
 def _load_model(cfg: GRPORunConfig, device: str) -> LoadedLM:
@@ -169,7 +277,21 @@ def grpo_args(cfg: GRPORunConfig, out: Path, lr: float, device: str, bf16: bool)
 
 
 def train_grpo(cfg: GRPORunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or resume) GRPO as configured; returns a summary (steps, wall time, last rewards)."""
+    """Run (or resume) GRPO as configured; returns a summary (steps, wall time, last rewards).
+
+    The output folder is locked while the run lasts: a second run into it stops
+    with a :class:`~comllm.locking.LockError` naming this one's pid.
+    """
+    out = Path(cfg.out)
+    if cfg.resume and not out.is_dir():
+        raise GRPOError(f"--resume: no checkpoint-* folder in '{out}'")
+    with lock_folder(out, "grpo", log=log):
+        if is_main_process():
+            clean_staging(out)
+        return _train_grpo(cfg, log)
+
+
+def _train_grpo(cfg: GRPORunConfig, log: Callable[[str], None]) -> dict[str, Any]:
     from torch.utils.tensorboard import SummaryWriter
     from transformers import PrinterCallback
     from transformers.integrations import TensorBoardCallback
@@ -178,7 +300,7 @@ def train_grpo(cfg: GRPORunConfig, log: Callable[[str], None] = print) -> dict[s
 
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     out = Path(cfg.out)
-    cfg = _resolve_config(cfg, out)
+    cfg, last = _resolve_config(cfg, out, log if is_main_process() else (lambda msg: None))
     threads = cfg.threads or _auto_threads()
     torch.set_num_threads(threads)
     device = pick_device(cfg.device)
@@ -200,8 +322,9 @@ def train_grpo(cfg: GRPORunConfig, log: Callable[[str], None] = print) -> dict[s
     if bf16 and not device.startswith("cuda"):
         raise GRPOError("--bf16 needs a CUDA GPU (bf16 on this CPU is slower than fp32)")
     out.mkdir(parents=True, exist_ok=True)
-    if not cfg.resume:
-        (out / CONFIG_FILE).write_text(json.dumps(cfg.model_dump(exclude={"resume", "progress"}), indent=2) + "\n")
+    if not cfg.resume and is_main_process():
+        atomic_write_json(out / CONFIG_FILE, cfg.model_dump(exclude={"resume", "progress"}))
+        shutil.rmtree(out / "tb", ignore_errors=True)  # events of a run interrupted before its first checkpoint
 
     peft = hasattr(lm.model, "peft_config")
     ref = _frozen_copy(lm.model) if cfg.beta > 0 and not peft else None
@@ -209,21 +332,20 @@ def train_grpo(cfg: GRPORunConfig, log: Callable[[str], None] = print) -> dict[s
     if ref is not None:
         args.beta = 0.0  # TRL must not build its own reference; ours is installed after __init__
     csv_cb = CsvLogCallback(out / LOG_FILE, log_columns(names), resume=cfg.resume)
-    last = checkpoints(out)[-1] if cfg.resume else None
     if last is not None:
         csv_cb.truncate_after(int(last.name.split("-")[1]))
     meta = LMMeta(**asdict(lm.meta))
-    writer = SummaryWriter(str(out / "tb"))
+    writer = SummaryWriter(str(out / "tb"), purge_step=int(last.name.split("-")[1]) if last is not None else None)
     trainer = _make_trainer_class()(
         model=lm.model,
         reward_funcs=funcs,
         args=args,
         train_dataset=dataset,
         processing_class=lm.tokenizer,
-        callbacks=[csv_cb, RichProgressCallback("grpo", cfg.progress, log), MetaCallback(meta),
-                   TensorBoardCallback(tb_writer=writer)],  # fmt: skip
+        callbacks=[csv_cb, RichProgressCallback("grpo", cfg.progress, log), TensorBoardCallback(tb_writer=writer)],
         ref_beta=cfg.beta,
         ref_model=ref,
+        comllm_meta=meta,
     )
     trainer.remove_callback(PrinterCallback)  # ours print (or draw) the logs
     n_params = sum(p.numel() for p in lm.model.parameters())
@@ -259,8 +381,10 @@ def train_grpo(cfg: GRPORunConfig, log: Callable[[str], None] = print) -> dict[s
     }
     trained = LoadedLM(model=trainer.accelerator.unwrap_model(trainer.model), tokenizer=lm.tokenizer,
                        meta=LMMeta(**{**asdict(lm.meta), "training": summary}), source=str(out))  # fmt: skip
-    trained.save(out)
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    if trainer.accelerator.is_main_process:
+        with staged_files(out) as tmp:  # each file replaced whole; the summary, written last, says "finished"
+            trained.save(tmp)
+        atomic_write_json(out / SUMMARY_FILE, summary)
     log(f"saved {out} after {summary['steps']} steps, {wall / 60:.1f} min of training")
     return summary
 
