@@ -13,8 +13,11 @@ directory::
     RUN/report/                tables (md, csv, json) and plots (png)
 
 A finished stage leaves ``.stage-done`` in its folder and is skipped on the next
-run; an interrupted training stage is restarted with ``--resume`` when it left a
-checkpoint.
+run; an interrupted training stage is rerun with ``--resume`` as soon as it left
+anything in its folder (:func:`resumable`): the command continues from its
+newest whole checkpoint, or starts from step 0 when it had none. The run folder
+is locked while the pipeline runs (:mod:`comllm.locking`), and each training
+command locks its own folder.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from typing import Any, Callable
 
 import yaml
 
+from comllm.checkpointing import atomic_write_text
 from comllm.errors import ComllmError
 from comllm.experiments.config import PipelineConfig
+from comllm.locking import lock_folder
 
 DONE = ".stage-done"
 _PACKAGES = (
@@ -66,6 +71,27 @@ def git_revision() -> str | None:
         return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.TimeoutExpired):
         return None
+
+
+def resumable(stage: str, out: Path) -> bool:
+    """Whether the training stage's folder ``out`` holds a started run, so its command needs ``--resume``.
+
+    ``dqn train`` leaves ``config.json`` as it starts; ``comllm grpo`` its
+    ``grpo_config.json``; ``comllm sft`` its tokenized data and log. Each
+    command resumes from its newest whole checkpoint, or starts from step 0
+    when the run was interrupted before its first one.
+    """
+    if not out.is_dir():
+        return False
+    if any(p.is_dir() for p in out.glob("checkpoint-*")):
+        return True
+    if stage == "dqn":
+        return (out / "config.json").is_file()
+    if stage in ("grpo", "comllm"):
+        return (out / "grpo_config.json").is_file()
+    if stage == "sft":
+        return any((out / name).is_file() for name in ("dataset.safetensors", "train_log.csv", "config.json"))
+    return False
 
 
 class Pipeline:
@@ -162,8 +188,7 @@ class Pipeline:
 
     def _run_command(self, stage: str, args: list[str]) -> None:
         out = self._out_dir(args)
-        resumable = stage in ("sft", "grpo", "comllm", "dqn")
-        if resumable and out is not None and out.is_dir() and any(out.glob("checkpoint*")):
+        if stage in ("sft", "grpo", "comllm", "dqn") and out is not None and resumable(stage, out):
             args = [*args, "--resume"]
         full = self._comllm(args, train=stage in ("sft", "grpo", "comllm"))
         self.log(f"[{stage}] $ comllm {' '.join(args)}")
@@ -196,9 +221,17 @@ class Pipeline:
         return True
 
     def run(self, stages: list[str] | None = None, force: bool = False) -> dict[str, Any]:
-        """Run the configured stages (or ``stages``); finished ones are skipped unless ``force``."""
+        """Run the configured stages (or ``stages``); finished ones are skipped unless ``force``.
+
+        The run folder is locked meanwhile: a second pipeline on it stops with a
+        :class:`~comllm.locking.LockError` naming this one's pid.
+        """
+        with lock_folder(self.run_dir, "pipeline", log=self.log):
+            return self._run(stages, force)
+
+    def _run(self, stages: list[str] | None, force: bool) -> dict[str, Any]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
+        atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
         manifest = self._manifest()
         for stage in stages or self.cfg.stages:
             if not self.enabled(stage):
@@ -231,7 +264,7 @@ class Pipeline:
             wall = time.perf_counter() - t0
             entry.update(status="done", wall_s=entry.get("wall_s", 0.0) + wall, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
             self.stage_dir(stage).mkdir(parents=True, exist_ok=True)
-            (self.stage_dir(stage) / DONE).write_text(json.dumps({"wall_s": wall}) + "\n")
+            atomic_write_text(self.stage_dir(stage) / DONE, json.dumps({"wall_s": wall}) + "\n")
             self._save_manifest(manifest)
             self.log(f"[{stage}] finished in {wall:.1f} s")
         return manifest
