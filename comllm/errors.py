@@ -40,8 +40,10 @@ def shorten(message: str, limit: int = 300) -> str:
     text = " ".join(message.split()) if "\n" in message else message
     if len(text) <= limit:
         return text
-    head, tail = (2 * limit) // 3, limit // 3 - 20
-    return f"{text[:head]} ...({len(text) - head - tail} characters)... {text[-tail:]}"
+    marker = f" ...({len(text)} characters)... "
+    room = max(limit - len(marker), 20)
+    head = (2 * room) // 3
+    return f"{text[:head]}{marker}{text[-(room - head):]}"
 
 
 # union members, constraints and wrappers pydantic puts into an error's location

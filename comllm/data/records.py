@@ -485,7 +485,8 @@ class RecordReader:
         except DataError as err:
             if len(str(err)) <= MAX_MESSAGE:
                 raise
-            raise DataError(shorten(err.detail, MAX_MESSAGE), err.record, err.field) from None  # no 27 KB echo
+            room = MAX_MESSAGE - len(str(err)) + len(err.detail)  # after "record K: "
+            raise DataError(shorten(err.detail, room), err.record, err.field) from None  # no 27 KB echo
         except (ValueError, ArithmeticError, TypeError, RecursionError) as err:  # a reader bug must not end the run
             raise DataError(f"cannot read the record ({type(err).__name__}: {shorten(str(err), 160)})", k) from None
 
