@@ -44,7 +44,10 @@ their slot and may be served at once; each server's share is split equally
 among its device queues that hold a task at the slot's start; an uploaded task
 is served at its server from the next slot on; a task unfinished at the end of
 slot ``arrival + D - 1`` is dropped (codes ``*_RUN`` if it was served, ``*_WAIT``
-if not); every task ends exactly once.
+if not); every task ends exactly once. (Their code drops a waiting task whose
+deadline has passed only when its queue next pulls one: in a local or uplink
+queue that changes only when the drop is noticed, not its outcome or latency
+nor anyone else's; in a server queue it is rule c.)
 
 Slot ``t`` here, step by step (:func:`step_simulator`):
 
