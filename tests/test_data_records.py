@@ -41,7 +41,7 @@ def test_jsonl_round_trip(tmp_path: Path, records: list[Record], suffix: str) ->
 
 
 @pytest.mark.parametrize("suffix", [".json", ".jsonl"])
-@pytest.mark.parametrize("template", ["paper-zh", "paper"])
+@pytest.mark.parametrize("template", ["paper-zh", "paper", "paper-zh-v2", "paper-v2"])
 def test_reference_written_by_us_reads_back_equal(tmp_path: Path, records: list[Record], suffix, template) -> None:
     path = tmp_path / f"ref{suffix}"
     write_records(path, records, format="reference", template=template)
@@ -207,3 +207,30 @@ def test_missing_file_and_empty_file(tmp_path: Path) -> None:
         read_records(tmp_path / "nope.jsonl")
     (tmp_path / "empty.jsonl").write_text("\n")
     assert list(read_records(tmp_path / "empty.jsonl")) == []
+
+
+def test_official_format_without_the_fresh_view_reads_zero_and_v2_writes_chinese_fields(
+    tmp_path: Path, records: list[Record]
+) -> None:
+    """Official records have no fresh-view field: they read 0; paper-zh-v2 writes Chinese-labelled ones (read back)."""
+    for rec in read_records(FIXTURE):  # the official format
+        s = rec.task_state()
+        assert (s.slot_arrivals, s.slot_pending) == (0, 0) and rec.template == "paper-zh"
+        assert all((v.incoming_mbit, v.incoming_tasks) == (0.0, 0) for v in s.servers)
+        assert rec.state["slot_arrivals"] == 0 and rec.state["servers"][0]["incoming_mbit"] == 0.0
+    fresh = [
+        r for r in records if r.task_state().slot_arrivals > 1 and any(v.incoming_tasks for v in r.task_state().servers)
+    ]
+    assert fresh, "the simulator's records carry the fresh view"
+    obj = record_to_reference(fresh[0], "paper-zh-v2")
+    s = fresh[0].task_state()
+    assert obj["input"]["本时间槽到达任务数"] == s.slot_arrivals
+    assert obj["input"]["本时间槽未决任务数"] == s.slot_pending
+    assert "在途任务量" in obj["input"]["边缘服务器1"] and "在途任务数" in obj["input"]["边缘服务器1"]
+    assert obj["instruction"] == get_template("paper-zh").instruction  # the official instruction
+    old = record_to_reference(fresh[0], "paper-zh")  # the official format as it was: no such field
+    assert not any("在途" in str(v) or k.startswith("本时间槽") for k, v in old["input"].items())
+    path = tmp_path / "v2.json"
+    write_records(path, [fresh[0].rendered("paper-zh-v2")], format="reference")  # the record's own template
+    (back,) = list(read_records(path))
+    assert back.template == "paper-zh-v2" and back.task_state() == get_template("paper-zh-v2").quantize(s)

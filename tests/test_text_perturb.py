@@ -268,3 +268,129 @@ def test_perturbed_annotated_compact_no_longer_raises(name: str) -> None:
     assert pt.render_prompt(q).endswith("answer:")
     all_ = perturbed_template("all", 5, base="raw-compact").render_prompt(q)
     assert "kbit" in all_ and "MHz" in all_ and all_.splitlines()[1].startswith("local:")
+
+
+# ------------------------------------------------------------ the fresh view (-v2 templates)
+COMPACT_V2 = ["estimates-compact-v2", "annotated-compact-v2", "raw-compact-v2"]
+
+
+def _fresh_cases(base: str, seed: int = 21):
+    from tests.fixtures.text_states import random_fresh_state
+
+    t = get_template(base)
+    rng = np.random.default_rng(seed)
+    for n in (1, 3, 6, 16):
+        for _ in range(2):
+            q = t.quantize(random_fresh_state(rng, n))
+            yield q, t.render_prompt(q)
+
+
+@pytest.mark.parametrize("name", list(PERTURBATIONS))
+@pytest.mark.parametrize("base", ["paper-v2", "annotated-v2"])
+def test_v2_perturbed_prompts_read_back_with_the_fresh_view(name: str, base: str) -> None:
+    changed = 0
+    for seed in range(3):
+        pt = perturbed_template(name, seed=seed, base=base)
+        for q, text in _fresh_cases(base):
+            out = pt.render_prompt(q)
+            changed += out != text
+            assert pt.parse_prompt(out) == q == parse_prompt(out)
+            assert q.slot_arrivals > 0 and pt.quantize(q) == q
+            assert out == pt.render_prompt(q)
+    assert changed >= 16
+
+
+def test_v2_paraphrase_and_units_reach_the_fresh_view() -> None:
+    from comllm.text import vocab as V
+
+    q, text = next(_fresh_cases("paper-v2"))
+    assert "tasks arriving this slot: " in text and ", incoming tasks " in text and ", incoming " in text
+    para = perturbed_template("paraphrase", 1, base="paper-v2").render_prompt(q)
+    assert "tasks arriving this slot:" not in para and "undecided tasks this slot:" not in para
+    assert ", incoming " not in para  # neither 'incoming' nor 'incoming tasks'
+    assert sum(f"\n{lbl}: " in para for labels, _ in V.FRESH_FIELDS.values() for lbl in labels[1:]) == 2
+    assert sum(f", {lbl} " in para for labels, _ in V.FRESH_ATTRS.values() for lbl in labels[1:]) == 2 * q.n_servers
+    units = perturbed_template("units", 1, base="paper-v2").render_prompt(q)
+    for v, line in zip(q.servers, [x for x in units.splitlines() if x.startswith("server ")]):
+        assert ", incoming tasks " in line and " kbit, incoming tasks" in line
+        got = float(line.split(", incoming ")[1].split()[0])
+        assert abs(got - v.incoming_mbit * 1e3) < 1e-6
+
+
+def test_text_level_perturbation_of_v2_prompts_keeps_the_fresh_view() -> None:
+    for base in ("paper-v2", "paper-zh-v2"):
+        q, text = next(_fresh_cases(base))
+        for name in ("shuffle-fields", "shuffle-servers") if base.startswith("paper-zh") else PERTURBATIONS:
+            out = PERTURBATIONS[name](text, seed=3)
+            assert parse_prompt(out) == q and out.splitlines()[0] == text.splitlines()[0]
+            assert out == perturbed_template(name, 3, base=base).render_prompt(q)
+    # a prompt of before stays a prompt of before
+    q, text = next(_fresh_cases("paper"))
+    assert "tasks arriving" not in PERTURBATIONS["all"](text, seed=3)
+
+
+def test_paper_zh_v2_shuffles_but_keeps_its_wording() -> None:
+    zh = get_template("paper-zh-v2")
+    for q, text in list(_fresh_cases("paper-zh-v2"))[2:5]:
+        for name in ("shuffle-fields", "shuffle-servers"):
+            out = perturbed_template(name, 2, base="paper-zh-v2").render_prompt(q)
+            assert out != text and sorted(out.splitlines()) == sorted(zh.render_prompt(q).splitlines())
+            assert parse_prompt(out) == q
+    with pytest.raises(TextError, match="not defined for the Chinese"):
+        perturbed_template("paraphrase", 0, base="paper-zh-v2")
+
+
+@pytest.mark.parametrize("name", list(PERTURBATIONS))
+@pytest.mark.parametrize("base", COMPACT_V2)
+def test_compact_v2_perturbations_keep_the_lines(name: str, base: str) -> None:
+    t = get_template(base)
+    k = t.action_line_start
+    outs = set()
+    for seed in range(3):
+        pt = perturbed_template(name, seed=seed, base=base)
+        for q, text in _fresh_cases(base):
+            out = pt.render_prompt(q)
+            outs.add(out)
+            assert (out != text or name == "shuffle-servers" and q.n_servers == 1) and out == pt.render_prompt(q)
+            lines, base_lines = out.splitlines(), text.splitlines()
+            assert len(lines) == len(base_lines) and lines[-1] == "answer:" and lines[k].startswith("local:")
+            heads = sorted(x.split(":")[0] for x in lines[k + 1 : -1])
+            assert heads == sorted(f"server {j}" for j in range(1, q.n_servers + 1))
+            assert len(_numbers(lines[k - 1])) == len(_numbers(base_lines[k - 1]))  # the slot counts stay
+            if t.with_estimates:
+                style = pt._template_for(q).style
+                assert lines[0] == f"{style.label('est')} = one-step latency, {style.label('incoming')} counted in " \
+                    f"{style.label('queue')}"  # fmt: skip
+    assert len(outs) > 1
+
+
+@pytest.mark.parametrize("base", COMPACT_V2)
+def test_compact_v2_paraphrase_and_units_reach_the_fresh_view(base: str) -> None:
+    from comllm.text.compact import ALL_WORDS, FRESH_WORDS
+
+    for seed in range(3):
+        pt = perturbed_template("paraphrase", seed, base=base)
+        for q, text in _fresh_cases(base):
+            style = pt._template_for(q).style
+            assert set(style.labels) == set(ALL_WORDS)
+            assert all(style.labels[k] in words[1:] for k, words in ALL_WORDS.items())
+            out = pt.render_prompt(q)
+            assert not set(out.split()) & {w[0] for w in FRESH_WORDS.values()}
+            for a, b in zip(out.splitlines(), text.splitlines()):
+                assert _numbers(a) == _numbers(b)
+        pt = perturbed_template("units", seed, base=base)
+        for q, text in _fresh_cases(base):
+            out = pt.render_prompt(q).splitlines()
+            k = get_template(base).action_line_start
+            for v, line in zip(q.servers, out[k + 1 : -1]):
+                got = float(line.split(" incoming ")[1].split()[0])
+                assert abs(got - v.incoming_mbit * 1e3) <= 0.0051 * 1e3
+                assert line.split(" incoming ")[1].split()[1] == "kbit"
+
+
+def test_old_compact_paraphrase_draws_are_unchanged_by_the_fresh_words() -> None:
+    from comllm.text.compact import WORDS
+
+    for base in COMPACT:
+        style = perturbed_template("paraphrase", 0, base=base)._template_for(_example_state()).style
+        assert set(style.labels) == set(WORDS)

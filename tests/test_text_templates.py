@@ -365,7 +365,7 @@ def test_v2_estimates_are_the_incoming_aware_ones_and_say_so() -> None:
         for name in ("estimates-compact-v2", "annotated-compact-v2"):
             t = get_template(name)
             out = t.render_prompt(s).splitlines()
-            assert out[0] == "est = one-step latency, incoming counted as queued"
+            assert out[0] == "est = one-step latency, incoming counted in queue"
             k = t.action_line_start
             got = [float(x.split(": est ")[1].split()[0]) for x in out[k : k + n + 1]]
             assert np.allclose(got, incoming, atol=0.0051)

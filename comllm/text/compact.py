@@ -37,7 +37,7 @@ line says so (:data:`ESTIMATE_LEGEND`); so :attr:`action_line_start` is 2 for bo
 (1 for ``raw-compact-v2``). The names without ``-v2`` keep writing what they wrote
 (shipped checkpoints were trained on them). ``annotated-compact-v2``::
 
-    est = one-step latency, incoming counted as queued
+    est = one-step latency, incoming counted in queue
     task 4.19 Mbit deadline 10 rate 1.4 Mbit/slot txwait 0 slot 0.1 s penalty 100 arrivals 4 unseen 3
     local: est 7.98 | wait 3 cpu 2.5 GHz density 297
     server 1: est 3.52 | high cpu 41.8 GHz active 0 queue 0 Mbit incoming 3.2 Mbit uploading 2 load 2 0 1 1 0
@@ -47,7 +47,7 @@ line says so (:data:`ESTIMATE_LEGEND`); so :attr:`action_line_start` is 2 for bo
 
 ``estimates-compact-v2``::
 
-    est = one-step latency, incoming counted as queued
+    est = one-step latency, incoming counted in queue
     arrivals 4 unseen 3
     local: est 7.98
     server 1: est 3.52 | incoming 3.2 Mbit uploading 2
@@ -132,8 +132,8 @@ TASK_ATTRS_V2: tuple[str, ...] = TASK_ATTRS + ("arrivals", "unseen")
 SERVER_ATTRS_V2: tuple[str, ...] = SERVER_ATTRS[:6] + ("incoming", "uploading") + SERVER_ATTRS[6:]
 FRESH_ATTRS: frozenset[str] = frozenset(FRESH_WORDS)
 #: the first line of the ``-v2`` compact templates that print estimates: which estimate it is
-#: (``{est}`` is the estimate's word)
-ESTIMATE_LEGEND = "{est} = one-step latency, incoming counted as queued"
+#: (in the style's words for the estimate, the incoming traffic and the queue)
+ESTIMATE_LEGEND = "{est} = one-step latency, {incoming} counted in {queue}"
 
 #: Units: spelling -> factor from the canonical unit ('' = the canonical unit, not written).
 #: Time units (deadline, waits, estimates: slots) and Mbit/s (rate) need the slot length.
@@ -306,7 +306,8 @@ class _Compact(Template):
 
         lines = []
         if self.fresh_view and self.with_estimates:  # the -v2 templates say which estimate they print
-            lines.append(ESTIMATE_LEGEND.format(est=st.label("est")))
+            words = {k: st.label(k) for k in ("est", "incoming", "queue")}
+            lines.append(ESTIMATE_LEGEND.format(**words))
         task: dict[str, str] = {}
         if self.with_raw:
             task = {
