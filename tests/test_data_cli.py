@@ -46,6 +46,16 @@ def test_data_reference_in_chinese(tmp_path: Path) -> None:
     assert [r.source_action for r in recs] == [r.oracle_action for r in recs]
 
 
+def test_data_reference_in_chinese_with_the_fresh_view(tmp_path: Path) -> None:
+    out = tmp_path / "ref2.json"
+    res = _run("data", "--n", "25", "--template", "paper-zh-v2", "--format", "reference", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    objs = json.loads(out.read_text())
+    assert all("本时间槽到达任务数" in o["input"] and "在途任务量" in o["input"]["边缘服务器1"] for o in objs)
+    recs = list(read_records(out))
+    assert {r.template for r in recs} == {"paper-zh-v2"} and max(r.task_state().slot_arrivals for r in recs) > 0
+
+
 def test_data_reasoning_and_templates(tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
     res = _run("data", "--n", "5", "--template", "annotated", "--reasoning", "--split", "grpo", "--out", str(out))

@@ -29,8 +29,10 @@ def resolve_template(lang: str | None, template: str | None, format: str = "json
     t = get_template(name)
     if lang is not None and t.lang != lang:
         raise DataError(f"--template '{name}' is {t.lang}, not --lang {lang}")
-    if format == "reference" and name not in ("paper", "paper-zh"):
-        raise DataError(f"--format reference writes the official fields: use --template paper-zh or paper, not '{name}'")
+    if format == "reference" and name not in ("paper", "paper-zh", "paper-v2", "paper-zh-v2"):
+        raise DataError(
+            f"--format reference writes the official fields: use --template paper-zh or paper (or their -v2), not '{name}'"
+        )
     return name
 
 

@@ -35,7 +35,12 @@ their :class:`~comllm.text.compact.CompactStyle` (same names, same meanings):
 * ``shuffle-servers``: server lines in random order, ids kept, ``local`` first.
 
 Compact prompts cannot be parsed back, so the text-level call (``p(prompt)``)
-stays for the ``paper`` and ``paper-zh`` prompts; use :func:`perturbed_template`.
+stays for the ``paper`` and ``paper-zh`` prompts (and their ``-v2``: a prompt with the
+fresh view's slot counts is rewritten as one); use :func:`perturbed_template`.
+
+The ``-v2`` templates take the same perturbations; their fresh-view labels and words
+(``vocab.FRESH_FIELDS`` / ``FRESH_ATTRS``, ``compact.FRESH_WORDS``) are paraphrased
+too, drawn after the others, so a template of before is perturbed exactly as it was.
 """
 
 from __future__ import annotations
@@ -181,7 +186,7 @@ class Perturbation:
         return self.restyle(base if base is not None else Style(), rng, n_servers)
 
     def __call__(self, prompt: str, seed: int = 0) -> str:
-        """``prompt`` (of the ``paper`` or ``paper-zh`` template) written differently, same state."""
+        """``prompt`` (of ``paper``, ``paper-zh`` or their ``-v2``) written differently, same state."""
         from comllm.text.parse import _CJK, parse_prompt_text, split_prompt
 
         from comllm.text import get_template
