@@ -8,6 +8,10 @@ same folder stops at once with one line naming the holder. The kernel drops a
 next run takes the lock over and says whose stale lock it took. A clean exit
 removes the lock file, and the folder too if the lock created it and the run
 left nothing in it (a run refused for a bad option leaves no trace).
+
+:func:`lock_folder` is what commands use: it is re-entrant within one process
+(the command line takes the lock before its slow imports, the training
+function takes it again), and a no-op in the ranks other than 0 of a launcher.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from typing import Any, Callable
 from comllm.errors import ComllmError
 
 LOCK_FILE = ".comllm.lock"
+#: folders this process holds through :func:`lock_folder` (resolved path -> lock, depth)
+_HELD: dict[Path, list[Any]] = {}
 
 
 class LockError(ComllmError):
@@ -149,16 +155,32 @@ class FolderLock:
         self.release()
 
 
-class _NoLock:
-    """What ranks other than 0 hold: nothing."""
+class _Held:
+    """A :func:`lock_folder` block: takes the folder's lock, or nests in this process's hold of it."""
 
-    def __enter__(self) -> "_NoLock":
+    def __init__(self, folder: Path, what: str, log: Callable[[str], None] | None) -> None:
+        self.key = folder.resolve()
+        self.folder, self.what, self.log = folder, what, log
+
+    def __enter__(self) -> "_Held":
+        if not is_main_process():
+            return self
+        if self.key in _HELD:
+            _HELD[self.key][1] += 1
+        else:
+            _HELD[self.key] = [FolderLock(self.folder, self.what, self.log).acquire(), 1]
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        pass
+        entry = _HELD.get(self.key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            del _HELD[self.key]
+            entry[0].release()
 
 
 def lock_folder(folder: str | Path, what: str = "run", log: Callable[[str], None] | None = None) -> Any:
-    """:class:`FolderLock` on ``folder`` in the main process; a no-op in the other ranks of a launcher."""
-    return FolderLock(folder, what, log) if is_main_process() else _NoLock()
+    """A context manager holding ``folder``'s :class:`FolderLock` (re-entrant in one process; a no-op in ranks > 0)."""
+    return _Held(Path(folder), what, log)

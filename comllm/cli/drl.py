@@ -44,7 +44,7 @@ def train_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show the progress bar"),
 ) -> None:
     """Train a DRL agent; writes checkpoints, CSV logs and TensorBoard logs to --out."""
-    from comllm.drl.train import train
+    from comllm.locking import lock_folder
 
     if algo not in ALGOS:
         raise DRLError(f"unknown --algo '{algo}' (known: {', '.join(ALGOS)})")
@@ -68,7 +68,10 @@ def train_cmd(
     if resume and steps is None:
         cfg = cfg.model_copy(update={"steps": CheckpointMeta.read(out).train.steps})
     command = "comllm " + shlex.join(sys.argv[1:]) if sys.argv and "comllm" in Path(sys.argv[0]).name else ""
-    meta = train(cfg, out, resume=resume, command=command, console=console, progress=progress)
+    with lock_folder(out, "dqn train", log=console.print):  # before the slow imports: a folder in use is refused at once
+        from comllm.drl.train import train
+
+        meta = train(cfg, out, resume=resume, command=command, console=console, progress=progress)
     _print_meta(out, meta)
 
 

@@ -49,22 +49,25 @@ def sft(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Supervised fine-tuning on oracle labels (completion-only loss); resumable; CSV and TensorBoard logs."""
-    from comllm.lm.sft import make_config, train_sft
+    from comllm.locking import lock_folder
     from comllm.outputs import check_input, check_paths
 
     check_input("--data", data)
     check_input("--eval-data", eval_data)
     check_paths({"--out": out}, {"--data": data, "--eval-data": eval_data}, folders=["--out"])
-    cfg = make_config(
-        model=model, template=template, data=[str(p) for p in data], out=str(out), resume=resume, steps=steps,
-        epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, warmup=warmup, weight_decay=weight_decay,
-        seed=seed, max_records=max_records, hidden=hidden, layers=layers, heads=heads, intermediate=intermediate,
-        lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, four_bit=four_bit, dtype=dtype, device=device,
-        save_every=save_every, log_every=log_every, eval_data=str(eval_data) if eval_data else None,
-        eval_every=eval_every, eval_size=eval_size, threads=threads, reasoning=reasoning, progress=progress,
-        cost_head=cost_head, listwise=listwise, listwise_tau=listwise_tau,
-    )  # fmt: skip
-    summary = train_sft(cfg, log=console.print)
+    with lock_folder(out, "sft", log=console.print):  # before the slow imports: a folder in use is refused at once
+        from comllm.lm.sft import make_config, train_sft
+
+        cfg = make_config(
+            model=model, template=template, data=[str(p) for p in data], out=str(out), resume=resume, steps=steps,
+            epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, warmup=warmup, weight_decay=weight_decay,
+            seed=seed, max_records=max_records, hidden=hidden, layers=layers, heads=heads, intermediate=intermediate,
+            lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, four_bit=four_bit, dtype=dtype, device=device,
+            save_every=save_every, log_every=log_every, eval_data=str(eval_data) if eval_data else None,
+            eval_every=eval_every, eval_size=eval_size, threads=threads, reasoning=reasoning, progress=progress,
+            cost_head=cost_head, listwise=listwise, listwise_tau=listwise_tau,
+        )  # fmt: skip
+        summary = train_sft(cfg, log=console.print)
     if summary.get("eval"):
         ev = summary["eval"]
         console.print(f"eval: accuracy {ev['acc']:.3f}, perf ratio {ev['perf_ratio']:.4f}")
