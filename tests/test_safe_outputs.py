@@ -135,3 +135,16 @@ def test_an_unwritable_folder_is_refused(capsys, tmp_path):
         refused(capsys, *SIM, "--json", ro / "r.json", needles=("--json", "cannot write in"))
     finally:
         ro.chmod(0o700)
+
+
+def test_the_installed_command_refuses_in_one_line(data_file):
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "comllm"
+    before = digest(data_file)
+    proc = subprocess.run([str(exe), "eval-data", "--data", str(data_file), "--json", str(data_file)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"error: --json '{data_file}' is the --data file: writing it would destroy the input"]
+    assert digest(data_file) == before
