@@ -140,8 +140,10 @@ class MECSimulator:
             from comllm.sim import tang_wong
 
             self._step_kernel = tang_wong.step_simulator
+            self._observe_kernel = tang_wong.observe_system_tw  # whole-slot waits
         else:
             self._step_kernel = K.step_simulator
+            self._observe_kernel = K.observe_system
         self._lw = np.empty(M)
         self._tw = np.empty(M)
         self._q = np.empty(N)
@@ -253,7 +255,7 @@ class MECSimulator:
     def queue_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per device local and uplink wait (slots), per server queued Mbit and active count."""
         lw, tw, q, a = self._lw, self._tw, self._q, self._a
-        K.observe_system(self.t, self.arr, self.rem, self.act, self.stage, self.rate, self.local_rate, lw, tw, q, a)
+        self._observe_kernel(self.t, self.arr, self.rem, self.act, self.stage, self.rate, self.local_rate, lw, tw, q, a)
         return lw, tw, q, a
 
     def incoming_view(self) -> tuple[np.ndarray, np.ndarray]:
