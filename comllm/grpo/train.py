@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import json
+import pickle
 import re
 import shutil
 import time
@@ -356,7 +357,13 @@ def _train_grpo(cfg: GRPORunConfig, log: Callable[[str], None]) -> dict[str, Any
         f"{threads} threads, {device}" + (f"; resuming from {last}" if last else ""))  # fmt: skip
 
     t0 = time.time()
-    result = trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
+    try:
+        result = trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
+    except pickle.UnpicklingError as err:  # transformers reads the checkpoint with torch.load(weights_only=True)
+        if last is None:
+            raise
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise GRPOError(f"checkpoint '{last}' holds a file that is not plain data; it is not loaded ({first})") from None
     wall = time.time() - t0
     writer.close()
 
