@@ -204,6 +204,17 @@ def test_templates_of_before_the_fresh_view_write_their_frozen_text() -> None:
     assert not changed, f"{len(changed)} frozen texts changed, e.g. {changed[:3]}"
 
 
+def test_v2_templates_and_the_other_surfaces_write_their_frozen_text() -> None:
+    """The -v2 templates, the text-level perturbations, perturbed field forms and read-backs, instructions, answers."""
+    from tests.fixtures import frozen_templates
+
+    frozen = frozen_templates.read(frozen_templates.PATH_V2)
+    now = frozen_templates.renderings_v2()
+    assert set(now) == set(frozen)
+    changed = [k for k in frozen if now[k] != frozen[k]]
+    assert not changed, f"{len(changed)} frozen texts changed, e.g. {changed[:3]}"
+
+
 # ------------------------------------------------------------ the fresh view (-v2 templates)
 V2_STATEFUL = ["paper-v2", "paper-zh-v2", "annotated-v2"]
 V2 = [*V2_STATEFUL, "estimates-v2", "estimates-compact-v2", "annotated-compact-v2", "raw-compact-v2"]
