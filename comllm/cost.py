@@ -52,9 +52,14 @@ def action_costs(batch: StateBatch, incoming: bool = False, incoming_active: boo
     return np.concatenate([local[:, None], server], axis=1)
 
 
+def oracle_from_costs(costs: np.ndarray) -> np.ndarray:
+    """The oracle's rule on given costs ``(..., N + 1)``: the least, ties to the lowest action (local first)."""
+    return np.argmin(costs, axis=-1)
+
+
 def oracle_actions(batch: StateBatch, incoming: bool = False, incoming_active: bool = False) -> np.ndarray:
     """The greedy oracle: the action of least one-step cost, shape ``(B,)`` (ties: lowest action)."""
-    return np.argmin(action_costs(batch, incoming, incoming_active), axis=1)
+    return oracle_from_costs(action_costs(batch, incoming, incoming_active))
 
 
 def chosen_costs(batch: StateBatch, actions: np.ndarray) -> np.ndarray:
@@ -64,59 +69,20 @@ def chosen_costs(batch: StateBatch, actions: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- compiled form
-# The same formulas, one task at a time, for compiled code (the LACS rollouts decide
-# other devices' tasks inside numba). The operations are written in the order numpy
-# evaluates `action_costs`, so both give bit-identical costs (tests check it).
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _local_cost(task_size, local_wait, slot_s, device_ghz, device_cpb):
-    return local_wait + task_size * (device_cpb / 1000.0) / (device_ghz * slot_s)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _server_cost(task_size, tx_wait, rate, slot_s, server_ghz, server_cpb, queued, active):
-    return tx_wait + task_size / rate + (queued + task_size) * (server_cpb / 1000.0) * (active + 1) / (server_ghz * slot_s)
-
-
-@njit(cache=True, nogil=True)
-def task_costs(task_size, local_wait, tx_wait, upload_rate, slot_s, device_ghz, device_cpb,
-               server_ghz, server_cpb, queued, active, out):  # fmt: skip
-    """One task's estimated latency (slots) of every action into ``out`` (N + 1,); compiled.
-
-    Scalars for the task and its device; ``server_ghz``, ``server_cpb`` (cycles/bit),
-    ``queued`` (Mbit) and ``active`` are (N,) arrays. Same values as :func:`action_costs`.
-    """
-    rate = max(upload_rate, 1e-9)
-    out[0] = _local_cost(task_size, local_wait, slot_s, device_ghz, device_cpb)
-    for j in range(server_ghz.shape[0]):
-        out[j + 1] = _server_cost(task_size, tx_wait, rate, slot_s, server_ghz[j], server_cpb[j], queued[j], active[j])
-
-
-@njit(cache=True, nogil=True)
-def greedy_action(task_size, local_wait, tx_wait, upload_rate, slot_s, device_ghz, device_cpb,
-                  server_ghz, server_cpb, queued, active):  # fmt: skip
-    """The greedy oracle's action for one task (argmin of :func:`task_costs`, ties to the lowest); compiled."""
-    rate = max(upload_rate, 1e-9)
-    best = _local_cost(task_size, local_wait, slot_s, device_ghz, device_cpb)
-    best_a = 0
-    for j in range(server_ghz.shape[0]):
-        c = _server_cost(task_size, tx_wait, rate, slot_s, server_ghz[j], server_cpb[j], queued[j], active[j])
-        if c < best:
-            best = c
-            best_a = j + 1
-    return best_a
+# The same formula, one task at a time, for compiled code (the LACS rollouts decide other
+# devices' tasks inside numba). Its costs equal `action_costs`'s bit for bit and its action
+# `oracle_actions`'s, near-ties included (tests check both).
 
 
 @njit(cache=True, nogil=True)
 def greedy_action_scaled(task_size, local_wait, tx_wait, upload_rate, local_cpb, local_speed,
                          server_cpb, server_speed, queued, active):  # fmt: skip
-    """:func:`greedy_action` with the per-model constants computed once by the caller; compiled.
+    """The greedy oracle's action for one task, the per-model constants computed once by the caller; compiled.
 
     ``local_cpb = device_cpb / 1000.0``, ``local_speed = device_ghz * slot_s``, and per
     server ``server_cpb[j] / 1000.0``, ``server_ghz[j] * slot_s`` (N,): the same factors the
-    formulas compute, so the costs, and the action, are bit-identical (one division per
-    server instead of two; the LACS rollouts call this for every arrival of every slot).
+    formulas of :func:`action_costs` compute, so the costs, and the action, are bit-identical
+    to :func:`oracle_actions` (the LACS rollouts call this for every arrival of every slot).
     """
     rate = max(upload_rate, 1e-9)
     best = local_wait + task_size * local_cpb / local_speed

@@ -35,7 +35,7 @@ from typing import Iterator
 
 import numpy as np
 
-from comllm.cost import action_costs
+from comllm.cost import action_costs, oracle_actions, oracle_from_costs
 from comllm.data.records import DataError, Record, state_to_dict
 from comllm.policies import make_policy
 from comllm.policies.base import Policy
@@ -96,7 +96,7 @@ class EpsilonGreedy(Policy):
         self.rng = np.random.default_rng(seed)
 
     def act(self, batch: StateBatch) -> np.ndarray:
-        greedy = np.argmin(action_costs(batch), axis=1)
+        greedy = oracle_actions(batch)
         explore = self.rng.random(len(batch)) < self.epsilon
         return np.where(explore, self.rng.integers(0, batch.n_actions, len(batch)), greedy)
 
@@ -209,7 +209,7 @@ def generate_records(
                 one, label, earlier = captured["record"]
                 costs = action_costs(one)[0]
                 state = one.state(0)
-                oracle = int(np.argmin(costs)) if label is None else label
+                oracle = int(oracle_from_costs(costs)) if label is None else label
                 yield Record(
                     id=made,
                     split=split,

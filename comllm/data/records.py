@@ -25,7 +25,7 @@ from typing import IO, Any, Iterable, Iterator
 
 import numpy as np
 
-from comllm.cost import action_costs
+from comllm.cost import action_costs, oracle_from_costs
 from comllm.errors import ComllmError, shorten
 from comllm.scenario import SERVER_TYPE_NAMES
 from comllm.sim import Snapshot
@@ -262,7 +262,7 @@ class Record:
 def label_state(state: TaskState) -> tuple[int, list[float]]:
     """The oracle action and every action's cost (slots) of one state."""
     costs = action_costs(StateBatch.from_states([state]))[0]
-    return int(np.argmin(costs)), [float(c) for c in costs]
+    return int(oracle_from_costs(costs)), [float(c) for c in costs]
 
 
 # ------------------------------------------------------- official format

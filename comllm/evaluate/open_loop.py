@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from comllm.cost import action_costs
+from comllm.cost import action_costs, oracle_from_costs
 from comllm.errors import ComllmError
 from comllm.evaluate.metrics import jain_index, nan_to_none
 from comllm.policies.base import Policy
@@ -51,7 +51,7 @@ class _Group:
         costs = action_costs(batch)
         b = len(batch)
         deadline = batch.max_delay.astype(np.float64)
-        oracle = np.argmin(costs, axis=1)
+        oracle = oracle_from_costs(costs)
         best = costs[np.arange(b), oracle]
         valid = (actions >= 0) & (actions <= batch.n_servers)
         safe = np.where(valid, actions, 0)

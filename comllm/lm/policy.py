@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from comllm.cost import action_costs
+from comllm.cost import oracle_actions
 from comllm.lm.loading import LMError, LoadedLM, load_lm
 from comllm.lm.scoring import score_candidates
 from comllm.policies.base import Policy, PolicyError, register_policy
@@ -177,7 +177,7 @@ class LMPolicy(Policy):
             return np.zeros(len(batch), dtype=np.int64)
         if fb == "random":
             return self.rng.integers(0, batch.n_actions, len(batch))
-        return np.argmin(action_costs(batch), axis=1)
+        return oracle_actions(batch)
 
     @torch.no_grad()
     def generate(self, states: list[TaskState]) -> list[str]:

@@ -14,7 +14,7 @@ One rollout from decision slot ``t0`` (the snapshot's slot):
 * every later slot ``t0 + i`` draws its channel and arrivals from ``u[i - 1]``, ``z[i - 1]``
   (the layout :func:`~comllm.sim.kernels.next_slot_inputs` reads, i.e. what
   :class:`~comllm.sim.MECSimulator` draws) and decides every arrival by the ``rule``
-  (greedy: the DESIGN §3 oracle, :func:`comllm.cost.greedy_action` in its bit-identical form
+  (greedy: the one-step oracle of :mod:`comllm.cost` in its compiled form
   :func:`comllm.cost.greedy_action_scaled`, on the state at
   the slot's start, as ``MECSimulator.observe`` would show it);
 * *horizon tasks* are the tasks other than the current one that arrive in slots
