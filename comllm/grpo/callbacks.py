@@ -75,7 +75,10 @@ class CsvLogCallback(TrainerCallback):
 class RichProgressCallback(TrainerCallback):
     """A rich progress bar (steps, mean reward, valid answers); disabled, one short line per log event instead."""
 
-    def __init__(self, label: str = "grpo", enabled: bool = True, log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, label: str = "grpo", enabled: bool = True, log: Callable[[str], None] = print, console: Any = None
+    ) -> None:
+        self.console = console  # a rich Console (None: a new one on stdout)
         self.label = label
         self.enabled = enabled
         self.log = log
@@ -87,8 +90,9 @@ class RichProgressCallback(TrainerCallback):
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        from comllm.cli.app import console
+        from rich.console import Console
 
+        console = self.console if self.console is not None else Console()
         self.progress = Progress(
             TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("reward {task.fields[reward]}"), TextColumn("valid {task.fields[valid]}"),
