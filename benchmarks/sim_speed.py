@@ -6,7 +6,7 @@ Prints a table for (devices, servers) = (50, 5), (20, 6), (20, 11). Each row
 times ``observe()`` (builds the StateBatch of the slot's arrivals), a random
 action per arriving task, and ``step()``; numba compilation happens before
 timing. Target: >= 1,000,000 device-slots/s at 50 x 5 on a 2-core machine. The
-middle columns time comllm.sim.reference (plain Python, one object per task) on the
+middle columns time tests/oracles/reference_simulator.py (plain Python, one object per task) on the
 same arrivals, side by side; the last ones the ``sequential`` decision protocol (each
 arriving task observed and decided on its own, through ``MECSimulator.decide``).
 
@@ -24,9 +24,14 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+import sys
+from pathlib import Path
+
 from comllm.scenario import load_scenario
 from comllm.sim import MECSimulator
-from comllm.sim.reference import ReferenceSimulator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the test oracles live beside the package
+from tests.oracles.reference_simulator import ReferenceSimulator  # noqa: E402
 
 CASES = [(50, 5), (20, 6), (20, 11)]
 

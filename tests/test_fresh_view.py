@@ -12,7 +12,7 @@ from comllm.data.records import state_from_dict, state_to_dict
 from comllm.policies import make_policy
 from comllm.scenario import ScenarioError, load_scenario, make_scenario
 from comllm.sim import MECSimulator
-from comllm.sim.reference import ReferenceSimulator
+from tests.oracles.reference_simulator import ReferenceSimulator
 from tests.strategies import scenarios
 
 TWO_FAST = {

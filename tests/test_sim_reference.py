@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from comllm.sim import MECSimulator
-from comllm.sim.reference import ReferenceSimulator
+from tests.oracles.reference_simulator import ReferenceSimulator
 from tests.strategies import scenarios
 
 

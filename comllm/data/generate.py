@@ -182,7 +182,7 @@ def generate_records(
         sim = MECSimulator(sc, seed=int(rng.integers(2**31)))
         if labeller is not None:
             labeller.reset(episode)
-            if hasattr(labeller, "bind"):  # plans on the simulator (lacs-planner)
+            if labeller.needs_simulator:  # plans on the simulator (lacs-planner)
                 labeller.bind(sim)
         for slot in range(cfg.episode_slots):
             if slot % cfg.behaviour_slots == 0:

@@ -7,8 +7,8 @@ task is censored. Every seed sees the same arrivals and channel under every
 policy and in both decision protocols (the random draws do not depend on the
 actions). The slot's tasks are decided by the scenario's protocol
 (:meth:`comllm.sim.MECSimulator.decide`: one batch under ``simultaneous``, one
-task per call in a seeded order under ``sequential``). A policy with a
-``bind(sim)`` method (the LACS planner) is handed each episode's live simulator
+task per call in a seeded order under ``sequential``). A policy with
+``needs_simulator`` (the LACS planner) is handed each episode's live simulator by ``bind(sim)``
 before the episode starts; it must not advance it.
 """
 
@@ -59,7 +59,7 @@ def run_episode(
     """Run one seed of the closed-loop protocol and measure it."""
     sim = MECSimulator(scenario, seed=seed)
     policy.reset(seed)
-    if hasattr(policy, "bind"):  # policies that plan on the simulator itself (lacs-planner) get it here
+    if policy.needs_simulator:  # policies that plan on the simulator itself (lacs-planner) get it here
         policy.bind(sim)
     def advance() -> None:
         sim.step(sim.decide(policy.act))  # the scenario's decision protocol

@@ -42,6 +42,8 @@ class LacsPlanner(Policy):
     """Pick, per arriving task, the action of least LACS score (see the module docstring)."""
 
     name = "lacs-planner"
+    needs_simulator = True
+    slow = True
 
     def __init__(self, horizon: int = 5, rollouts: int = 16, lam: float = 0.3, other_policy: str = "greedy") -> None:
         self.settings = LacsSettings(horizon=horizon, rollouts=rollouts, lam=lam, other_policy=other_policy)

@@ -84,6 +84,7 @@ class LMPolicy(Policy):
     """Decisions from a :class:`~comllm.lm.loading.LoadedLM` (see the module docstring)."""
 
     name = "llm"
+    slow = True
 
     def __init__(self, lm: LoadedLM, options: DecodeOptions | None = None, seed: int = 0) -> None:
         from comllm.text import get_template

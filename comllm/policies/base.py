@@ -22,9 +22,22 @@ class PolicyError(ComllmError, ValueError):
 
 
 class Policy:
-    """Base class: override :meth:`act`. ``name`` is how reports label the policy."""
+    """Base class: override :meth:`act`. ``name`` is how reports label the policy.
+
+    Capabilities, read by the evaluators (class attributes, overridden where they differ):
+
+    * ``needs_simulator``: plans on the live simulator; the closed-loop evaluator and the
+      data generator call :meth:`bind` with it before an episode (the policy must not advance it);
+    * ``slow``: a decision costs milliseconds or more (a language model, the planner), so
+      quick evaluations may leave it out;
+    * ``batchable``: :meth:`act` decides a whole batch in one call (False: it is called with
+      one task at a time, as under ``decisions=sequential`` anyway).
+    """
 
     name: str = "policy"
+    needs_simulator: bool = False
+    slow: bool = False
+    batchable: bool = True
 
     def act(self, batch: StateBatch) -> np.ndarray:
         """One action per task of ``batch``, shape ``(len(batch),)``, ints in 0..N."""
@@ -32,6 +45,9 @@ class Policy:
 
     def reset(self, seed: int | None = None) -> None:
         """Called at the start of each evaluation episode (seeds any randomness)."""
+
+    def bind(self, sim: object) -> None:
+        """Policies with ``needs_simulator`` get the episode's live simulator here."""
 
     def check_scenario(self, scenario: Scenario) -> None:
         """Raise :class:`PolicyError` if this policy cannot act in ``scenario``."""

@@ -1,7 +1,7 @@
 """A plain-Python, object-per-task implementation of the same slot semantics.
 
-Not used by comllm itself: it is the readable statement of the dynamics that the
-compiled kernels (comllm/sim/kernels.py) are tested against, task by task, and
+A test oracle, not part of the package: the readable statement of the dynamics that
+the compiled kernels (comllm/sim/kernels.py) are tested against, task by task, and
 the baseline of ``benchmarks/sim_speed.py``. Arrivals, actions and uplink rates
 come from outside (e.g. recorded from a MECSimulator run).
 """
