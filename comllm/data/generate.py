@@ -150,6 +150,65 @@ def _episode_scenario(
     return make_scenario({**base.model_dump(), **data})
 
 
+@dataclass
+class _Kept:
+    """The recorded task of a slot: its one-row state, the labeller's action, the slot's earlier decisions."""
+
+    batch: StateBatch
+    label: int | None
+    earlier: dict[int, int]
+
+
+def _decide_slot(
+    sim: MECSimulator, policy: Policy, labeller: Policy | None, keep: int
+) -> tuple[np.ndarray, _Kept | None]:
+    """The behaviour's actions for the slot (by the protocol) and the task at ``keep`` as it saw the slot.
+
+    ``keep`` is a position in the arrivals (simultaneous) or a turn (sequential); -1 records nothing.
+    """
+    kept: list[_Kept] = []
+    turn = [0]
+
+    def act(batch: StateBatch) -> np.ndarray:
+        # simultaneous: one call, the kept task at row `keep`; sequential: one call per task
+        if keep >= 0 and (not sim.sequential or turn[0] == keep):
+            one = batch.subset([0 if sim.sequential else keep])
+            label = None if labeller is None else int(np.asarray(labeller.act(one))[0])
+            kept.append(_Kept(one, label, dict(sim.decided)))
+        turn[0] += 1
+        return policy.act(batch)
+
+    actions = sim.decide(act)
+    return actions, (kept[0] if kept else None)
+
+
+def _record(
+    made: int, split: str, scenario: Scenario, sim: MECSimulator, t: Template, kept: _Kept,
+    behaviour: str, labels: str, reasoning: bool,
+) -> Record:  # fmt: skip
+    costs = action_costs(kept.batch)[0]
+    state = kept.batch.state(0)
+    label = int(oracle_from_costs(costs)) if kept.label is None else kept.label
+    return Record(
+        id=made,
+        split=split,
+        scenario=scenario.name,
+        n_servers=sim.N,
+        template=t.name,
+        prompt=t.render_prompt(state),
+        answer=t.render_answer(label, t.reasoning_trace(state) if reasoning else None),
+        oracle_action=label,
+        costs=[float(c) for c in costs],
+        state=state_to_dict(state),
+        device=int(kept.batch.device[0]),
+        snapshot=sim.snapshot().to_dict(),
+        behaviour=behaviour,
+        labels=labels,
+        slot_decisions=sorted(kept.earlier.items()) if sim.sequential else None,
+        _state_cache=state,
+    )
+
+
 def generate_records(
     scenario: Scenario,
     n: int,
@@ -188,46 +247,12 @@ def generate_records(
             if slot % cfg.behaviour_slots == 0:
                 behaviour = cfg.behaviours[int(rng.integers(len(cfg.behaviours)))]
                 policy = _behaviour(behaviour, rng, cfg, int(rng.integers(2**31)))
-            n_arr = len(sim.arrivals)
             keep = -1
-            if n_arr and rng.random() < cfg.keep_prob:
-                keep = int(rng.integers(n_arr))  # simultaneous: device position; sequential: turn
-            captured: dict[str, tuple] = {}
-            turn = [0]
-
-            def act(batch: StateBatch) -> np.ndarray:
-                # simultaneous: one call, the kept task at row `keep`; sequential: one call per task
-                if keep >= 0 and (not sim.sequential or turn[0] == keep):
-                    one = batch.subset([0 if sim.sequential else keep])
-                    label = None if labeller is None else int(np.asarray(labeller.act(one))[0])
-                    captured["record"] = (one, label, dict(sim.decided))
-                turn[0] += 1
-                return policy.act(batch)
-
-            actions = sim.decide(act)
-            if keep >= 0:
-                one, label, earlier = captured["record"]
-                costs = action_costs(one)[0]
-                state = one.state(0)
-                oracle = int(oracle_from_costs(costs)) if label is None else label
-                yield Record(
-                    id=made,
-                    split=split,
-                    scenario=scenario.name,
-                    n_servers=sc.n_servers,
-                    template=t.name,
-                    prompt=t.render_prompt(state),
-                    answer=t.render_answer(oracle, t.reasoning_trace(state) if reasoning else None),
-                    oracle_action=oracle,
-                    costs=[float(c) for c in costs],
-                    state=state_to_dict(state),
-                    device=int(one.device[0]),
-                    snapshot=sim.snapshot().to_dict(),
-                    behaviour=behaviour,
-                    labels=labels,
-                    slot_decisions=sorted(earlier.items()) if sim.sequential else None,
-                    _state_cache=state,
-                )
+            if len(sim.arrivals) and rng.random() < cfg.keep_prob:
+                keep = int(rng.integers(len(sim.arrivals)))
+            actions, kept = _decide_slot(sim, policy, labeller, keep)
+            if kept is not None:
+                yield _record(made, split, scenario, sim, t, kept, behaviour, labels, reasoning)
                 made += 1
                 if made == n:
                     return
