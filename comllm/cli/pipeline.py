@@ -65,9 +65,10 @@ def benchmark(
     """The shipped checkpoints (SFT, GRPO, COMLLM, DQN) against every baseline on paper-6 and paper-11."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from comllm.cli.sim import results_table
-    from comllm.experiments.benchmark import BASELINES, benchmark_jobs, run_benchmark
+    from comllm.experiments.benchmark import benchmark_jobs, run_benchmark
+    from comllm.experiments.labels import BASELINES
     from comllm.policies import make_policy
+    from comllm.report.tables import rich_table
     from comllm.scenario import load_scenario
 
     check_limit("--slots", slots, MAX_SLOTS)
@@ -75,7 +76,7 @@ def benchmark(
     check_limit("--warmup", warmup, MAX_SLOTS)
     check_limit("--workers", workers, MAX_WORKERS)
     check_paths({"--out": out}, {"--scenario": scenario_files(scenario)}, folders=["--out"])
-    baselines = baseline or BASELINES
+    baselines = baseline or list(BASELINES)
     for sc in scenario:  # fail fast, before any episode runs, on a bad scenario or baseline
         s = load_scenario(sc)
         for b in baselines:
@@ -87,7 +88,7 @@ def benchmark(
         rows = run_benchmark(
             out, scenario, slots, seeds, warmup, workers, baselines, on_done=lambda r: progress.advance(task)
         )
-    console.print(results_table(rows, f"closed loop, {slots} slots × {seeds} seeds (mean ± 95 % CI)"))
+    console.print(rich_table(rows, f"closed loop, {slots} slots × {seeds} seeds (mean ± 95 % CI)"))
     console.print(f"tables and plots in {out}/")
 
 
@@ -116,11 +117,10 @@ def sweep(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from comllm.cli.app import write_json, write_text
-    from comllm.cli.sim import results_table
-    from comllm.experiments.sweep import Job, aggregate, run_sweep
-    from comllm.policies import make_policy
+    from comllm.experiments.grid import axis_label, check_jobs, job_grid
+    from comllm.experiments.sweep import aggregate, run_sweep
+    from comllm.report.tables import json_rows, rich_table
     from comllm.report.tables import markdown as md_table
-    from comllm.scenario import load_scenario
 
     check_limit("--slots", slots, MAX_SLOTS)
     check_limit("--seeds", seeds, MAX_SEEDS)
@@ -131,43 +131,18 @@ def sweep(
         from comllm.experiments.sweep import check_ray_address
 
         check_ray_address(ray)
-    loads = load or [None]
-    protocols = decisions or [None]
-
-    def overrides(q: float | None, d: str | None) -> tuple[str, ...]:
-        return (
-            tuple(set_ or []) + ((f"arrival_prob={q}",) if q is not None else ()) + ((f"decisions={d}",) if d else ())
-        )
-
-    def resolved(p: str, s) -> str:
-        return p.replace("{n}", str(s.n_servers))
-
-    for sc in scenario:  # fail fast, before any worker starts, on a bad scenario, load, protocol or policy
-        s = load_scenario(sc, list(set_ or []))
-        for q in loads:
-            for d in protocols:
-                load_scenario(sc, list(overrides(q, d)))
-        for p in policy:
-            make_policy(resolved(p, s), s)
-    jobs = [
-        Job(policy=resolved(p, load_scenario(sc, list(set_ or []))), label=p, scenario=sc, seed=k, slots=slots,
-            warmup=warmup, overrides=overrides(q, d))  # fmt: skip
-        for sc in scenario
-        for q in loads
-        for d in protocols
-        for p in policy
-        for k in range(seeds)
-    ]
+    jobs = job_grid(
+        policy, scenario, seeds, slots=slots, warmup=warmup, loads=load or [None], decisions=decisions or [None],
+        overrides=set_ or [],
+    )  # fmt: skip
+    check_jobs(jobs)  # fail fast, before any worker starts, on a bad scenario, load, protocol or policy
     columns = (TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("episodes", total=len(jobs))
         results = run_sweep(jobs, workers=workers, ray_address=ray, on_done=lambda r: progress.advance(task))
     rows = aggregate(results)
-    for r in rows:
-        extra = [o.replace("arrival_prob=", "p=") for o in r["overrides"] if o.startswith("arrival_prob=")][-1:]
-        extra += [o.partition("=")[2] for o in r["overrides"] if o.startswith("decisions=")][-1:]
-        if extra:
-            r["scenario"] = f"{r['scenario']} ({', '.join(extra)})"
-    console.print(results_table(rows, f"sweep: {len(jobs)} episodes, {slots} slots each"))
-    write_json(json_out, rows)
+    for r in rows:  # the axes' values in the scenario column: "paper-6 (p=0.3, sequential)"
+        r["scenario"] = axis_label(r["scenario"], r["overrides"], load=bool(load), decisions=bool(decisions))
+    console.print(rich_table(rows, f"sweep: {len(jobs)} episodes, {slots} slots each"))
+    write_json(json_out, json_rows(rows))
     write_text(markdown, md_table(rows), "--markdown")

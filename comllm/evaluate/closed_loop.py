@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from comllm.evaluate.metrics import jain_index, mean_ci, nan_to_none
+from comllm.evaluate.metrics import aggregate_seeds, jain_index
 from comllm.policies.base import Policy
 from comllm.scenario import Scenario
 from comllm.sim import MECSimulator
@@ -108,42 +108,12 @@ def run_episode(
     )
 
 
-#: per-episode scalar metrics that are averaged (with a CI) across seeds
-SCALAR_METRICS = (
-    "avg_latency",
-    "avg_latency_completed",
-    "drop_rate",
-    "latency_p50",
-    "latency_p95",
-    "latency_p99",
-    "offload_share",
-    "jain_index",
-    "jain_utilization",
-)
-
-
 def summarize(episodes: list[EpisodeMetrics], policy: Policy, scenario: Scenario) -> dict[str, Any]:
-    """Mean over seeds (and ``<metric>_ci``, the 95 % half-width) as a JSON-ready dict."""
-    out: dict[str, Any] = {
-        "policy": policy.name,
-        "scenario": scenario.name,
-        "n_servers": scenario.n_servers,
-        "seeds": [e.seed for e in episodes],
-        "n_tasks": int(sum(e.n_tasks for e in episodes)),
-    }
-    for key in SCALAR_METRICS:
-        m, ci = mean_ci(getattr(e, key) for e in episodes)
-        out[key] = nan_to_none(m)
-        out[f"{key}_ci"] = nan_to_none(ci)
-    out["per_server_share"] = np.mean([e.per_server_share for e in episodes], axis=0).tolist()
-    out["utilization"] = np.mean([e.utilization for e in episodes], axis=0).tolist()
-    drops: dict[str, int] = {}
-    for e in episodes:
-        for k, v in e.drops_by_stage.items():
-            drops[k] = drops.get(k, 0) + v
-    out["drops_by_stage"] = drops
-    out["policy_stats"] = policy.stats
-    return out
+    """The result row of :func:`comllm.evaluate.metrics.aggregate_seeds` (mean and 95 % CI over seeds).
+
+    The policy's counters are those it holds now, after the last episode.
+    """
+    return aggregate_seeds(episodes, policy=policy.name, scenario=scenario.name, policy_stats=[policy.stats])
 
 
 def evaluate_closed_loop(

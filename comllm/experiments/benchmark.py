@@ -12,14 +12,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
+from comllm.experiments.grid import job_grid
+from comllm.experiments.labels import BASELINES, SHIPPED_DRL, SHIPPED_LMS, label
 from comllm.experiments.sweep import Job, JobResult, aggregate, run_sweep
 from comllm.report import plots
 from comllm.report.tables import write_tables
-
-BASELINES = ["greedy", "random", "local", "round-robin", "least-loaded", "lacs-planner"]
-SHIPPED_LMS = {"lm-default": "SFT", "lm-grpo": "GRPO", "lm-comllm": "COMLLM"}
-SHIPPED_DRL = {"dqn": "DQN", "d3qn": "D3QN-LSTM"}
-
 
 def checkpoints_dir() -> Path:
     return Path(str(resources.files("comllm") / "checkpoints"))
@@ -29,28 +26,22 @@ def shipped_policies(scenario_servers: int) -> dict[str, str]:
     """Label -> spec of every shipped checkpoint usable on a scenario with this many servers."""
     root = checkpoints_dir()
     out: dict[str, str] = {}
-    for folder, label in SHIPPED_LMS.items():
+    for folder, stage in SHIPPED_LMS.items():
         if (root / folder / "config.json").is_file():
-            out[label] = f"llm:{root / folder}"
-    for prefix, label in SHIPPED_DRL.items():
+            out[label(stage)] = f"llm:{root / folder}"
+    for prefix, algo in SHIPPED_DRL.items():
         folder = root / f"{prefix}-{scenario_servers}"
         if folder.is_dir():
-            out[label] = f"dqn:{folder}"
+            out[label(algo)] = f"dqn:{folder}"
     return out
 
 
 def benchmark_jobs(scenarios: list[str], slots: int, seeds: int, warmup: int, baselines: list[str]) -> list[Job]:
-    from comllm.scenario import load_scenario
-
-    jobs = []
-    for sc in scenarios:
-        pols = {b: b for b in baselines}
-        pols.update(shipped_policies(load_scenario(sc).n_servers))
-        for label, spec in pols.items():
-            for s in range(seeds):
-                jobs.append(Job(policy=spec, scenario=sc, seed=s, slots=slots, warmup=warmup, label=label,
-                                keep_latencies=s == 0))  # fmt: skip
-    return jobs
+    """The baselines and the shipped checkpoints on each scenario; seed 0 keeps its latencies (the CDF)."""
+    return job_grid(
+        lambda _, sc: {**{b: b for b in baselines}, **shipped_policies(sc.n_servers)},
+        scenarios, seeds, slots=slots, warmup=warmup, keep_latencies=lambda _, s: s == 0,
+    )  # fmt: skip
 
 
 def run_benchmark(
@@ -64,7 +55,7 @@ def run_benchmark(
     on_done: Callable[[JobResult], None] | None = None,
 ) -> list[dict]:
     """Run the comparison; write tables and plots under ``out``; return the table rows."""
-    jobs = benchmark_jobs(scenarios, slots, seeds, warmup, baselines or BASELINES)
+    jobs = benchmark_jobs(scenarios, slots, seeds, warmup, baselines or list(BASELINES))
     results = run_sweep(jobs, workers=workers, on_done=on_done)
     rows = aggregate(results)
     write_tables(rows, out, "benchmark", title=f"closed loop, {slots} slots × {seeds} seeds")

@@ -17,13 +17,12 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from comllm.experiments.sweep import Job, aggregate, run_sweep
+from comllm.experiments.grid import job_grid
+from comllm.experiments.labels import LM_STAGES, label
+from comllm.experiments.sweep import aggregate, run_sweep
 
 if TYPE_CHECKING:
     from comllm.experiments.pipeline import Pipeline
-
-LM_STAGES = {"sft": "SFT", "grpo": "GRPO", "comllm": "COMLLM"}
-DQN_LABELS = {"dqn": "DQN", "d3qn-lstm": "D3QN-LSTM"}
 
 
 def quiet_transformers() -> None:
@@ -39,8 +38,8 @@ def quiet_transformers() -> None:
 def lm_policies(pipe: "Pipeline") -> dict[str, str]:
     """Label -> policy spec of the language models this run trained."""
     return {
-        label: f"llm:{pipe.run_dir / stage}"
-        for stage, label in LM_STAGES.items()
+        label(stage): f"llm:{pipe.run_dir / stage}"
+        for stage in LM_STAGES
         if pipe.is_done(stage) and (pipe.run_dir / stage).is_dir()
     }
 
@@ -53,7 +52,7 @@ def policies_for(pipe: "Pipeline", scenario: str) -> dict[str, str]:
         for algo in pipe.cfg.dqn.algos:
             folder = pipe.run_dir / "dqn" / f"{algo}-{scenario}"
             if folder.is_dir():
-                out[DQN_LABELS.get(algo, algo)] = f"dqn:{folder}"
+                out[label(algo)] = f"dqn:{folder}"
     return out
 
 
@@ -64,13 +63,10 @@ def _write(path: Path, data: Any) -> None:
 
 def _closed_loop(pipe: "Pipeline", overrides: tuple[str, ...], keep: bool, log: Callable[[str], None]) -> tuple[list, dict]:
     e = pipe.cfg.eval
-    jobs = [
-        Job(policy=spec, scenario=sc, seed=s, slots=e.slots, warmup=e.warmup, overrides=overrides, label=label,
-            keep_latencies=keep and s == 0 and sc == e.scenarios[0])  # fmt: skip
-        for sc in e.scenarios
-        for label, spec in policies_for(pipe, sc).items()
-        for s in range(e.seeds)
-    ]
+    jobs = job_grid(
+        lambda sc, _: policies_for(pipe, sc), e.scenarios, e.seeds, slots=e.slots, warmup=e.warmup,
+        overrides=overrides, keep_latencies=lambda sc, s: keep and s == 0 and sc == e.scenarios[0],
+    )  # fmt: skip
     log(f"[eval] closed loop {' '.join(overrides) or 'default load'}: {len(jobs)} episodes on {e.workers} workers")
     results = run_sweep(jobs, workers=e.workers, ray_address=e.ray)
     lat = {r.job.label: r.metrics["latencies"] for r in results if r.metrics.get("latencies") is not None}
@@ -135,14 +131,9 @@ def run_evaluation(pipe: "Pipeline", log: Callable[[str], None] = print) -> None
         sc = e.scenarios[0]
         pols = policies_for(pipe, sc)
         chosen = e.load_policies or [k for k in pols if not k.startswith("lacs-planner")]
-        jobs = [
-            Job(policy=pols[label], scenario=sc, seed=s, slots=e.load_slots, warmup=e.warmup,
-                overrides=(f"arrival_prob={p}",), label=label)  # fmt: skip
-            for label in chosen
-            if label in pols
-            for p in e.loads
-            for s in range(e.seeds)
-        ]
+        jobs = job_grid(
+            {k: pols[k] for k in chosen if k in pols}, [sc], e.seeds, slots=e.load_slots, warmup=e.warmup, loads=e.loads
+        )  # fmt: skip
         log(f"[eval] load sweep on {sc}: {len(jobs)} episodes")
         _write(out / "load_sweep.json", aggregate(run_sweep(jobs, workers=e.workers, ray_address=e.ray)))
     lms = lm_policies(pipe)

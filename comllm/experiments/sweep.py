@@ -1,10 +1,12 @@
 """Sweeps: policies × scenarios × loads × seeds, run in parallel worker processes or on Ray.
 
 One :class:`Job` is one closed-loop episode (one policy, one scenario with its
-overrides, one seed). Jobs are independent, so they run in a process pool on one
-machine (``workers``) or as Ray tasks on an existing cluster (``ray_address``);
-either way the results come back in job order and are aggregated over seeds by
-:func:`aggregate`.
+overrides, one seed); :func:`comllm.experiments.grid.job_grid` builds the grid of
+them. Jobs are independent, so they run in a process pool on one machine
+(``workers``) or as Ray tasks on an existing cluster (``ray_address``); either way
+the results come back in job order and are aggregated over seeds by
+:func:`aggregate`, the one aggregation of closed-loop results
+(:func:`comllm.evaluate.metrics.aggregate_seeds`), which ``simulate`` uses too.
 """
 
 from __future__ import annotations
@@ -12,11 +14,15 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from comllm.errors import ComllmError
+
+if TYPE_CHECKING:
+    from comllm.policies.base import Policy
+    from comllm.scenario import Scenario
 
 
 @dataclass(frozen=True)
@@ -45,18 +51,34 @@ class JobResult:
     wall_s: float = 0.0
 
 
-def run_job(job: Job) -> JobResult:
-    """Run one episode (in whatever process calls it)."""
+def run_job(
+    job: Job,
+    policy: "Policy | None" = None,
+    scenario: "Scenario | None" = None,
+    on_slot: Callable[[], None] | None = None,
+) -> JobResult:
+    """Run one episode (in whatever process calls it).
+
+    ``policy`` and ``scenario``, when given, are used instead of building them from
+    the job's spec (``simulate`` builds each policy once for all its seeds); they
+    must be what the spec builds. ``on_slot`` is called after every slot.
+    """
     import time
 
     from comllm.evaluate.closed_loop import run_episode
-    from comllm.policies import make_policy
-    from comllm.scenario import load_scenario
 
     t0 = time.perf_counter()
-    sc = load_scenario(job.scenario, list(job.overrides))
-    policy = make_policy(job.policy, sc)
-    ep = run_episode(sc, policy, job.slots, job.seed, warmup=job.warmup, keep_latencies=job.keep_latencies)
+    if scenario is None:
+        from comllm.scenario import load_scenario
+
+        scenario = load_scenario(job.scenario, list(job.overrides))
+    if policy is None:
+        from comllm.policies import make_policy
+
+        policy = make_policy(job.policy, scenario)
+    ep = run_episode(
+        scenario, policy, job.slots, job.seed, warmup=job.warmup, keep_latencies=job.keep_latencies, on_slot=on_slot
+    )
     metrics = asdict(ep)
     if ep.latencies is not None:
         metrics["latencies"] = ep.latencies.astype(np.float32).tolist()
@@ -161,39 +183,27 @@ def _run_ray(jobs: list[Job], address: str, on_done: Callable[[JobResult], None]
     return [r for r in results if r is not None]
 
 
-
-
 def aggregate(results: Iterable[JobResult]) -> list[dict[str, Any]]:
-    """One row per (policy label, scenario, overrides): mean and 95 % CI over seeds."""
-    from comllm.evaluate.closed_loop import SCALAR_METRICS
-    from comllm.evaluate.metrics import mean_ci, nan_to_none
+    """One row per (policy label, scenario, overrides), in first-job order: mean and 95 % CI over seeds.
+
+    The rows of :func:`comllm.evaluate.metrics.aggregate_seeds` (keys
+    :data:`~comllm.evaluate.metrics.ROW_KEYS`); ``wall_s`` is the episodes' total.
+    """
+    from comllm.evaluate.metrics import aggregate_seeds
 
     groups: dict[tuple, list[JobResult]] = {}
     for r in results:
         groups.setdefault(r.job.key, []).append(r)
-    rows = []
-    for (label, scenario, overrides), rs in groups.items():
-        row: dict[str, Any] = {
-            "policy": label,
-            "scenario": scenario,
-            "overrides": list(overrides),
-            "seeds": [r.job.seed for r in rs],
-            "n_tasks": int(sum(r.metrics["n_tasks"] for r in rs)),
-            "slots": rs[0].job.slots,
-            "wall_s": float(sum(r.wall_s for r in rs)),
-        }
-        for key in SCALAR_METRICS:
-            m, ci = mean_ci(float("nan") if r.metrics[key] is None else r.metrics[key] for r in rs)
-            row[key], row[f"{key}_ci"] = nan_to_none(m), nan_to_none(ci)
-        row["per_server_share"] = np.mean([r.metrics["per_server_share"] for r in rs], axis=0).tolist()
-        row["utilization"] = np.mean([r.metrics["utilization"] for r in rs], axis=0).tolist()
-        stats: dict[str, float] = {}
-        for r in rs:
-            for k, v in r.policy_stats.items():
-                if isinstance(v, (int, float)):
-                    stats[k] = stats.get(k, 0) + v
-        if "invalid" in stats and stats.get("decisions"):
-            stats["invalid_rate"] = stats["invalid"] / stats["decisions"]
-        row["policy_stats"] = stats
-        rows.append(row)
-    return rows
+    return [
+        aggregate_seeds(
+            [r.metrics for r in rs],
+            policy=label,
+            scenario=scenario,
+            overrides=overrides,
+            slots=rs[0].job.slots,
+            warmup=rs[0].job.warmup,
+            policy_stats=[r.policy_stats for r in rs],
+            wall_s=float(sum(r.wall_s for r in rs)),
+        )
+        for (label, scenario, overrides), rs in groups.items()
+    ]

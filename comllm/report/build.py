@@ -13,8 +13,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from comllm.errors import ComllmError
+from comllm.experiments.labels import LM_STAGES, label
 from comllm.report import plots
-from comllm.report.tables import markdown, write_tables
+from comllm.report.tables import (
+    OPEN_LOOP_COLUMNS,
+    ROBUSTNESS_COLUMNS,
+    STAGE_COLUMNS,
+    ZERO_SHOT_COLUMNS,
+    markdown,
+    write_tables,
+)
 
 _STEP_KEYS = ("step", "global_step", "timesteps", "steps", "total_timesteps")
 _METRIC_WORDS = ("loss", "reward", "latency", "accuracy", "drop")
@@ -51,10 +59,6 @@ def read_curve(folder: Path, max_metrics: int = 4) -> dict[str, list[float]]:
         if curve["step"]:
             return curve
     return {}
-
-
-def _fmt(x: Any, digits: int = 3) -> str:
-    return "–" if x is None else (f"{x:.{digits}f}" if isinstance(x, float) else str(x))
 
 
 def build_report(run_dir: str | Path, log: Callable[[str], None] = print) -> Path:
@@ -97,35 +101,31 @@ def build_report(run_dir: str | Path, log: Callable[[str], None] = print) -> Pat
         md.append(f"\n## Load sweep ({sc})\n\n![latency and drops against load]({p.name})\n")
     zs = _load(ev / "zero_shot.json")
     if zs:
-        cols = [("policy", "policy", "raw"), ("servers", "n_servers", "raw"), ("perf ratio", "perf_ratio", "num"),
-                ("accuracy", "accuracy", "num"), ("invalid", "invalid_rate", "pct"), ("drops", "drop_rate", "pct")]  # fmt: skip
+        cols = ZERO_SHOT_COLUMNS
         (out / "zero_shot.md").write_text(markdown(zs, cols))
         (out / "zero_shot.json").write_text(json.dumps(zs, indent=2) + "\n")
         p = plots.zero_shot(zs, out / "zero_shot.png")
         md.append(f"\n## Zero-shot over server counts (open loop)\n\n![zero-shot]({p.name})\n\n" + markdown(zs, cols))
     ol = _load(ev / "open_loop.json")
     if ol:
-        cols = [("policy", "policy", "raw"), ("servers", "n_servers", "raw"), ("n", "n", "raw"),
-                ("accuracy", "accuracy", "num"), ("perf ratio", "perf_ratio", "num"), ("avg cost", "avg_cost", "num"),
-                ("drops", "drop_rate", "pct"), ("invalid", "invalid_rate", "pct"), ("Jain", "jain_index", "num")]  # fmt: skip
+        cols = OPEN_LOOP_COLUMNS
         (out / "open_loop.md").write_text(markdown(ol, cols))
         (out / "open_loop.json").write_text(json.dumps(ol, indent=2) + "\n")
         md.append("\n## Open loop (the reference's protocol)\n\n" + markdown(ol, cols))
     rob = _load(ev / "robustness.json")
     if rob:
         ok = [r for r in rob if "error" not in r]
-        cols = [("policy", "policy", "raw"), ("perturbation", "perturbation", "raw"), ("accuracy", "accuracy", "num"),
-                ("perf ratio", "perf_ratio", "num"), ("invalid", "invalid_rate", "pct")]  # fmt: skip
+        cols = ROBUSTNESS_COLUMNS
         (out / "robustness.md").write_text(markdown(rob, cols))
         (out / "robustness.json").write_text(json.dumps(rob, indent=2) + "\n")
         if ok:
             p = plots.robustness(ok, out / "robustness.png")
             md.append(f"\n## Robustness to prompt perturbations\n\n![robustness]({p.name})\n\n" + markdown(rob, cols))
     curves = {}
-    for name in ("sft", "grpo", "comllm"):
+    for name in LM_STAGES:
         c = read_curve(run / name)
         if c:
-            curves[name.upper() if name != "comllm" else "COMLLM"] = c
+            curves[label(name)] = c
     for folder in sorted((run / "dqn").glob("*")) if (run / "dqn").is_dir() else []:
         c = read_curve(folder)
         if c:
@@ -135,9 +135,8 @@ def build_report(run_dir: str | Path, log: Callable[[str], None] = print) -> Pat
         md.append(f"\n## Training curves\n\n![training curves]({p.name})\n")
     stages = manifest.get("stages", {})
     if stages:
-        md.append("\n## Run\n\n| stage | status | wall time (s) |\n|---|---|---|")
-        for name, s in stages.items():
-            md.append(f"| {name} | {s.get('status')} | {_fmt(s.get('wall_s'), 1)} |")
+        stage_rows = [{"stage": k, "status": s.get("status"), "wall_s": s.get("wall_s")} for k, s in stages.items()]
+        md.append("\n## Run\n\n" + markdown(stage_rows, STAGE_COLUMNS).rstrip("\n"))
         md.append(
             f"\ngit revision {manifest.get('git_revision')}; "
             + ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items())
