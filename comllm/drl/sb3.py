@@ -89,7 +89,7 @@ class CreditReplayBuffer(ReplayBuffer):
 
 
 class MonitorCallback(BaseCallback):
-    """Feeds every SB3 step to a :class:`~comllm.drl.monitor.TrainingMonitor`."""
+    """Feeds every SB3 step to a :class:`~comllm.drl.monitor.TrainingMonitor`; stops the run at ``cfg.steps``."""
 
     def __init__(self, monitor) -> None:
         super().__init__()
@@ -98,7 +98,7 @@ class MonitorCallback(BaseCallback):
     def _on_step(self) -> bool:
         loss = self.model.logger.name_to_value.get("train/loss")
         self.monitor.on_step(self.locals["infos"][0], float(self.model.exploration_rate), loss)
-        return True
+        return self.monitor.steps_done < self.monitor.cfg.steps  # SB3 collects train_freq steps at a time: stop exactly
 
 
 class QNetwork(nn.Module):
