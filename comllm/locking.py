@@ -108,7 +108,10 @@ class FolderLock:
                 os.close(fd)
                 continue
             previous = _read_holder(self.path)
-            old = int(previous.get("pid", 0) or 0)
+            try:
+                old = int(previous.get("pid", 0) or 0)
+            except (TypeError, ValueError):
+                old = 0
             if old and old != os.getpid():
                 state = "not running" if not pid_alive(old) else "its lock released"
                 self.log(f"'{self.folder}': took over the stale lock of pid {old} ({state}; it did not finish)")
@@ -122,11 +125,11 @@ class FolderLock:
 
     def _busy(self) -> LockError:
         holder = _read_holder(self.path)
-        pid = holder.get("pid", "unknown")
+        pid = str(holder.get("pid", "unknown"))[:20]
         cmd = holder.get("command")
-        who = f"pid {pid}" + (f": {cmd[:120]}" if cmd else "")
+        who = f"pid {pid}" + (f": {str(cmd)[:120]}" if cmd else "")
         return LockError(
-            f"output folder '{self.folder}' is in use by another {self.what} ({who}); "
+            f"output folder '{self.folder}' is in use by another {str(holder.get('what') or self.what)[:40]} ({who}); "
             f"wait for it to finish or choose another folder"
         )
 
