@@ -225,6 +225,14 @@ class StateBatch:
                 v = np.full((b, n), spec.default, dtype=_array_dtype(spec))
             setattr(self, spec.array, v)
 
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "StateBatch":
+        """A batch on exactly :attr:`ARRAYS` (every one given, shapes consistent), unchecked: the
+        simulator's hot path. ``arrays`` becomes the batch's attributes (no copy)."""
+        obj = object.__new__(cls)
+        obj.__dict__ = arrays
+        return obj
+
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array by name (the constructor's keywords)."""
         return {k: getattr(self, k) for k in self.ARRAYS}

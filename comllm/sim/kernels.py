@@ -142,6 +142,13 @@ def observe_system_into(t, arr, rem, act, stage, rate, local_rate, local_wait, t
 
 
 @njit(cache=True, nogil=True)
+def observe_fresh(t, arr, rem, act, stage, rate, local_rate, local_wait, tx_wait, queued, active, incoming, incoming_n):
+    """:func:`observe_system` and :func:`observe_incoming` in one call (the simulator's view)."""
+    observe_system(t, arr, rem, act, stage, rate, local_rate, local_wait, tx_wait, queued, active)
+    observe_incoming(arr, rem, act, stage, incoming, incoming_n)
+
+
+@njit(cache=True, nogil=True)
 def observe_incoming(arr, rem, act, stage, incoming, incoming_n):
     """Traffic in flight: per server, the Mbit still to send (``incoming``, (N,)) and the number
     (``incoming_n``, (N,) int64) of the tasks bound for it that are in devices' uplinks (stage

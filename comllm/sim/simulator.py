@@ -141,9 +141,17 @@ class MECSimulator:
 
             self._step_kernel = tang_wong.step_simulator
             self._observe_kernel = tang_wong.observe_system_tw  # whole-slot waits
+
+            def fresh(t, arr, rem, act, stage, rate, lr, lw, tw, q, a, inc, inc_n):  # type: ignore[no-untyped-def]
+                tang_wong.observe_system_tw(t, arr, rem, act, stage, rate, lr, lw, tw, q, a)
+                K.observe_incoming(arr, rem, act, stage, inc, inc_n)
+
+            self._fresh_kernel = fresh
         else:
             self._step_kernel = K.step_simulator
             self._observe_kernel = K.observe_system
+            self._fresh_kernel = K.observe_fresh
+        self._counts: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # n -> (n repeated, n - 1 repeated), read-only
         self._lw = np.empty(M)
         self._tw = np.empty(M)
         self._q = np.empty(N)
@@ -274,10 +282,18 @@ class MECSimulator:
             return self._obs
         dev = self._arrivals
         n = len(dev)
-        lw, tw, q, a = self.queue_view()
-        inc, inc_n = self.incoming_view()
+        lw, tw, q, a, inc, inc_n = self._lw, self._tw, self._q, self._a, self._inc, self._inc_n
+        self._fresh_kernel(
+            self.t, self.arr, self.rem, self.act, self.stage, self.rate, self.local_rate, lw, tw, q, a, inc, inc_n
+        )
+        counts = self._counts.get(n)
+        if counts is None:
+            counts = (np.full(n, n, dtype=np.int64), np.full(n, max(n - 1, 0), dtype=np.int64))
+            for x in counts:
+                x.flags.writeable = False
+            self._counts[n] = counts
         c = self._const
-        self._obs = StateBatch(
+        self._obs = StateBatch.from_arrays(dict(
             task_size=self.new_size[dev],
             max_delay=c["max_delay"][:n],
             local_wait=lw[dev],
@@ -298,9 +314,9 @@ class MECSimulator:
             incoming_n=inc_n[None].repeat(n, 0),
             device=dev,
             slot=c["slot"][:n] + self.t,
-            slot_arrivals=np.full(n, n, dtype=np.int64),
-            slot_pending=np.full(n, max(n - 1, 0), dtype=np.int64),
-        )
+            slot_arrivals=counts[0],
+            slot_pending=counts[1],
+        ))  # fmt: skip
         return self._obs
 
     def decision_order(self) -> np.ndarray:
