@@ -122,7 +122,7 @@ _EXPECTED = {
 
 
 def _is_number(tok: str) -> bool:
-    from comllm.text.numbers import parse_number
+    from comllm.text.units import parse_number
 
     try:
         parse_number(tok)

@@ -394,7 +394,7 @@ def test_compact_v2_lines(name: str) -> None:
     assert [x.split(":")[0] for x in lines[k + 1 : -1]] == [f"server {j}" for j in range(1, 6)]
     assert lines[k - 1].endswith(f"arrivals {s.slot_arrivals} unseen {s.slot_pending}")
     for line, v in zip(lines[k + 1 : -1], s.servers):
-        from comllm.text.numbers import compact
+        from comllm.text.units import compact
 
         assert f"incoming {compact(v.incoming_mbit, 2)} Mbit uploading {v.incoming_tasks}" in line
     assert t.quantize(s) == s and s.slot_arrivals > 0

@@ -15,80 +15,28 @@ Templates (``get_template(name)``):
 Answers are ``local`` / ``server K`` (English) and ``本地执行`` / ``卸载到边缘服务器K``
 (Chinese); :func:`parse_answer` reads either language and never raises.
 Prompt perturbations live in :mod:`comllm.text.perturb`.
+
+Modules, each importing only those above it: :mod:`~comllm.text.errors`,
+:mod:`~comllm.text.units` (units and number formats), :mod:`~comllm.text.vocab` (words
+and orders), :mod:`~comllm.text.answers`, :mod:`~comllm.text.derived`,
+:mod:`~comllm.text.reasoning`, :mod:`~comllm.text.parse`, :mod:`~comllm.text.template`
+(the interface and the style protocol), the renderers :mod:`~comllm.text.english`,
+:mod:`~comllm.text.chinese`, :mod:`~comllm.text.compact`, then
+:mod:`~comllm.text.registry` (the table of templates) and :mod:`~comllm.text.perturb`.
 """
 
 from __future__ import annotations
 
-import importlib
-
 from comllm.state import TaskState
 from comllm.text.answers import answer_strings, parse_answer, render_answer
-from comllm.text.chinese import FIELD_ORDER_V2 as ZH_FIELD_ORDER_V2
-from comllm.text.chinese import INSTRUCTION_ZH, ChineseTemplate
-from comllm.text.english import FIELD_ORDER_V2, SERVER_ATTR_ORDER_V2, EstimatesTemplate, PaperTemplate, Style
+from comllm.text.chinese import INSTRUCTION_ZH, ChineseStyle, ChineseTemplate
+from comllm.text.compact import CompactStyle, CompactTemplate
+from comllm.text.english import EstimatesTemplate, PaperTemplate, Style
+from comllm.text.errors import TextError
 from comllm.text.parse import parse_field_items, parse_prompt_text
 from comllm.text.reasoning import reasoning_trace
-from comllm.text.template import Template, TextError, quantize_state
-
-DEFAULT_TEMPLATE = "paper"
-
-TEMPLATES: dict[str, Template] = {
-    "paper": PaperTemplate(),
-    "paper-zh": ChineseTemplate(),
-    "annotated": PaperTemplate(
-        name="annotated",
-        decimals=2,
-        style=Style(header=None),
-        derived=True,
-        description="English, the raw state (2 decimals) plus one line per action: service rate and latency terms",
-    ),
-    "estimates": EstimatesTemplate(),
-    # the fresh view (``-v2``: see comllm.text.template.FRESH_VIEW_SUFFIX)
-    "paper-v2": PaperTemplate(
-        name="paper-v2",
-        style=Style(field_order=FIELD_ORDER_V2, attr_order=SERVER_ATTR_ORDER_V2),
-        fresh_view=True,
-        description="paper + the fresh view: slot arrivals / undecided tasks, incoming Mbit and tasks per server",
-    ),
-    "paper-zh-v2": ChineseTemplate(
-        name="paper-zh-v2",
-        field_order=ZH_FIELD_ORDER_V2,
-        fresh_view=True,
-        description="paper-zh + the fresh view in Chinese-labelled fields (本时间槽到达任务数, 在途任务量, ...)",
-    ),
-    "annotated-v2": PaperTemplate(
-        name="annotated-v2",
-        decimals=2,
-        style=Style(header=None, field_order=FIELD_ORDER_V2, attr_order=SERVER_ATTR_ORDER_V2),
-        derived=True,
-        fresh_view=True,
-        estimate="incoming",
-        description="paper-v2 (2 decimals) + one line per action with the incoming-aware estimate's terms",
-    ),
-    "estimates-v2": EstimatesTemplate(
-        name="estimates-v2",
-        fresh_view=True,
-        estimate="incoming",
-        description="each action's incoming-aware estimate (slots), the slot's counts, each server's incoming traffic",
-    ),
-}
-
-
-def register_template(template: Template) -> None:
-    """Add ``template`` to :data:`TEMPLATES` under its name (template modules call this on import)."""
-    if not template.name:
-        raise TextError("a template needs a name")
-    TEMPLATES[template.name] = template
-
-
-def get_template(name: str | Template | None = None) -> Template:
-    """The template called ``name`` (``None``: the default, ``paper``); a Template passes through."""
-    if isinstance(name, Template):
-        return name
-    key = DEFAULT_TEMPLATE if name is None else name
-    if key not in TEMPLATES:
-        raise TextError(f"unknown template '{name}' (known: {', '.join(TEMPLATES)})")
-    return TEMPLATES[key]
+from comllm.text.registry import DEFAULT_TEMPLATE, TEMPLATES, get_template, register_template
+from comllm.text.template import Template, TemplateStyle, quantize_state
 
 
 def parse_prompt(text: str) -> TaskState:
@@ -96,30 +44,26 @@ def parse_prompt(text: str) -> TaskState:
     return parse_prompt_text(text)
 
 
-# modules of this package that register more templates on import
-_PLUGINS = ("comllm.text.compact",)
-for _mod in _PLUGINS:
-    try:
-        importlib.import_module(_mod)
-    except ModuleNotFoundError as _err:
-        if _err.name != _mod:
-            raise
-
 __all__ = [
     "DEFAULT_TEMPLATE",
     "INSTRUCTION_ZH",
     "TEMPLATES",
+    "ChineseStyle",
     "ChineseTemplate",
+    "CompactStyle",
+    "CompactTemplate",
     "EstimatesTemplate",
     "PaperTemplate",
     "Style",
     "Template",
+    "TemplateStyle",
     "TextError",
     "answer_strings",
     "get_template",
     "parse_answer",
     "parse_field_items",
     "parse_prompt",
+    "parse_prompt_text",
     "quantize_state",
     "reasoning_trace",
     "register_template",

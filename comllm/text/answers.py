@@ -18,6 +18,8 @@ import unicodedata
 
 LOCAL_EN = "local"
 LOCAL_ZH = "本地执行"
+#: how a Chinese answer names an offload (``卸载到`` + the server's name)
+OFFLOAD_ZH = "卸载到"
 ANSWER_MARKER = {"en": "answer: ", "zh": "决策："}
 #: longest tail of a model output that is read (an answer with its reasoning trace is far shorter)
 MAX_ANSWER_CHARS = 20_000
@@ -49,11 +51,20 @@ _ACTION = re.compile(
 _BARE = re.compile(r"^[^\w+-]*+(\d++)\W*+$")
 
 
+def action_name(action: int, lang: str = "en") -> str:
+    """How prompts and traces name ``action``: ``local`` / ``server K``; ``本地执行`` / ``边缘服务器K``.
+
+    The English names are the answers; a Chinese answer to offload adds ``卸载到``
+    (:func:`render_answer`), and ``边缘服务器K`` is server K's key in the official format.
+    """
+    if lang == "zh":
+        return LOCAL_ZH if action == 0 else f"边缘服务器{action}"
+    return LOCAL_EN if action == 0 else f"server {action}"
+
+
 def answer_strings(n_servers: int, lang: str = "en") -> list[str]:
     """Every valid answer for ``n_servers`` servers, in action order 0..N."""
-    if lang == "zh":
-        return [LOCAL_ZH] + [f"卸载到边缘服务器{k}" for k in range(1, n_servers + 1)]
-    return [LOCAL_EN] + [f"server {k}" for k in range(1, n_servers + 1)]
+    return [render_answer(a, lang) for a in range(n_servers + 1)]
 
 
 def render_answer(action: int, lang: str = "en", reasoning: str | None = None) -> str:
@@ -61,10 +72,9 @@ def render_answer(action: int, lang: str = "en", reasoning: str | None = None) -
     action = int(action)
     if action < 0:
         raise ValueError(f"action {action} is not an action (0 = local, j = server j)")
-    if lang == "zh":
-        ans = LOCAL_ZH if action == 0 else f"卸载到边缘服务器{action}"
-    else:
-        ans = LOCAL_EN if action == 0 else f"server {action}"
+    ans = action_name(action, lang)
+    if lang == "zh" and action:
+        ans = OFFLOAD_ZH + ans
     if reasoning:
         return f"{reasoning.rstrip()}\n{ANSWER_MARKER['zh' if lang == 'zh' else 'en']}{ans}"
     return ans

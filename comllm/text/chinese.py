@@ -35,12 +35,13 @@ An official record without these fields reads them as 0 (the schema's defaults).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from comllm.state import TaskState
 from comllm.text import vocab as V
-from comllm.text.numbers import fixed, python_float
-from comllm.text.template import CONSTANT_DECIMALS, Template
+from comllm.text.answers import action_name
+from comllm.text.template import Template
+from comllm.text.units import CONSTANT_DECIMALS, fixed, python_float
 
 INSTRUCTION_ZH = (
     "你是一个MEC任务卸载决策智能体。你的目标是为新到达的任务制定最优卸载策略，以最小化任务的总处理延迟，"
@@ -60,8 +61,25 @@ INSTRUCTION_ZH = (
 )
 
 
-#: the fields of paper-zh-v2, in order: the official ones, then the fresh view's slot counts
-FIELD_ORDER_V2: tuple[str, ...] = tuple(V.FIELDS) + tuple(V.FRESH_FIELDS)
+@dataclass(frozen=True)
+class ChineseStyle:
+    """What of the official format may change (a :class:`~comllm.text.template.TemplateStyle`): orders only.
+
+    ``field_order``: the fields in the order written (``paper-zh-v2``:
+    :data:`vocab.FIELD_ORDER_V2`); ``server_order``: a permutation of server indices (ids
+    kept) or ``None`` for 1..N. The wording, units and numbers are the official format's.
+    """
+
+    FAMILY: ClassVar[str] = "Chinese"
+    PERTURBABLE: ClassVar[frozenset[str]] = frozenset({"orders", "servers"})
+    ORDERS: ClassVar[tuple[str, ...]] = ("field_order",)
+    NUMBER_FORMATS: ClassVar[tuple[str, ...]] = ()
+
+    field_order: tuple[str, ...] = V.FIELD_ORDER
+    server_order: tuple[int, ...] | None = None
+
+    def word_tables(self) -> list[dict[str, tuple[str, ...]]]:
+        return []
 
 
 def _penalty(x: float) -> int | float:
@@ -78,9 +96,8 @@ class ChineseTemplate(Template):
     lang: str = "zh"
     decimals: int = 4
     description: str = "Chinese, the official COMLLM format field for field"
-    field_order: tuple[str, ...] = tuple(V.FIELDS)
-    server_order: tuple[int, ...] | None = None  # a permutation of server indices (ids kept)
-    fresh_view: bool = False  # paper-zh-v2: the fresh view too (with field_order=FIELD_ORDER_V2; 在途任务量/在途任务数)
+    style: ChineseStyle = ChineseStyle()
+    fresh_view: bool = False  # paper-zh-v2: the fresh view too (with ChineseStyle(FIELD_ORDER_V2))
 
     @property
     def instruction(self) -> str:
@@ -104,8 +121,8 @@ class ChineseTemplate(Template):
                 f"每比特周期数 {pf(state.device_cycles_per_bit)}, 传输速率 {pf(state.device_mbps)} Mbps"
             ),
         }
-        out = {V.ALL_FIELDS[k][1]: values[k] for k in self.field_order}
-        order = self.server_order if self.server_order is not None else range(state.n_servers)
+        out = {V.ALL_FIELDS[k][1]: values[k] for k in self.style.field_order}
+        order = self.style.server_order if self.style.server_order is not None else range(state.n_servers)
         for j in order:
             s = state.servers[j]
             hist = ", ".join(pf(h) for h in s.history)
@@ -113,7 +130,7 @@ class ChineseTemplate(Template):
             if self.fresh_view:
                 inc_mbit, inc_n = V.FRESH_ATTRS["incoming_mbit"][1], V.FRESH_ATTRS["incoming_tasks"][1]
                 fresh = f"{inc_mbit}{fixed(s.incoming_mbit, d)} Mbits, {inc_n}{int(s.incoming_tasks)}, "
-            out[f"边缘服务器{j + 1}"] = (
+            out[action_name(j + 1, "zh")] = (
                 f"类型 {V.TYPES[s.type][1]}, CPU频率 {pf(s.cpu_ghz)} GHz, 每比特周期数 {pf(s.cycles_per_bit)}, "
                 f"活跃任务数{int(s.active)}，服务器总队列长度{fixed(s.queued_mbit, d)} Mbits, {fresh}"
                 f"过去{len(s.history)}个时间槽负载: [{hist}]"

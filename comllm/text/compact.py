@@ -74,17 +74,16 @@ With a ``server_order`` the server lines move (ids kept), so
 
 from __future__ import annotations
 
-import copy
-import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from comllm.cost import action_costs
 from comllm.state import StateBatch, TaskState
-from comllm.text.numbers import compact as _num
-from comllm.text.numbers import fixed
+from comllm.text.answers import action_name
 from comllm.text.template import Template, quantize_state
+from comllm.text.units import CompactNumbers, factor
 
 #: The words of the compact prompts: key -> spellings, the canonical one first (the
 #: ``paraphrase`` perturbation draws among the others). Server types are keyed by their
@@ -135,33 +134,29 @@ FRESH_ATTRS: frozenset[str] = frozenset(FRESH_WORDS)
 #: (in the style's words for the estimate, the incoming traffic and the queue)
 ESTIMATE_LEGEND = "{est} = one-step latency, {incoming} counted in {queue}"
 
-#: Units: spelling -> factor from the canonical unit ('' = the canonical unit, not written).
-#: Time units (deadline, waits, estimates: slots) and Mbit/s (rate) need the slot length.
-DATA_UNITS = {"Mbit": 1.0, "kbit": 1e3}
-TIME_UNITS = ("", "ms", "s")
-RATE_UNITS = {"Mbit/slot": 1.0, "kbit/slot": 1e3, "Mbit/s": None}
-FREQ_UNITS = {"GHz": 1.0, "MHz": 1e3}
-DENSITY_UNITS = {"": 1.0, "Gcycles/Mbit": 1e-3}
-SLOT_UNITS = {"s": 1.0, "ms": 1e3}
-
-#: Number formats: ``compact`` (canonical: at most 2 decimals, no trailing zeros), ``fixed``
-#: (exactly 3 decimals: trailing zeros, finer than the value tokens' 0.01), ``padded``
-#: (exactly 6 decimals, counts too), ``sci`` (scientific notation, 7 significant digits).
-#: Counts (deadline in slots, active tasks) stay whole numbers except in ``padded``.
-NUMBER_FORMATS = ("compact", "fixed", "padded", "sci")
+#: Number formats (:class:`comllm.text.units.CompactNumbers`): ``compact`` (canonical: at
+#: most 2 decimals, no trailing zeros), ``fixed`` (exactly 3 decimals), ``padded`` (exactly 6
+#: decimals, counts too), ``sci`` (scientific notation, 7 significant digits).
+NUMBER_FORMATS = CompactNumbers.FORMATS
 
 
 @dataclass(frozen=True)
 class CompactStyle:
-    """Every rendering choice of the compact templates; the default writes the canonical text.
+    """Every rendering choice of the compact templates (a :class:`~comllm.text.template.TemplateStyle`).
 
-    ``labels`` maps keys of :data:`WORDS` to the word written (default: the canonical
-    one). ``*_attrs`` are the attributes of each line in the order written (an attribute
-    the template does not write is skipped). ``server_order`` is a permutation of
-    server indices (ids are kept, only the lines move; ``local`` stays first); ``None``
-    keeps 1..N. Units and ``numbers`` are spellings of :data:`DATA_UNITS` etc. and
-    :data:`NUMBER_FORMATS`.
+    The default writes the canonical text. ``labels`` maps keys of :data:`WORDS` to the
+    word written (default: the canonical one). ``*_attrs`` are the attributes of each
+    line in the order written (an attribute the template does not write is skipped).
+    ``server_order`` is a permutation of server indices (ids are kept, only the lines
+    move; ``local`` stays first); ``None`` keeps 1..N. Units are spellings of
+    :data:`comllm.text.units.UNITS` ('': the canonical unit, not written: slots for
+    times, cycles/bit for densities); ``numbers`` is one of :data:`NUMBER_FORMATS`.
     """
+
+    FAMILY: ClassVar[str] = "compact"
+    PERTURBABLE: ClassVar[frozenset[str]] = frozenset({"orders", "servers", "labels", "units", "numbers"})
+    ORDERS: ClassVar[tuple[str, ...]] = ("task_attrs", "local_attrs", "server_attrs")
+    NUMBER_FORMATS: ClassVar[tuple[str, ...]] = CompactNumbers.FORMATS
 
     labels: dict[str, str] = field(default_factory=dict)
     data_unit: str = "Mbit"
@@ -184,37 +179,9 @@ class CompactStyle:
         """Whether this style writes fresh-view attributes (a ``-v2`` style)."""
         return any(a in FRESH_ATTRS for a in (*self.task_attrs, *self.server_attrs))
 
-
-def _shift(factor: float) -> int:
-    """Extra decimals a value converted by ``factor`` < 1 needs to keep its digits (0.297, not 0.3)."""
-    return max(0, math.ceil(-math.log10(factor) - 1e-9)) if 0 < factor < 1 else 0
-
-
-class _Numbers:
-    """Writes numbers in one :data:`NUMBER_FORMATS` format; the canonical one is ``compact(x, 2)``."""
-
-    def __init__(self, fmt: str) -> None:
-        if fmt not in NUMBER_FORMATS:
-            raise ValueError(f"unknown number format '{fmt}' (known: {', '.join(NUMBER_FORMATS)})")
-        self.fmt = fmt
-
-    def value(self, x: float, factor: float = 1.0) -> str:
-        """A value (size, wait, rate, constant, estimate, load count) in a unit ``factor`` x the canonical one."""
-        y = float(x) * factor if factor != 1.0 else float(x)
-        d = 2 + _shift(factor)
-        if self.fmt == "compact":
-            return _num(y, d)
-        if self.fmt == "fixed":
-            return fixed(y, d + 1)
-        if self.fmt == "padded":
-            return fixed(y, d + 4)
-        mant, exp = f"{y:.6e}".split("e")
-        mant = mant.rstrip("0").rstrip(".")
-        return f"{'0' if float(mant) == 0 else mant}e{exp}"
-
-    def count(self, n: int) -> str:
-        """A whole count (deadline in slots, active tasks)."""
-        return fixed(float(n), 6) if self.fmt == "padded" else str(int(n))
+    def word_tables(self) -> list[dict[str, tuple[str, ...]]]:
+        """:data:`WORDS`; a ``-v2`` style's :data:`FRESH_WORDS` after them."""
+        return [WORDS, FRESH_WORDS] if self.fresh_view else [WORDS]
 
 
 def estimates(state: TaskState, incoming: bool = False) -> np.ndarray:
@@ -225,7 +192,9 @@ def estimates(state: TaskState, incoming: bool = False) -> np.ndarray:
     return action_costs(StateBatch.from_states([state]), incoming=incoming)[0]
 
 
-class _Compact(Template):
+class CompactTemplate(Template):
+    """The compact templates: a subclass says which lines it writes (estimates, raw state, fresh view)."""
+
     lang = "en"
     decimals = 2
     carries_state = False
@@ -252,12 +221,6 @@ class _Compact(Template):
         task, server = (TASK_ATTRS_V2, SERVER_ATTRS_V2) if cls.fresh_view else (TASK_ATTRS, SERVER_ATTRS)
         return CompactStyle(task_attrs=keep(task), local_attrs=keep(LOCAL_ATTRS), server_attrs=keep(server))
 
-    def with_style(self, style: CompactStyle) -> "_Compact":
-        """This template writing in ``style``."""
-        out = copy.copy(self)
-        out.style = style
-        return out
-
     @property
     def action_line_start(self) -> int:
         """Index of the prompt line of action 0 (local); action ``a`` is on line ``action_line_start + a``
@@ -272,18 +235,14 @@ class _Compact(Template):
 
     def render_prompt(self, state: TaskState) -> str:
         st = self.style
-        num = _Numbers(st.numbers)
+        num = CompactNumbers(st.numbers, self.decimals)
         est = estimates(state, incoming=self.fresh_view) if self.with_estimates else None
         slot = state.slot_s
-        time_f = {"": 1.0, "ms": slot * 1e3, "s": slot}[st.time_unit]
-        data_f = DATA_UNITS[st.data_unit]
-        rate_f = RATE_UNITS[st.rate_unit]
-        rate_f = 1.0 / slot if rate_f is None else rate_f
-        freq_f = FREQ_UNITS[st.freq_unit]
-        dens_f = DENSITY_UNITS[st.density_unit]
+        time_f, data_f = factor("time", st.time_unit, slot), factor("data", st.data_unit, slot)
+        freq_f, dens_f = factor("freq", st.freq_unit, slot), factor("density", st.density_unit, slot)
 
-        def val(x: float, factor: float = 1.0, unit: str = "") -> str:
-            return f"{num.value(x, factor)} {unit}" if unit else num.value(x, factor)
+        def val(x: float, f: float = 1.0, unit: str = "") -> str:
+            return f"{num.quantity(x, f)} {unit}" if unit else num.quantity(x, f)
 
         def time(x: float) -> str:
             return val(x, time_f, st.time_unit)
@@ -298,7 +257,7 @@ class _Compact(Template):
             return out
 
         def action_line(who: str, values: dict[str, str]) -> str:
-            parts = attrs(st.local_attrs if who == "local" else st.server_attrs, values)
+            parts = attrs(st.local_attrs if who == action_name(0) else st.server_attrs, values)
             return f"{who}: " + " ".join(parts) if parts else f"{who}:"
 
         def with_est(k: int, values: dict[str, str]) -> dict[str, str]:
@@ -313,9 +272,9 @@ class _Compact(Template):
             task = {
                 "task": val(state.task_size, data_f, st.data_unit),
                 "deadline": num.count(state.max_delay) if st.time_unit == "" else time(state.max_delay),
-                "rate": val(state.upload_rate, rate_f, st.rate_unit),
+                "rate": val(state.upload_rate, factor("rate", st.rate_unit, slot), st.rate_unit),
                 "txwait": time(state.tx_wait),
-                "slot": val(slot, SLOT_UNITS[st.slot_unit], st.slot_unit),
+                "slot": val(slot, factor("slot", st.slot_unit, slot), st.slot_unit),
                 "penalty": val(state.drop_penalty),
             }
         if self.fresh_view:
@@ -330,7 +289,7 @@ class _Compact(Template):
                 "cpu": val(state.device_ghz, freq_f, st.freq_unit),
                 "density": val(state.device_cycles_per_bit, dens_f, st.density_unit),
             }
-        lines.append(action_line("local", with_est(0, local)))
+        lines.append(action_line(action_name(0), with_est(0, local)))
         order = st.server_order if st.server_order is not None else range(state.n_servers)
         for i in order:
             s, j = state.servers[i], i + 1
@@ -344,27 +303,27 @@ class _Compact(Template):
                     raw["density"] = val(s.cycles_per_bit, dens_f, st.density_unit)
                 raw["active"] = num.count(s.active)
                 raw["queue"] = val(s.queued_mbit, data_f, st.data_unit)
-                raw["load"] = " ".join(num.value(h) for h in s.history)
+                raw["load"] = " ".join(num.constant(h) for h in s.history)
             if self.fresh_view:
                 raw["incoming"] = val(s.incoming_mbit, data_f, st.data_unit)
                 raw["uploading"] = num.count(s.incoming_tasks)
-            lines.append(action_line(f"server {j}", with_est(j, raw)))
+            lines.append(action_line(action_name(j), with_est(j, raw)))
         lines.append("answer:")
         return "\n".join(lines)
 
 
-class EstimatesCompact(_Compact):
+class EstimatesCompact(CompactTemplate):
     name = "estimates-compact"
     with_raw = False
     description = "each action's estimated latency only, one short line per action (embedded model)"
 
 
-class AnnotatedCompact(_Compact):
+class AnnotatedCompact(CompactTemplate):
     name = "annotated-compact"
     description = "raw state, each action's estimated latency first on its line (embedded model)"
 
 
-class RawCompact(_Compact):
+class RawCompact(CompactTemplate):
     name = "raw-compact"
     with_estimates = False
     description = "raw state only, one short line per action (embedded model)"
@@ -397,14 +356,3 @@ class RawCompactV2(RawCompact):
 COMPACT_TEMPLATES = (EstimatesCompact(), AnnotatedCompact(), RawCompact())
 COMPACT_TEMPLATES_V2 = (EstimatesCompactV2(), AnnotatedCompactV2(), RawCompactV2())
 
-
-def _register() -> None:
-    try:
-        from comllm.text import register_template
-    except ImportError:  # the registry is not there (yet): the classes still work on their own
-        return
-    for t in (*COMPACT_TEMPLATES, *COMPACT_TEMPLATES_V2):
-        register_template(t)
-
-
-_register()

@@ -15,9 +15,10 @@
 
 Sizes, waits, rates and queues have ``decimals`` decimals (4, like the official
 format); constants (GHz, cycles/bit, slot length, penalty, load history) are
-written without trailing zeros. A :class:`Style` holds every choice of wording,
-unit, number format and order, so perturbations are styles (see
-:mod:`comllm.text.perturb`) and the tolerant parser reads them all back.
+written without trailing zeros (:class:`comllm.text.units.FieldNumbers`). A
+:class:`Style` holds every choice of wording, unit, number format and order, so
+perturbations are styles (see :mod:`comllm.text.perturb`) and the tolerant parser
+reads them all back.
 
 The ``-v2`` templates (``paper-v2``, ``annotated-v2``, ``estimates-v2``) add the fresh
 view (README, "Text and data"): after the device line the slot's arrivals (this task
@@ -66,21 +67,16 @@ decimals and no header, then::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from comllm.state import TaskState
 from comllm.text import vocab as V
+from comllm.text.answers import action_name
 from comllm.text.derived import action_terms
-from comllm.text.numbers import compact, fixed, shortest
-from comllm.text.template import CONSTANT_DECIMALS, Template
-
-FIELD_ORDER: tuple[str, ...] = tuple(V.FIELDS)
-SERVER_ATTR_ORDER: tuple[str, ...] = ("type", "cpu_ghz", "cycles_per_bit", "active", "queued_mbit", "history")
-DEVICE_ATTR_ORDER: tuple[str, ...] = ("cpu_ghz", "cycles_per_bit", "uplink_mbps")
-#: the ``-v2`` orders: the fresh view's slot counts after the device line, incoming traffic after the queue
-FIELD_ORDER_V2: tuple[str, ...] = FIELD_ORDER + tuple(V.FRESH_FIELDS)
-SERVER_ATTR_ORDER_V2: tuple[str, ...] = SERVER_ATTR_ORDER[:5] + tuple(V.FRESH_ATTRS) + SERVER_ATTR_ORDER[5:]
+from comllm.text.template import Template
+from comllm.text.units import FieldNumbers, factor, fixed
+from comllm.text.vocab import DEVICE_ATTR_ORDER, FIELD_ORDER, SERVER_ATTR_ORDER
 
 #: the line that says which estimate a ``-v2`` template prints (comllm.cost.action_costs)
 ESTIMATE_LINES = {
@@ -92,28 +88,26 @@ HEADER = (
     'A task just arrived at a mobile device. Reply "local" to compute it there or "server K" to offload it '
     "to edge server K, whichever gives the lowest latency within the max delay."
 )
-
-#: unit of each dimension: canonical spelling -> factor from the canonical unit (time units need the slot)
-_DATA = {"Mbit": 1.0, "kbit": 1e3, "Mb": 1.0}
-_TIME = ("slots", "ms", "s")
-_RATE = {"Mbit/slot": 1.0, "kbit/slot": 1e3, "Mbit/s": None}
-_FREQ = {"GHz": 1.0, "MHz": 1e3}
-_DENSITY = {"cycles/bit": 1.0, "Gcycles/Mbit": 1e-3}
-_LINK = {"Mbit/s": 1.0, "kbit/s": 1e3, "Mbps": 1.0}
-_SLOT = {"s": 1.0, "ms": 1e3}
-NUMBER_FORMATS = ("fixed", "strip", "padded", "sci")
+NUMBER_FORMATS = FieldNumbers.FORMATS
 
 
 @dataclass(frozen=True)
 class Style:
-    """Every rendering choice of the English field templates.
+    """Every rendering choice of the English field templates (a :class:`~comllm.text.template.TemplateStyle`).
 
     ``labels`` maps field and attribute keys (:data:`vocab.FIELDS`, :data:`vocab.ATTRS`)
-    to the label written (default: the canonical one). ``numbers``: ``fixed`` (the
-    canonical format), ``strip`` (no trailing zeros), ``padded`` (two more decimals
-    everywhere) or ``sci`` (scientific notation). ``server_order`` is a permutation
-    of server indices (ids are kept, only the lines move); ``None`` keeps 1..N.
+    to the label written (default: the canonical one). Units are spellings of
+    :data:`comllm.text.units.UNITS` for each kind of value. ``numbers`` is a format of
+    :class:`~comllm.text.units.FieldNumbers`: ``fixed`` (the canonical format), ``strip``
+    (no trailing zeros), ``padded`` (two more decimals everywhere) or ``sci`` (scientific
+    notation). ``server_order`` is a permutation of server indices (ids are kept, only
+    the lines move); ``None`` keeps 1..N.
     """
+
+    FAMILY: ClassVar[str] = "English"
+    PERTURBABLE: ClassVar[frozenset[str]] = frozenset({"orders", "servers", "labels", "units", "numbers"})
+    ORDERS: ClassVar[tuple[str, ...]] = ("field_order", "attr_order", "device_attr_order")
+    NUMBER_FORMATS: ClassVar[tuple[str, ...]] = FieldNumbers.FORMATS
 
     header: str | None = HEADER
     labels: dict[str, str] = field(default_factory=dict)
@@ -136,83 +130,48 @@ class Style:
         table = V.ALL_FIELDS if key in V.ALL_FIELDS else V.ALL_ATTRS
         return table[key][0][0]
 
+    @property
+    def fresh_view(self) -> bool:
+        """Whether this style writes fresh-view fields or attributes (a ``-v2`` style)."""
+        return any(k in V.FRESH_FIELDS for k in self.field_order) or any(k in V.FRESH_ATTRS for k in self.attr_order)
 
-def _pad(s: str, decimals: int) -> str:
-    """``s`` with trailing zeros up to ``decimals`` decimals (never fewer digits than it has)."""
-    whole, _, frac = s.partition(".")
-    return f"{whole}.{frac.ljust(decimals, '0')}"
-
-
-class _Numbers:
-    """Writes numbers in one :class:`Style`'s format with ``decimals`` decimals for quantities."""
-
-    def __init__(self, style: Style, decimals: int) -> None:
-        self.fmt = style.numbers
-        self.d = decimals
-        self.cd = max(decimals, CONSTANT_DECIMALS)
-
-    def _sci(self, x: float) -> str:
-        mant, exp = f"{round(x, 10):.12e}".split("e")
-        mant = mant.rstrip("0").rstrip(".")
-        return f"{mant}e{exp}"
-
-    def quantity(self, x: float, factor: float = 1.0) -> str:
-        """A size, wait, rate or queue (``factor`` converts from the canonical unit)."""
-        if self.fmt == "sci":
-            return self._sci(x * factor)
-        if factor != 1.0:
-            s = shortest(x * factor)
-            return _pad(s, self.d + 2) if self.fmt == "padded" else s
-        if self.fmt == "strip":
-            return compact(x, self.d)
-        return fixed(x, self.d + (2 if self.fmt == "padded" else 0))
-
-    def constant(self, x: float, factor: float = 1.0) -> str:
-        """A constant of the system (GHz, cycles/bit, slot length, penalty) or a load-history count."""
-        if self.fmt == "sci":
-            return self._sci(x * factor)
-        s = shortest(x * factor) if factor != 1.0 else compact(x, self.cd)
-        return _pad(s, self.cd + 2) if self.fmt == "padded" else s
-
-    def integer(self, n: int) -> str:
-        return fixed(float(n), self.d + 2) if self.fmt == "padded" else str(int(n))
+    def word_tables(self) -> list[dict[str, tuple[str, ...]]]:
+        """The English labels of the fields and attributes; a ``-v2`` style's fresh-view ones after them."""
+        tables = [V.FIELDS, V.ATTRS] + ([V.FRESH_FIELDS, V.FRESH_ATTRS] if self.fresh_view else [])
+        return [{key: en for key, (en, _) in t.items()} for t in tables]
 
 
 def render_field_dict(state: TaskState, style: Style, decimals: int) -> dict[str, str]:
     """The lines of an English prompt as ``label -> value`` in ``style`` (no header)."""
-    num = _Numbers(style, decimals)
+    num = FieldNumbers(style.numbers, decimals)
     slot = state.slot_s
-    time_factor = {"slots": 1.0, "s": slot, "ms": slot * 1e3}[style.time_unit]
-    rate_factor = _RATE[style.rate_unit]
-    rate_factor = 1.0 / slot if rate_factor is None else rate_factor
-    data_f = _DATA[style.data_unit]
+    time_f, data_f = factor("time", style.time_unit, slot), factor("data", style.data_unit, slot)
+    freq_f, dens_f = factor("freq", style.freq_unit, slot), factor("density", style.density_unit, slot)
 
     def time(x: float) -> str:
-        return f"{num.quantity(x, time_factor)} {style.time_unit}"
+        return f"{num.quantity(x, time_f)} {style.time_unit}"
+
+    def attr(key: str, text: str) -> str:
+        return f"{style.label(key)} {text}"
 
     values = {
         "task_size": f"{num.quantity(state.task_size, data_f)} {style.data_unit}",
-        "max_delay": (
-            f"{num.integer(state.max_delay)} slots"
-            if style.time_unit == "slots"
-            else f"{num.quantity(state.max_delay, time_factor)} {style.time_unit}"
-        ),
+        "max_delay": f"{num.count(state.max_delay)} slots" if style.time_unit == "slots" else time(state.max_delay),
         "local_wait": time(state.local_wait),
         "tx_wait": time(state.tx_wait),
-        "upload_rate": f"{num.quantity(state.upload_rate, rate_factor)} {style.rate_unit}",
-        "slot_s": f"{num.constant(slot, _SLOT[style.slot_unit])} {style.slot_unit}",
+        "upload_rate": f"{num.quantity(state.upload_rate, factor('rate', style.rate_unit, slot))} {style.rate_unit}",
+        "slot_s": f"{num.constant(slot, factor('slot', style.slot_unit, slot))} {style.slot_unit}",
         "drop_penalty": num.constant(state.drop_penalty),
-        "slot_arrivals": f"{num.integer(state.slot_arrivals)} tasks",
-        "slot_pending": f"{num.integer(state.slot_pending)} tasks",
+        "slot_arrivals": f"{num.count(state.slot_arrivals)} tasks",
+        "slot_pending": f"{num.count(state.slot_pending)} tasks",
     }
-    freq_f = _FREQ[style.freq_unit]
-    dens_f = _DENSITY[style.density_unit]
+    link = num.constant(state.device_mbps, factor("link", style.link_unit, slot))
     device_attrs = {
-        "cpu_ghz": f"{style.label('cpu_ghz')} {num.constant(state.device_ghz, freq_f)} {style.freq_unit}",
-        "cycles_per_bit": (
-            f"{style.label('cycles_per_bit')} {num.constant(state.device_cycles_per_bit, dens_f)} {style.density_unit}"
+        "cpu_ghz": attr("cpu_ghz", f"{num.constant(state.device_ghz, freq_f)} {style.freq_unit}"),
+        "cycles_per_bit": attr(
+            "cycles_per_bit", f"{num.constant(state.device_cycles_per_bit, dens_f)} {style.density_unit}"
         ),
-        "uplink_mbps": f"{style.label('uplink_mbps')} {num.constant(state.device_mbps, _LINK[style.link_unit])} {style.link_unit}",
+        "uplink_mbps": attr("uplink_mbps", f"{link} {style.link_unit}"),
     }
     values["device"] = ", ".join(device_attrs[k] for k in style.device_attr_order)
     out = {style.label(k): values[k] for k in style.field_order}
@@ -220,16 +179,16 @@ def render_field_dict(state: TaskState, style: Style, decimals: int) -> dict[str
     for j in order:
         s = state.servers[j]
         attrs = {
-            "type": f"{style.label('type')} {s.type}",
-            "cpu_ghz": f"{style.label('cpu_ghz')} {num.constant(s.cpu_ghz, freq_f)} {style.freq_unit}",
-            "cycles_per_bit": f"{style.label('cycles_per_bit')} {num.constant(s.cycles_per_bit, dens_f)} {style.density_unit}",
-            "active": f"{style.label('active')} {num.integer(s.active)}",
-            "queued_mbit": f"{style.label('queued_mbit')} {num.quantity(s.queued_mbit, data_f)} {style.data_unit}",
-            "incoming_mbit": f"{style.label('incoming_mbit')} {num.quantity(s.incoming_mbit, data_f)} {style.data_unit}",
-            "incoming_tasks": f"{style.label('incoming_tasks')} {num.integer(s.incoming_tasks)}",
-            "history": f"{style.label('history')} " + " ".join(num.constant(h) for h in s.history),
+            "type": attr("type", s.type),
+            "cpu_ghz": attr("cpu_ghz", f"{num.constant(s.cpu_ghz, freq_f)} {style.freq_unit}"),
+            "cycles_per_bit": attr("cycles_per_bit", f"{num.constant(s.cycles_per_bit, dens_f)} {style.density_unit}"),
+            "active": attr("active", num.count(s.active)),
+            "queued_mbit": attr("queued_mbit", f"{num.quantity(s.queued_mbit, data_f)} {style.data_unit}"),
+            "incoming_mbit": attr("incoming_mbit", f"{num.quantity(s.incoming_mbit, data_f)} {style.data_unit}"),
+            "incoming_tasks": attr("incoming_tasks", num.count(s.incoming_tasks)),
+            "history": attr("history", " ".join(num.constant(h) for h in s.history)),
         }
-        out[f"server {j + 1}"] = ", ".join(attrs[k] for k in style.attr_order)
+        out[action_name(j + 1)] = ", ".join(attrs[k] for k in style.attr_order)
     return out
 
 
@@ -263,10 +222,6 @@ class PaperTemplate(Template):
             lines.insert(0, self.style.header)
         return "\n".join(lines)
 
-    def with_style(self, **changes: Any) -> "PaperTemplate":
-        """This template with some :class:`Style` options changed."""
-        return replace(self, style=replace(self.style, **changes))
-
 
 def derived_lines(state: TaskState, decimals: int, incoming: bool = False) -> list[str]:
     """One ``if <action>: ...`` line per action: service rate (Mbit/slot) and latency terms (slots).
@@ -275,7 +230,7 @@ def derived_lines(state: TaskState, decimals: int, incoming: bool = False) -> li
     """
     out = []
     for t in action_terms(state, incoming=incoming):
-        who = "local" if t.action == 0 else f"server {t.action}"
+        who = action_name(t.action)
         f = lambda x: fixed(x, decimals)  # noqa: E731
         upload = "" if t.action == 0 else f", upload {f(t.upload)}"
         out.append(
@@ -309,8 +264,7 @@ class EstimatesTemplate(Template):
             lines.append(ESTIMATE_LINES[self.estimate])
             lines.append(f"slot: {state.slot_arrivals} tasks arriving, {state.slot_pending} undecided")
         for t in action_terms(state, incoming=self.estimate == "incoming"):
-            who = "local" if t.action == 0 else f"server {t.action}"
-            line = f"{who}: est {f(t.est)}"
+            line = f"{action_name(t.action)}: est {f(t.est)}"
             if self.fresh_view and t.action:
                 s = state.servers[t.action - 1]
                 line += f", incoming {f(s.incoming_mbit)} Mbit, {s.incoming_tasks} tasks"

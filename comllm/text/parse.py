@@ -1,4 +1,4 @@
-"""The tolerant reader of prompts: English (any paraphrase, unit or order of :mod:`vocab`) and Chinese.
+"""The tolerant reader of prompts: English (any paraphrase of :mod:`vocab`, unit of :mod:`units`, order) and Chinese.
 
 A prompt is a list of ``label: value`` items (lines of a prompt, or the ``input``
 dict of an official record). Items are recognised by label, so their order does
@@ -16,11 +16,12 @@ import re
 import unicodedata
 from typing import Any
 
-from comllm.state import ServerView, TaskState
-from comllm.text import vocab as V
 from comllm.errors import short
-from comllm.text.numbers import NUMBER, find_numbers, first_number, parse_number
-from comllm.text.template import TextError
+from comllm.state import ServerView, TaskState
+from comllm.text import units as U
+from comllm.text import vocab as V
+from comllm.text.errors import TextError
+from comllm.text.units import NUMBER, find_numbers, first_number, parse_number
 
 _SERVER_KEY = re.compile(r"^(?:edge )?server ?#?(\d+)$|^(?:边缘)?服务器 ?(\d+)$")
 _LOOKS_LIKE_SERVER = re.compile(r"server|服务器")
@@ -28,29 +29,25 @@ _CJK = re.compile(r"[\u4e00-\u9fff]")
 _SPLIT_ATTRS = re.compile(r"[,;]")
 _NUMS_AND_SPACE = re.compile(rf"{NUMBER}|\s+")
 
-_DEFAULT_UNIT = {
-    "data": ("", 1.0),
-    "time": ("slot", 1.0),
-    "rate": ("slot", 1.0),
-    "freq": ("", 1.0),
-    "density": ("", 1.0),
-}
-_DIM_WORDS = {
-    "data": "a data size",
-    "time": "a time",
-    "rate": "a data rate",
-    "freq": "a frequency",
-    "density": "a computation density",
-}
 #: attribute inferred from a unit when a value comes without a label ("297 cycles/bit")
 _ATTR_BY_DIM = {"freq": "cpu_ghz", "density": "cycles_per_bit", "data": "queued_mbit"}
-_SERVER_ATTRS = ("type", "cpu_ghz", "cycles_per_bit", "active", "queued_mbit", "history")
-_FRESH_SERVER_ATTRS = tuple(V.FRESH_ATTRS)  # optional: a server without them reads 0 (the fresh view)
-_DEVICE_ATTRS = ("cpu_ghz", "cycles_per_bit", "uplink_mbps")
+#: the kind of unit (comllm.text.units.KINDS) of each attribute read as ``number unit``
+_ATTR_KIND = {
+    "cpu_ghz": "freq",
+    "cycles_per_bit": "density",
+    "uplink_mbps": "link",
+    "queued_mbit": "data",
+    "incoming_mbit": "data",
+}
 
 
 def _nfkc(text: str) -> str:
     return unicodedata.normalize("NFKC", text)
+
+
+def is_chinese(text: str) -> bool:
+    """Whether ``text`` holds a CJK character (a Chinese prompt or label)."""
+    return _CJK.search(text) is not None
 
 
 class _Reader:
@@ -69,10 +66,11 @@ class _Reader:
         return zh if self.zh else en[0]
 
     # --------------------------------------------------------------- values
-    def quantity(self, raw: Any, dim: str, field: str, default: str | None = None) -> tuple[float, str, float]:
-        """``(number, base, factor)`` of a ``number unit`` value of dimension ``dim``.
+    def value(self, raw: Any, kind: str, field: str) -> float:
+        """A ``number unit`` value of ``kind`` (:data:`comllm.text.units.KINDS`) in its canonical unit.
 
-        Without a unit the value is in the canonical unit (base ``default`` if given).
+        Without a unit the value is in the canonical unit; time and rate units of the other
+        base convert through the slot length read first.
         """
         if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
             raise TextError(f"value {raw!r} is not a number", field)
@@ -84,47 +82,17 @@ class _Reader:
             x = parse_number(m.group())
         except ValueError:  # 1e400: not a finite number
             raise TextError(f"value {short(raw)} is not a finite number", field) from None
-        unit = V.norm_unit(text[m.end() :])
-        if not unit:
-            base, factor = _DEFAULT_UNIT[dim]
-            return x, default if default is not None else base, factor
-        spec = V.UNITS.get(unit)
-        if spec is None:
-            raise TextError(f"unknown unit '{text[m.end():].strip()}' in '{raw}'", field)
-        if spec[0] != dim:
-            raise TextError(f"unit '{text[m.end():].strip()}' is not {_DIM_WORDS[dim]}", field)
-        return x, spec[1], spec[2]
-
-    @staticmethod
-    def _exact(x: float, factor: float) -> float:
-        # a converted value is rounded so that e.g. 4193.4 kbit reads back as 4.1934 Mbit exactly
-        return x if factor == 1.0 else round(x * factor, 10)
-
-    def data(self, raw: Any, field: str) -> float:
-        x, _, f = self.quantity(raw, "data", field)
-        return self._exact(x, f)
-
-    def time_slots(self, raw: Any, field: str) -> float:
-        x, base, f = self.quantity(raw, "time", field)
-        if base == "slot":
-            return self._exact(x, f)
-        return round(x * f / self.slot_s, 10)
-
-    def seconds(self, raw: Any, field: str) -> float:
-        x, base, f = self.quantity(raw, "time", field, default="s")
-        if base == "slot":
-            raise TextError(f"value '{raw}' must be a duration in seconds, not in slots", field)
-        return self._exact(x, f)
-
-    def rate_per_slot(self, raw: Any, field: str) -> float:
-        x, base, f = self.quantity(raw, "rate", field)
-        return self._exact(x, f) if base == "slot" else round(x * f * self.slot_s, 10)
-
-    def rate_per_second(self, raw: Any, field: str) -> float:
-        x, base, f = self.quantity(raw, "rate", field, default="s")
-        if base == "s":
-            return self._exact(x, f)
-        return round(x * f / self.slot_s, 10)
+        written, unit = text[m.end() :], None
+        if U.norm_unit(written):
+            unit, dim = U.UNITS.get(U.norm_unit(written)), U.KINDS[kind][0]
+            if unit is None:
+                raise TextError(f"unknown unit '{written.strip()}' in '{raw}'", field)
+            if unit.dim != dim:
+                raise TextError(f"unit '{written.strip()}' is not {U.DIMENSION_WORDS[dim]}", field)
+        try:
+            return U.to_canonical(x, unit, kind, self.slot_s)
+        except ValueError:  # the slot length in slots
+            raise TextError(f"value '{raw}' must be a duration in seconds, not in slots", field) from None
 
     def plain(self, raw: Any, field: str) -> float:
         if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
@@ -139,7 +107,7 @@ class _Reader:
         text = _nfkc(str(raw)).strip() if isinstance(raw, str) else raw
         if isinstance(text, str):
             m = first_number(text)
-            if m is not None and not text[: m.start()].strip() and V.norm_unit(text[m.end() :]) in V.COUNT_UNITS:
+            if m is not None and not text[: m.start()].strip() and U.norm_unit(text[m.end() :]) in U.COUNT_UNITS:
                 text = m.group()
         x = self.plain(text, field)
         if x < 0:
@@ -211,8 +179,8 @@ class _Reader:
         key = V.ATTR_INDEX.get(re.sub(r"\d+", "", label))
         unit = part[m.end() :]
         if key is None and not label:  # "297 cycles/bit": the unit says what it is
-            spec = V.UNITS.get(V.norm_unit(unit))
-            key = _ATTR_BY_DIM.get(spec[0]) if spec else None
+            spec = U.UNITS.get(U.norm_unit(unit))
+            key = _ATTR_BY_DIM.get(spec.dim) if spec else None
         if key is None:
             raise TextError(f"unknown attribute '{part}'", field)
         sub = f"{field}.{self.attr_name(key)}"
@@ -225,16 +193,8 @@ class _Reader:
                 return key, tuple(round(parse_number(t), 10) for t in nums)
             except ValueError:
                 raise TextError(f"load history {short(part)} holds a value that is not a finite number", sub) from None
-        if key == "cpu_ghz":
-            x, _, f = self.quantity(value, "freq", sub)
-            return key, self._exact(x, f)
-        if key == "cycles_per_bit":
-            x, _, f = self.quantity(value, "density", sub)
-            return key, self._exact(x, f)
-        if key == "uplink_mbps":
-            return key, self.rate_per_second(value, sub)
-        if key in ("queued_mbit", "incoming_mbit"):
-            return key, self.data(value, sub)
+        if key in _ATTR_KIND:
+            return key, self.value(value, _ATTR_KIND[key], sub)
         if key == "incoming_tasks":
             return key, self.count(value, sub)
         if key == "active":
@@ -290,15 +250,15 @@ class _Reader:
 
         lbl = {k: v[0] for k, v in fields.items()}
         val = {k: v[1] for k, v in fields.items()}
-        self.slot_s = self.seconds(val["slot_s"], lbl["slot_s"])
+        self.slot_s = self.value(val["slot_s"], "slot", lbl["slot_s"])
         if self.slot_s <= 0:
             raise TextError(f"value '{val['slot_s']}' must be positive", lbl["slot_s"])
-        max_delay_raw = self.time_slots(val["max_delay"], lbl["max_delay"])
-        device = self.attributes(val["device"], lbl["device"], _DEVICE_ATTRS)
+        max_delay_raw = self.value(val["max_delay"], "time", lbl["max_delay"])
+        device = self.attributes(val["device"], lbl["device"], V.DEVICE_ATTR_ORDER)
         views = []
         for k in ids:
             label, raw = servers[k]
-            a = self.attributes(raw, label, _SERVER_ATTRS, _FRESH_SERVER_ATTRS)
+            a = self.attributes(raw, label, V.SERVER_ATTR_ORDER, tuple(V.FRESH_ATTRS))
             views.append(
                 ServerView(
                     type=a["type"],
@@ -314,11 +274,11 @@ class _Reader:
         # the fresh view's counts: a prompt without them (the templates of before, the official format) reads 0
         fresh = {k: self.count(val[k], lbl[k]) for k in V.FRESH_FIELDS if k in fields}
         return TaskState(
-            task_size=self.data(val["task_size"], lbl["task_size"]),
+            task_size=self.value(val["task_size"], "data", lbl["task_size"]),
             max_delay=self.integer(max_delay_raw, val["max_delay"], lbl["max_delay"]),
-            local_wait=self.time_slots(val["local_wait"], lbl["local_wait"]),
-            tx_wait=self.time_slots(val["tx_wait"], lbl["tx_wait"]),
-            upload_rate=self.rate_per_slot(val["upload_rate"], lbl["upload_rate"]),
+            local_wait=self.value(val["local_wait"], "time", lbl["local_wait"]),
+            tx_wait=self.value(val["tx_wait"], "time", lbl["tx_wait"]),
+            upload_rate=self.value(val["upload_rate"], "rate", lbl["upload_rate"]),
             slot_s=self.slot_s,
             drop_penalty=self.plain(val["drop_penalty"], lbl["drop_penalty"]),
             device_ghz=device["cpu_ghz"],
@@ -330,7 +290,7 @@ class _Reader:
 
 
 def _is_zh(items: list[tuple[str, Any]]) -> bool:
-    return any(_CJK.search(str(label)) for label, _ in items)
+    return any(is_chinese(str(label)) for label, _ in items)
 
 
 def parse_field_items(items: list[tuple[str, Any]], strict: bool = True) -> TaskState:

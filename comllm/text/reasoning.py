@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from comllm.state import TaskState
-from comllm.text.answers import render_answer
+from comllm.text.answers import action_name, render_answer
 from comllm.text.derived import action_terms
 
 
@@ -29,12 +29,10 @@ def reasoning_trace(state: TaskState, lang: str = "en", decimals: int = 2) -> st
     lines = []
     for t in terms:
         if lang == "zh":
-            who = "本地执行" if t.action == 0 else f"边缘服务器{t.action}"
             parts = [f"等待 {f(t.wait)}"] + ([f"传输 {f(t.upload)}"] if t.action else []) + [f"计算 {f(t.compute)}"]
         else:
-            who = "local" if t.action == 0 else f"server {t.action}"
             parts = [f"wait {f(t.wait)}"] + ([f"upload {f(t.upload)}"] if t.action else []) + [f"compute {f(t.compute)}"]
-        lines.append(f"{who}: {' + '.join(parts)} = {f(t.est)}")
+        lines.append(f"{action_name(t.action, lang)}: {' + '.join(parts)} = {f(t.est)}")
     within = best.est <= state.max_delay
     name = render_answer(best.action, lang)
     if lang == "zh":

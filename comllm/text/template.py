@@ -1,25 +1,35 @@
-"""The :class:`Template` interface: a state to a prompt and back, an action to an answer and back."""
+"""The :class:`Template` interface: a state to a prompt and back, an action to an answer and back.
+
+A template that can be written differently has a :attr:`Template.style`, a
+:class:`TemplateStyle`: every choice of wording, unit, number format and order, as a
+frozen dataclass. ``template.with_style(style, **changes)`` is the template writing in
+another one, for every family (English fields, Chinese, compact); the perturbations of
+:mod:`comllm.text.perturb` are changes of style made through :class:`TemplateStyle` alone.
+"""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
-from comllm.errors import ComllmError
 from comllm.state import FieldSpec, ServerView, TaskState, server_fields, task_fields
+from comllm.text import answers as _answers
+from comllm.text.errors import TextError
+from comllm.text.parse import parse_field_items, parse_prompt_text
+from comllm.text.reasoning import reasoning_trace
+from comllm.text.units import CONSTANT_DECIMALS
 
-
-class TextError(ComllmError, ValueError):
-    """A prompt or field that cannot be read; ``field`` names the offending field ('' if none)."""
-
-    def __init__(self, message: str, field: str = "") -> None:
-        super().__init__(f"field '{field}': {message}" if field else message)
-        self.field = field
-        self.detail = message
-
-
-#: decimals of the constants (slot length, GHz, cycles/bit, penalty, uplink) and load-history counts
-CONSTANT_DECIMALS = 4
+__all__ = [
+    "ALL_FIELDS",
+    "CONSTANT_DECIMALS",
+    "FRESH_VIEW_FIELDS",
+    "FRESH_VIEW_SUFFIX",
+    "Template",
+    "TemplateStyle",
+    "TextError",
+    "quantize_state",
+]
 
 
 #: the fresh-view fields (comllm.state): templates written before them do not carry them
@@ -66,6 +76,33 @@ def quantize_state(state: TaskState, decimals: int, carried: frozenset[str] | No
     return TaskState(servers=servers, **{spec.name: q(spec, getattr(state, spec.name)) for spec in task_fields()})
 
 
+class TemplateStyle(Protocol):
+    """The rendering choices of one template family, as the perturbations see them (a frozen dataclass).
+
+    * :attr:`ORDERS`: the fields that are orders of keys (``shuffle-fields`` moves each, in
+      this order);
+    * ``server_order``: a permutation of server indices (ids kept, only the lines move) or
+      ``None`` for 1..N (``shuffle-servers``);
+    * ``labels`` (key -> word written) and :meth:`word_tables` (each key's words, the
+      canonical one first; ``paraphrase``);
+    * one ``<kind>_unit`` field per kind of :data:`comllm.text.units.KINDS` it writes (``units``);
+    * ``numbers``, one of :attr:`NUMBER_FORMATS` (``numbers``).
+
+    :attr:`PERTURBABLE` names which of these a family has (``orders``, ``servers``,
+    ``labels``, ``units``, ``numbers``); :attr:`FAMILY` names the family in messages.
+    """
+
+    FAMILY: ClassVar[str]
+    PERTURBABLE: ClassVar[frozenset[str]]
+    ORDERS: ClassVar[tuple[str, ...]]
+    NUMBER_FORMATS: ClassVar[tuple[str, ...]]
+    server_order: tuple[int, ...] | None
+
+    def word_tables(self) -> list[dict[str, tuple[str, ...]]]:
+        """Each labelled key's words (canonical first), one table per kind, in the order ``paraphrase`` draws."""
+        ...
+
+
 class Template:
     """How a state becomes a prompt and an action an answer, in one language and number format.
 
@@ -81,6 +118,7 @@ class Template:
     carries_state: bool = True  # False: the prompt cannot be read back into a state
     fresh_view: bool = False  # True: writes the fresh-view fields (the ``-v2`` templates)
     description: str = ""
+    style: Any = None  # a TemplateStyle; None: one way of writing only (it takes no perturbation)
 
     # -------------------------------------------------------------- prompts
     def render_prompt(self, state: TaskState) -> str:
@@ -88,8 +126,6 @@ class Template:
 
     def parse_prompt(self, text: str) -> TaskState:
         """The state a prompt of this template describes; :class:`TextError` naming the field if it cannot."""
-        from comllm.text.parse import parse_prompt_text
-
         self._need_state()
         return parse_prompt_text(text)
 
@@ -114,34 +150,40 @@ class Template:
 
     def parse_fields(self, fields: dict[str, Any]) -> TaskState:
         """Inverse of :meth:`render_fields`; unknown keys are errors (they name the key)."""
-        from comllm.text.parse import parse_field_items
-
         self._need_state()
         return parse_field_items(list(fields.items()), strict=True)
+
+    def with_style(self, style: Any = None, /, **changes: Any) -> "Template":
+        """This template writing in ``style`` (default: its own) with the fields ``changes`` changed.
+
+        ``paper.with_style(header=None)``; ``compact.with_style(other_style)``.
+        """
+        if self.style is None:
+            raise TextError(f"template '{self.name}' has no style: it is written one way only")
+        st = self.style if style is None else style
+        if changes:
+            st = dataclasses.replace(st, **changes)
+        if dataclasses.is_dataclass(self):
+            return dataclasses.replace(self, style=st)
+        out = copy.copy(self)
+        out.style = st
+        return out
 
     # -------------------------------------------------------------- answers
     def answers(self, n_servers: int) -> list[str]:
         """Every valid answer for ``n_servers`` servers, in action order 0..N."""
-        from comllm.text.answers import answer_strings
-
-        return answer_strings(n_servers, self.lang)
+        return _answers.answer_strings(n_servers, self.lang)
 
     def render_answer(self, action: int, reasoning: str | None = None) -> str:
         """The answer string of ``action`` (0 local, j server j), after ``reasoning`` if given."""
-        from comllm.text.answers import render_answer
-
-        return render_answer(action, self.lang, reasoning)
+        return _answers.render_answer(action, self.lang, reasoning)
 
     def parse_answer(self, text: str, n_servers: int) -> int | None:
         """The action an answer names (either language, messy text tolerated); ``None`` if none. Never raises."""
-        from comllm.text.answers import parse_answer
-
-        return parse_answer(text, n_servers)
+        return _answers.parse_answer(text, n_servers)
 
     def reasoning_trace(self, state: TaskState) -> str:
         """A short reasoning trace from the cost model, in this template's language."""
-        from comllm.text.reasoning import reasoning_trace
-
         return reasoning_trace(state, lang=self.lang)
 
     # --------------------------------------------------------------- helpers
@@ -151,8 +193,3 @@ class Template:
 
     def __repr__(self) -> str:
         return f"Template({self.name!r}, lang={self.lang!r})"
-
-
-def replace_template(t: Template, **changes: Any) -> Template:
-    """A copy of a dataclass template with some options changed."""
-    return dataclasses.replace(t, **changes)  # type: ignore[type-var]

@@ -1,10 +1,11 @@
-"""The words of the prompts: field labels (with paraphrases), server types, units.
+"""The words of the prompts: field labels (with paraphrases), server types, the orders of fields.
 
 One table per kind of word (the fresh-view fields of the ``-v2`` templates in tables of
 their own). Renderers take the first English label of each
 entry (the canonical one) or the Chinese one; the paraphrase perturbation picks
 among the English ones; the tolerant parser accepts all of them. Labels are
-compared after :func:`norm_label` (NFKC, lower case, single spaces).
+compared after :func:`norm_label` (NFKC, lower case, single spaces). Units and
+numbers are in :mod:`comllm.text.units`.
 """
 
 from __future__ import annotations
@@ -64,8 +65,15 @@ FRESH_ATTRS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 ALL_FIELDS = {**FIELDS, **FRESH_FIELDS}
 ALL_ATTRS = {**ATTRS, **FRESH_ATTRS}
-#: the unit of the fresh-view counts (``4 tasks``; optional when read)
-COUNT_UNITS = ("task", "tasks", "个任务", "个")
+
+#: The canonical orders (what the renderers write and the parser requires): the fields of a
+#: prompt, the attributes of a server line and of the device line; the ``-v2`` ones add the
+#: fresh view (the slot's counts after the device line, incoming traffic after the queue).
+FIELD_ORDER: tuple[str, ...] = tuple(FIELDS)
+SERVER_ATTR_ORDER: tuple[str, ...] = ("type", "cpu_ghz", "cycles_per_bit", "active", "queued_mbit", "history")
+DEVICE_ATTR_ORDER: tuple[str, ...] = ("cpu_ghz", "cycles_per_bit", "uplink_mbps")
+FIELD_ORDER_V2: tuple[str, ...] = FIELD_ORDER + tuple(FRESH_FIELDS)
+SERVER_ATTR_ORDER_V2: tuple[str, ...] = SERVER_ATTR_ORDER[:5] + tuple(FRESH_ATTRS) + SERVER_ATTR_ORDER[5:]
 
 #: Server type names: canonical (scenario) name -> (English spellings; Chinese name).
 TYPES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -76,37 +84,6 @@ TYPES: dict[str, tuple[tuple[str, ...], str]] = {
 assert tuple(TYPES) == SERVER_TYPE_NAMES
 DEVICE_TYPE_ZH = "移动设备"
 DEVICE_TYPE_EN = "mobile device"
-
-#: Units: normalized spelling -> (dimension, base, factor). A value in this unit is
-#: ``factor`` canonical units per ``base`` (time units need the slot length to convert).
-#: Canonical units: data Mbit, time slot, rate Mbit/slot, frequency GHz, density cycles/bit,
-#: link Mbit/s (the device's nominal uplink).
-UNITS: dict[str, tuple[str, str, float]] = {}
-
-
-def _units(dim: str, base: str, factor: float, *names: str) -> None:
-    for n in names:
-        UNITS[n] = (dim, base, factor)
-
-
-_units("data", "", 1.0, "mbit", "mbits", "mb", "megabit", "megabits")
-_units("data", "", 1e-3, "kbit", "kbits", "kb", "kilobit", "kilobits")
-_units("data", "", 1e-6, "bit", "bits")
-_units("data", "", 1e3, "gbit", "gbits")
-_units("time", "slot", 1.0, "slot", "slots", "时间槽", "time slot", "time slots")
-_units("time", "s", 1.0, "s", "sec", "secs", "second", "seconds", "秒")
-_units("time", "s", 1e-3, "ms", "msec", "millisecond", "milliseconds", "毫秒")
-_units("rate", "slot", 1.0, "mbit/slot", "mbits/slot", "mb/slot", "mbit/时间槽", "mbits/时间槽", "mbit per slot")
-_units("rate", "slot", 1e-3, "kbit/slot", "kbits/slot", "kbit per slot")
-_units("rate", "s", 1.0, "mbit/s", "mbits/s", "mbps", "mb/s", "mbit per second")
-_units("rate", "s", 1e-3, "kbit/s", "kbits/s", "kbps")
-_units("freq", "", 1.0, "ghz")
-_units("freq", "", 1e-3, "mhz")
-_units("density", "", 1.0, "cycles/bit", "cycles per bit", "cycle/bit", "cpb")
-_units("density", "", 1e3, "gcycles/mbit", "megacycles/kbit")
-
-#: The canonical unit of each dimension as the English template writes it.
-CANONICAL_UNIT = {"data": "Mbit", "time": "slots", "rate": "Mbit/slot", "freq": "GHz", "density": "cycles/bit"}
 
 
 def norm_label(text: str) -> str:
@@ -133,8 +110,3 @@ FIELD_INDEX = _index(ALL_FIELDS)
 ATTR_INDEX = _index(ALL_ATTRS, drop_digits=True)
 TYPE_INDEX = _index(TYPES)
 
-
-def norm_unit(text: str) -> str:
-    """Normalize a unit for lookup in :data:`UNITS`."""
-    t = unicodedata.normalize("NFKC", text).lower().strip(" \t.,;:")
-    return re.sub(r"\s*/\s*", "/", re.sub(r"\s+", " ", t))
