@@ -20,17 +20,6 @@ from comllm.text.parse import parse_field_items, parse_prompt_text
 from comllm.text.reasoning import reasoning_trace
 from comllm.text.units import CONSTANT_DECIMALS
 
-__all__ = [
-    "ALL_FIELDS",
-    "CONSTANT_DECIMALS",
-    "FRESH_VIEW_FIELDS",
-    "FRESH_VIEW_SUFFIX",
-    "Template",
-    "TemplateStyle",
-    "TextError",
-    "quantize_state",
-]
-
 
 #: the fresh-view fields (comllm.state): templates written before them do not carry them
 FRESH_VIEW_FIELDS: frozenset[str] = frozenset({"incoming_mbit", "incoming_tasks", "slot_arrivals", "slot_pending"})
