@@ -14,6 +14,7 @@ from comllm.cli import drl as _drl  # noqa: F401,E402
 from comllm.cli import grpo as _grpo  # noqa: F401,E402
 from comllm.cli import lm as _lm  # noqa: F401,E402
 from comllm.cli import pipeline as _pipeline  # noqa: F401,E402
+from comllm.cli import improve as _improve  # noqa: F401,E402
 
 
 def main() -> None:

@@ -1,0 +1,391 @@
+"""All-action look-ahead policy improvement: GRPO whose group is every action (the COMLLM stage).
+
+A language model in score mode gives ``π(a|s)`` for every valid answer of a state in one
+pass (the softmax, over the action set, of each answer's log-likelihood,
+:func:`comllm.lm.scoring.candidate_logprobs`), and LACS scores every action of a state in
+one batched rollout call (:func:`comllm.lacs.lookahead.lacs_evaluate_batch`). So the
+expected look-ahead advantage over the whole action set is exact: no sampling noise, no
+group in which every completion is the same answer. One iteration, read top to bottom:
+
+1. **collect**: run the current policy (score mode, the most likely answer) in closed loop
+   on ``scenario`` (its decision protocol included) for ``collect_slots`` slots after
+   ``warmup``, recording ``states_per_slot`` random decisions per slot: the slot-start
+   snapshot, the deciding device, its state and the slot's other decisions;
+2. **score**: the LACS score of every action of each recorded state (``horizon`` slots,
+   ``rollouts`` rollouts, ``lam``). The slot's other tasks follow ``others``: ``policy``
+   fixes what the trained policy did with them (``simultaneous``: all of the slot's other
+   tasks; ``sequential``: those decided before, as the planner does) and lets the greedy
+   oracle decide the rest; ``greedy`` lets the greedy oracle decide them all, as the
+   dataset rewards do. Later slots are decided by the greedy oracle;
+3. **advantage**, group-relative over the action set: ``A(a) = -(score(a) - mean) / (std + 1e-6)``
+   (lower score is better, so the best action has the largest advantage);
+4. **update**, ``epochs`` passes in minibatches of ``batch_size`` states with Adam:
+   ``loss = -Σ_a π(a|s)·A(a) + β·KL(π(·|s) ‖ π_ref(·|s))``, ``π_ref`` the model the run started
+   from (frozen);
+5. **evaluate**: closed-loop latency, drops and Jain of the updated model on
+   ``eval_slots`` × ``eval_seeds`` (seeds from 1000, never those of collection), logged.
+
+Each iteration ends with a checkpoint (the model folder and ``state.safetensors``: step,
+optimizer, random state; README "What is safe"); ``resume`` continues from the last
+complete one. Logs: ``train_log.csv`` (one row per iteration) and TensorBoard in ``tb/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from comllm.errors import ComllmError
+from comllm.lacs.lookahead import LacsSettings, lacs_evaluate_batch
+from comllm.scenario import Scenario, load_scenario
+from comllm.sim import MECSimulator, Snapshot
+from comllm.state import StateBatch
+
+OTHERS = ("policy", "greedy")
+LOG_FIELDS = (
+    "iteration", "states", "loss", "expected_advantage", "kl", "agree_best", "entropy",
+    "eval_latency", "eval_drop_rate", "eval_jain", "collect_s", "score_s", "update_s", "eval_s",
+)  # fmt: skip
+_ARRAYS = ("arr", "size", "rem", "act", "stage", "chan", "chan_im", "rate", "phase", "new_mask", "new_size")
+
+
+def opt(default: Any, help: str, flag: str = "") -> Any:
+    """A config field with its command-line help and, if not ``--field-name``, its option name
+    (read by :func:`comllm.cli.from_config.config_command`)."""
+    return field(default=default, metadata={"help": help, "flag": flag})
+
+
+class ImproveError(ComllmError, ValueError):
+    """A bad setting of the all-action LACS stage (names the option and the value)."""
+
+
+@dataclass(frozen=True)
+class ImproveConfig:
+    """Settings of :func:`improve` (README, "COMLLM stage"); units: slots for times.
+
+    ``model``: the starting model (a folder or ``default``); ``out``: the run folder.
+    """
+
+    model: str = opt("default", "starting model: a folder written by `comllm sft`, or 'default'")
+    out: str = opt("runs/improve", "run folder: checkpoints, logs, reference and final model")
+    scenario: str = opt("paper-6", "scenario preset or YAML the policy is trained on")
+    overrides: tuple[str, ...] = opt((), "scenario override key=value, e.g. decisions=sequential", "--set")
+    iterations: int = opt(10, "collect -> score -> update -> evaluate iterations")
+    warmup: int = opt(50, "slots run before recording (collection) or scoring (evaluation)")
+    collect_slots: int = opt(100, "slots of closed loop recorded per iteration")
+    states_per_slot: int = opt(4, "decisions recorded per slot (at most its arrivals)")
+    others: str = opt("policy", "the slot's other tasks in the rollouts: policy (as the policy decided) | greedy")
+    horizon: int = opt(5, "LACS: slots after the decision slot whose tasks are scored")
+    rollouts: int = opt(16, "LACS: rollouts per action")
+    lam: float = opt(0.3, "LACS: weight of the later tasks' mean latency")
+    drop_cost: str = opt("deadline", "LACS: a dropped task costs the deadline | the scenario's drop penalty")
+    epochs: int = opt(2, "passes over an iteration's states")
+    batch_size: int = opt(32, "states per optimizer step")
+    lr: float = opt(5e-5, "Adam learning rate")
+    beta: float = opt(0.05, "weight of KL(pi || pi_ref), pi_ref the starting model")
+    eval_slots: int = opt(200, "scored slots of the closed-loop evaluation after each iteration (0: none)")
+    eval_seeds: int = opt(1, "seeds of that evaluation (1000, 1001, ...)")
+    seed: int = opt(0, "random seed of collection, rollouts and minibatches")
+    threads: int = opt(0, "torch threads (0: torch's default)")
+    resume: bool = opt(False, "continue from the last complete checkpoint in --out")
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise ImproveError(f"--{name.replace('_', '-')} = {getattr(self, name)!r}: {what}")
+
+        for name in ("iterations", "collect_slots", "states_per_slot", "rollouts", "epochs", "batch_size"):
+            need(getattr(self, name) >= 1, name, "must be >= 1")
+        for name in ("warmup", "horizon", "eval_slots", "eval_seeds", "seed", "threads"):
+            need(getattr(self, name) >= 0, name, "must be >= 0")
+        need(self.others in OTHERS, "others", f"must be one of {', '.join(OTHERS)}")
+        need(np.isfinite(self.lr) and self.lr > 0, "lr", "must be a finite number > 0")
+        need(np.isfinite(self.beta) and self.beta >= 0, "beta", "must be a finite number >= 0")
+        need(np.isfinite(self.lam) and self.lam >= 0, "lam", "must be a finite number >= 0")
+        need(self.drop_cost == "deadline" or self.drop_cost == "penalty", "drop_cost", "must be deadline or penalty")
+
+    def lacs(self, iteration: int) -> LacsSettings:
+        drop = "deadline" if self.drop_cost == "deadline" else None
+        return LacsSettings(self.horizon, self.rollouts, self.lam, "greedy", drop, self.seed * 1000 + iteration)
+
+
+@dataclass
+class Collected:
+    """The recorded decisions of one iteration (one server count: one scenario)."""
+
+    snapshots: list[Snapshot] = field(default_factory=list)
+    devices: list[int] = field(default_factory=list)
+    fixed: list[dict[int, int]] = field(default_factory=list)  # other tasks' actions fixed in the rollouts
+    states: list[Any] = field(default_factory=list)  # TaskState
+
+    def __len__(self) -> int:
+        return len(self.devices)
+
+
+# ---------------------------------------------------------------- 1. collect
+def collect(policy: Any, scenario: Scenario, cfg: ImproveConfig, iteration: int) -> Collected:
+    """Run ``policy`` in closed loop and record ``states_per_slot`` decisions per slot (see the module docstring)."""
+    seed = cfg.seed * 100_003 + iteration
+    sim = MECSimulator(scenario, seed=seed)
+    rng = np.random.default_rng([cfg.seed, iteration, 7])
+    policy.reset(seed)
+    out = Collected()
+    for slot in range(cfg.warmup + cfg.collect_slots):
+        record = slot >= cfg.warmup and len(sim.arrivals) > 0
+        snap = Snapshot(scenario, sim.t, {k: getattr(sim, k).copy() for k in _ARRAYS}, {}, None) if record else None
+        seen: list[tuple[StateBatch, dict[int, int]]] = []
+
+        def act(batch: StateBatch) -> np.ndarray:
+            if record:
+                seen.append((batch, dict(sim.decided)))
+            return policy.act(batch)
+
+        actions = sim.decide(act)
+        if record:
+            n = len(sim.arrivals)
+            picks = rng.choice(n, size=min(cfg.states_per_slot, n), replace=False)
+            by_device = dict(zip(sim.arrivals.tolist(), actions.tolist()))
+            order = sim.decision_order()
+            for p in picks.tolist():
+                dev = int(sim.arrivals[p])
+                if sim.sequential:  # the batch of its turn, the decisions before it
+                    turn = int(np.flatnonzero(order == p)[0])
+                    batch, earlier = seen[turn]
+                    state, fixed = batch.state(0), earlier
+                else:
+                    batch, _ = seen[0]
+                    state = batch.state(p)
+                    fixed = {m: a for m, a in by_device.items() if m != dev}
+                out.snapshots.append(snap)
+                out.devices.append(dev)
+                out.fixed.append(fixed if cfg.others == "policy" else {})
+                out.states.append(state)
+        sim.step(actions)
+    return out
+
+
+# ------------------------------------------------------------------ 2. score
+def score(data: Collected, cfg: ImproveConfig, iteration: int) -> np.ndarray:
+    """LACS score of every action of every recorded state, ``(S, N + 1)``, slots (lower is better)."""
+    res = lacs_evaluate_batch(data.snapshots, data.devices, cfg.lacs(iteration), None, data.fixed)
+    return np.stack([r.score for r in res])
+
+
+# -------------------------------------------------------------- 3. advantage
+def advantages(scores: np.ndarray) -> np.ndarray:
+    """Group-relative advantage over each state's action set: ``-(s - mean) / (std + 1e-6)``."""
+    mean = scores.mean(axis=1, keepdims=True)
+    std = scores.std(axis=1, keepdims=True)
+    return -(scores - mean) / (std + 1e-6)
+
+
+# ------------------------------------------------------------------- 4. loss
+def all_action_loss(
+    logits: torch.Tensor, adv: torch.Tensor, ref_logp: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """``-Σ_a π(a|s)·A(a) + β·KL(π ‖ π_ref)``, mean over states.
+
+    ``logits`` (B, A): the answers' log-likelihoods (any shift per row); ``adv`` (B, A);
+    ``ref_logp`` (B, A): the reference policy's log-probabilities over the action set.
+    """
+    logp = torch.log_softmax(logits, dim=-1)
+    p = logp.exp()
+    expected = (p * adv).sum(dim=-1)
+    kl = (p * (logp - ref_logp)).sum(dim=-1)
+    loss = (-expected + beta * kl).mean()
+    entropy = -(p * logp).sum(dim=-1).mean()
+    with torch.no_grad():
+        metrics = {"expected_advantage": float(expected.mean()), "kl": float(kl.mean()), "entropy": float(entropy)}
+    return loss, metrics
+
+
+# ----------------------------------------------------------------- the model
+class _Scorer:
+    """Log-likelihoods of every answer of a batch of states, with or without gradient."""
+
+    def __init__(self, lm: Any) -> None:
+        from comllm.text import get_template
+
+        self.lm = lm
+        self.template = get_template(lm.meta.template)
+        self._answers: dict[int, list[list[int]]] = {}
+
+    def answer_ids(self, n: int) -> list[list[int]]:
+        if n not in self._answers:
+            self._answers[n] = [self.lm.encode_answer(a) for a in self.template.answers(n)]
+        return self._answers[n]
+
+    def logits(self, model: torch.nn.Module, states: list[Any]) -> torch.Tensor:
+        from comllm.lm.scoring import candidate_logprobs
+
+        prompts = self.lm.encode_prompts([self.lm.prompt_text(s) for s in states])
+        return candidate_logprobs(model, prompts, self.answer_ids(states[0].n_servers), self.lm.tokenizer.pad_token_id)
+
+
+def update(
+    model: torch.nn.Module, ref: torch.nn.Module, scorer: _Scorer, opt: torch.optim.Optimizer,
+    data: Collected, adv: np.ndarray, cfg: ImproveConfig, rng: np.random.Generator,
+) -> dict[str, float]:  # fmt: skip
+    """``epochs`` passes of the all-action loss over the iteration's states; mean metrics of the last pass."""
+    with torch.no_grad():
+        ref.eval()
+        ref_logp = torch.cat([
+            torch.log_softmax(scorer.logits(ref, data.states[i : i + cfg.batch_size]).float(), dim=-1)
+            for i in range(0, len(data), cfg.batch_size)
+        ])  # fmt: skip
+    adv_t = torch.as_tensor(adv, dtype=torch.float32)
+    model.train()
+    sums: dict[str, float] = {}
+    for epoch in range(cfg.epochs):
+        sums = {"loss": 0.0, "expected_advantage": 0.0, "kl": 0.0, "entropy": 0.0}
+        order = rng.permutation(len(data))
+        for lo in range(0, len(order), cfg.batch_size):
+            idx = order[lo : lo + cfg.batch_size].tolist()
+            logits = scorer.logits(model, [data.states[i] for i in idx]).float()
+            loss, m = all_action_loss(logits, adv_t[idx], ref_logp[idx], cfg.beta)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            w = len(idx) / len(data)
+            sums["loss"] += float(loss) * w
+            for k, v in m.items():
+                sums[k] += v * w
+    model.eval()
+    return sums
+
+
+# --------------------------------------------------------------- 5. evaluate
+def evaluate(policy: Any, scenario: Scenario, cfg: ImproveConfig) -> dict[str, float]:
+    """Closed-loop latency (slots), drop rate and Jain of offloads on ``eval_seeds`` seeds from 1000."""
+    from comllm.evaluate.closed_loop import evaluate_closed_loop
+
+    if cfg.eval_seeds == 0 or cfg.eval_slots == 0:
+        return {"eval_latency": float("nan"), "eval_drop_rate": float("nan"), "eval_jain": float("nan")}
+    summary, _ = evaluate_closed_loop(
+        scenario, policy, slots=cfg.eval_slots, seeds=[1000 + k for k in range(cfg.eval_seeds)], warmup=cfg.warmup
+    )
+    return {"eval_latency": summary["avg_latency"], "eval_drop_rate": summary["drop_rate"],
+            "eval_jain": summary["jain_index"] if summary["jain_index"] is not None else float("nan")}  # fmt: skip
+
+
+# ------------------------------------------------------------------ the loop
+def improve(cfg: ImproveConfig, log: Callable[[str], None] = print, progress: Any = None) -> Path:
+    """Run the stage (see the module docstring); returns the folder of the final model (``OUT/final``)."""
+    from comllm.checkpointing import atomic_write_json, load_state, save_state, staged_dir, truncate_csv
+    from comllm.lm.loading import load_lm
+    from comllm.lm.policy import LMPolicy
+    from comllm.locking import lock_folder
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    scenario = load_scenario(cfg.scenario, list(cfg.overrides))
+    with lock_folder(out, "comllm improve"):
+        start, state = 0, None
+        last = _last_checkpoint(out, log)
+        if last is not None and not cfg.resume:
+            raise ImproveError(f"--out '{out}' already holds a run (iteration {last[0]}): pass --resume or another --out")
+        lm = load_lm(str(last[1]) if last is not None else cfg.model, trainable=True)
+        ref = copy.deepcopy(lm.model) if last is None else load_lm(str(out / "reference")).model
+        for p in ref.parameters():
+            p.requires_grad_(False)
+        if last is None:
+            lm.save(out / "reference")  # the KL anchor, kept for resumes
+        opt = torch.optim.Adam([p for p in lm.model.parameters() if p.requires_grad], lr=cfg.lr)
+        rng = np.random.default_rng([cfg.seed, 11])
+        if last is not None:
+            start = last[0]
+            state = load_state(last[1] / "state.safetensors")
+            opt.load_state_dict(state["optimizer"])
+            rng.bit_generator.state = json.loads(state["rng"])
+            truncate_csv(out / "train_log.csv", start, "iteration")
+        atomic_write_json(out / "config.json", asdict(cfg))
+        scorer = _Scorer(lm)
+        policy = LMPolicy(lm)
+        writer = _tensorboard(out / "tb")
+        for it in range(start + 1, cfg.iterations + 1):
+            t0 = time.perf_counter()
+            data = collect(policy, scenario, cfg, it)
+            t1 = time.perf_counter()
+            scores = score(data, cfg, it)
+            adv = advantages(scores)
+            t2 = time.perf_counter()
+            metrics = update(lm.model, ref, scorer, opt, data, adv, cfg, rng)
+            with torch.no_grad():
+                best = np.argmin(scores, axis=1)
+                chosen = np.concatenate([
+                    scorer.logits(lm.model, data.states[i : i + cfg.batch_size]).argmax(dim=-1).numpy()
+                    for i in range(0, len(data), cfg.batch_size)
+                ])  # fmt: skip
+            t3 = time.perf_counter()
+            ev = evaluate(policy, scenario, cfg)
+            t4 = time.perf_counter()
+            row = {"iteration": it, "states": len(data), **metrics, "agree_best": float((chosen == best).mean()), **ev,
+                   "collect_s": t1 - t0, "score_s": t2 - t1, "update_s": t3 - t2, "eval_s": t4 - t3}  # fmt: skip
+            _append_csv(out / "train_log.csv", row)
+            if writer is not None:
+                for k, v in row.items():
+                    if k != "iteration":
+                        writer.add_scalar(f"improve/{k}", float(v), it)
+                writer.flush()
+            with staged_dir(out / f"checkpoint-{it}") as tmp:
+                lm.save(tmp)
+                save_state(tmp / "state.safetensors", {
+                    "iteration": it, "optimizer": opt.state_dict(), "rng": json.dumps(rng.bit_generator.state),
+                })  # fmt: skip
+            log(
+                f"iteration {it}/{cfg.iterations}: {len(data)} states, E[A] {row['expected_advantage']:+.3f}, "
+                f"KL {row['kl']:.4f}, agrees with LACS best {row['agree_best']:.2f}, "
+                f"closed loop {row['eval_latency']:.3f} slots / {100 * row['eval_drop_rate']:.2f} % drops"
+            )
+            if progress is not None:
+                progress(it)
+        with staged_dir(out / "final") as tmp:
+            lm.save(tmp)
+        if writer is not None:
+            writer.close()
+    return out / "final"
+
+
+def _last_checkpoint(out: Path, log: Callable[[str], None]) -> tuple[int, Path] | None:
+    """The newest complete ``checkpoint-N`` (its state file loads), others skipped with a warning."""
+    from comllm.checkpointing import CheckpointError, is_temporary, load_state
+
+    found = []
+    for d in out.glob("checkpoint-*"):
+        if d.is_dir() and not is_temporary(d) and d.name.removeprefix("checkpoint-").isdigit():
+            found.append((int(d.name.removeprefix("checkpoint-")), d))
+    for it, d in sorted(found, reverse=True):
+        try:
+            load_state(d / "state.safetensors")
+            return it, d
+        except CheckpointError as err:
+            log(f"warning: skipping incomplete checkpoint {d}: {err}")
+    return None
+
+
+def _append_csv(path: Path, row: dict[str, Any]) -> None:
+    new = not path.is_file()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=LOG_FIELDS, lineterminator="\r\n")
+        if new:
+            w.writeheader()
+        w.writerow({k: row.get(k, "") for k in LOG_FIELDS})
+
+
+def _tensorboard(folder: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency; without it the CSV log still holds everything
+        return None
+    return SummaryWriter(str(folder))

@@ -1,0 +1,151 @@
+"""All-action look-ahead policy improvement (comllm.lacs.improve): the loss, the coordinated
+rollouts, and a tiny model's run, resumed."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from comllm.lacs.improve import (
+    Collected, ImproveConfig, ImproveError, advantages, all_action_loss, collect, improve, score,
+)  # fmt: skip
+from comllm.lacs.lookahead import lacs_evaluate
+from comllm.policies import make_policy
+from comllm.scenario import load_scenario
+from comllm.sim import MECSimulator
+from tests.fixtures.text_states import random_state
+from tests.test_lm_support import tiny_embedded
+
+torch.set_num_threads(1)
+
+
+def test_all_action_loss_is_the_exact_expectation_and_its_gradient_moves_to_the_best_action():
+    logits = torch.tensor([[0.3, -1.0, 0.5, 0.0]], requires_grad=True)
+    scores = np.array([[4.0, 2.0, 6.0, 5.0]])  # action 1 has the lowest LACS score
+    adv = torch.as_tensor(advantages(scores), dtype=torch.float32)
+    ref = torch.log_softmax(logits.detach(), dim=-1)
+    loss, m = all_action_loss(logits, adv, ref, beta=0.0)
+    p = torch.softmax(logits.detach(), dim=-1)
+    assert torch.isclose(loss, -(p * adv).sum()).item()  # -Σ π(a)·A(a), exactly
+    assert m["kl"] == pytest.approx(0.0, abs=1e-7)
+    loss.backward()
+    step = logits.detach() - 0.5 * logits.grad
+    assert torch.softmax(step, -1)[0, 1] > p[0, 1]  # more probability on the best action
+    assert torch.softmax(step, -1)[0, 2] < p[0, 2]  # less on the worst
+    # the KL term pulls back toward the reference
+    shifted = torch.tensor([[0.3, 2.0, 0.5, 0.0]], requires_grad=True)
+    _, m2 = all_action_loss(shifted, adv, ref, beta=1.0)
+    assert m2["kl"] > 0
+
+
+def test_advantages_are_group_relative_and_lower_score_is_better():
+    a = advantages(np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]))
+    assert a[0, 0] > 0 > a[0, 2] and abs(a[0].sum()) < 1e-9
+    assert np.allclose(a[1], 0.0)  # every action alike: no signal, no blow-up
+
+
+def test_coordinated_rollouts_fix_what_the_policy_did_with_the_slot():
+    """Hand-built slot: three tasks where greedy would herd onto server 1; the policy spreads them.
+    With others=policy the rollouts fix the policy's actions for the other two tasks, so the
+    score of each action differs from the greedy-coordinated one, and equals a LACS evaluation
+    with those actions fixed."""
+    sc = load_scenario("small", {"arrival_prob": 0.0})
+    sim = MECSimulator(sc, seed=0)
+    sim.set_arrivals([0, 1, 2], [4.5, 4.5, 4.5])
+    greedy = make_policy("greedy").act(sim.observe())
+    assert len(set(greedy.tolist())) == 1  # greedy herds
+    spread = np.array([1, 2, 3])
+
+    cfg = ImproveConfig(warmup=0, collect_slots=1, states_per_slot=3, rollouts=4, horizon=2, others="policy")
+    data = Collected()  # what collect() records for this slot under a policy that spreads the tasks
+    snap = sim.snapshot()
+    for dev in (0, 1, 2):
+        data.snapshots.append(snap)
+        data.devices.append(dev)
+        data.fixed.append({m: int(spread[m]) for m in (0, 1, 2) if m != dev})
+        data.states.append(sim.observe().state(dev))
+    coordinated = score(data, cfg, 1)
+    cfg_g = ImproveConfig(warmup=0, collect_slots=1, states_per_slot=3, rollouts=4, horizon=2, others="greedy")
+    data_g = Collected(data.snapshots, data.devices, [{}, {}, {}], data.states)
+    herded = score(data_g, cfg_g, 1)
+    assert not np.allclose(coordinated, herded)
+    direct = lacs_evaluate(snap, 0, cfg.lacs(1), first_actions={1: 2, 2: 3}).score
+    np.testing.assert_allclose(coordinated[0], direct)
+
+
+@pytest.mark.parametrize("decisions", ["simultaneous", "sequential"])
+def test_collect_records_the_policys_other_decisions(decisions):
+    sc = load_scenario("small", {"arrival_prob": 0.8, "decisions": decisions})
+    policy = make_policy("round-robin")
+    cfg = ImproveConfig(warmup=2, collect_slots=5, states_per_slot=2)
+    data = collect(policy, sc, cfg, 1)
+    assert len(data) > 0 and len(data.snapshots) == len(data.devices) == len(data.fixed) == len(data.states)
+    for dev, fixed, state in zip(data.devices, data.fixed, data.states):
+        assert dev not in fixed
+        if decisions == "sequential":
+            assert state.slot_pending == state.slot_arrivals - 1 - len(fixed)
+        else:
+            assert len(fixed) == state.slot_arrivals - 1
+
+
+def test_bad_settings_are_one_line_naming_the_option():
+    with pytest.raises(ImproveError, match="--others = 'nobody'"):
+        ImproveConfig(others="nobody")
+    with pytest.raises(ImproveError, match="--lr"):
+        ImproveConfig(lr=float("inf"))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    rng = np.random.default_rng(5)
+    states = [random_state(rng, 3, history_len=10) for _ in range(30)]
+    path = tmp_path_factory.mktemp("lm") / "tiny"
+    tiny_embedded("estimates-compact", states).save(path)
+    return path
+
+
+def _cfg(tiny, out, **kw):
+    base = dict(model=str(tiny), out=str(out), scenario="small", iterations=2, warmup=5, collect_slots=10,
+                states_per_slot=2, rollouts=2, horizon=2, epochs=1, batch_size=8, lr=1e-3, eval_slots=20,
+                eval_seeds=1)  # fmt: skip
+    base.update(kw)
+    return ImproveConfig(**base)
+
+
+def _log(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_model_runs_two_iterations_and_resume_continues_exactly(tiny, tmp_path):
+    full = improve(_cfg(tiny, tmp_path / "full"), log=lambda s: None)
+    rows = _log(tmp_path / "full" / "train_log.csv")
+    assert [r["iteration"] for r in rows] == ["1", "2"]
+    assert all(np.isfinite(float(r["eval_latency"])) for r in rows)
+    # a run stopped after iteration 1, then resumed, ends on the same weights and log
+    improve(_cfg(tiny, tmp_path / "part", iterations=1), log=lambda s: None)
+    with pytest.raises(ImproveError, match="--resume"):
+        improve(_cfg(tiny, tmp_path / "part"), log=lambda s: None)
+    resumed = improve(_cfg(tiny, tmp_path / "part", resume=True), log=lambda s: None)
+    from safetensors.torch import load_file
+
+    a, b = load_file(full / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["eval_latency"] for r in _log(tmp_path / "part" / "train_log.csv")] == [r["eval_latency"] for r in rows]
+
+
+def test_every_config_field_is_a_cli_option_with_its_default():
+    import dataclasses
+
+    from typer.testing import CliRunner
+
+    from comllm.cli import app
+
+    res = CliRunner().invoke(app, ["improve", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    for f in dataclasses.fields(ImproveConfig):
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        assert flag in res.output, flag
