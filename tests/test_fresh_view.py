@@ -1,4 +1,4 @@
-"""The fresh view and the decision protocols (README "What a policy sees"): traffic in flight,
+"""The fresh view and the decision protocols (docs/model.md §4, §5): traffic in flight,
 the slot's arrivals, and ``decisions: simultaneous | sequential``."""
 
 import subprocess
@@ -201,3 +201,22 @@ def test_sweep_has_a_protocol_axis_and_a_server_count_placeholder(tmp_path):
         ("greedy", "small (sequential)"), ("greedy", "small (simultaneous)"),
         ("random:{n}", "small (sequential)"), ("random:{n}", "small (simultaneous)"),
     ]  # fmt: skip
+
+
+def test_sweep_cache_reuses_finished_episodes(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from comllm.cli import app
+
+    args = ["sweep", "--policy", "greedy", "--scenario", "small", "--seeds", "2", "--slots", "20", "--warmup", "5",
+            "--workers", "1", "--cache", str(tmp_path / "cache")]  # fmt: skip
+    first = CliRunner().invoke(app, [*args, "--json", str(tmp_path / "a.json")])
+    assert first.exit_code == 0, first.output
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 2
+    again = CliRunner().invoke(app, [*args, "--policy", "local", "--json", str(tmp_path / "b.json")])
+    assert again.exit_code == 0 and "2 of 4 episodes from --cache" in again.output
+    a = json.loads((tmp_path / "a.json").read_text())
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert a[0] == next(r for r in b if r["policy"] == "greedy")

@@ -108,11 +108,15 @@ def sweep(
     ray: Optional[str] = typer.Option(None, "--ray", help="run on an existing Ray cluster at this address"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the aggregated rows as JSON"),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="write the table as Markdown"),
+    cache: Optional[Path] = typer.Option(
+        None, help="folder of finished episodes: each one is saved there and reused by a rerun (same job, same code)"
+    ),
 ) -> None:
     """Policies × scenarios × loads × protocols × seeds in parallel (worker processes, or Ray with --ray).
 
     A policy may name the scenario's server count as ``{n}``: ``--policy dqn:{n}`` runs the
     shipped agent of each scenario's size (``dqn:6`` on paper-6, ``dqn:11`` on paper-11).
+    With ``--cache``, an interrupted or extended sweep reruns only the episodes it lacks.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -136,10 +140,24 @@ def sweep(
         overrides=set_ or [],
     )  # fmt: skip
     check_jobs(jobs)  # fail fast, before any worker starts, on a bad scenario, load, protocol or policy
+    from comllm.experiments.sweep import EpisodeCache
+
+    store = EpisodeCache(cache) if cache is not None else None
+    done = {i: r for i, job in enumerate(jobs) if store is not None and (r := store.get(job)) is not None}
+    todo = [job for i, job in enumerate(jobs) if i not in done]
+    if done:
+        console.print(f"{len(done)} of {len(jobs)} episodes from --cache {cache}")
+
+    def finished(r) -> None:  # type: ignore[no-untyped-def]
+        if store is not None:
+            store.put(r)
+        progress.advance(task)
+
     columns = (TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("episodes", total=len(jobs))
-        results = run_sweep(jobs, workers=workers, ray_address=ray, on_done=lambda r: progress.advance(task))
+        task = progress.add_task("episodes", total=len(jobs), completed=len(done))
+        fresh = iter(run_sweep(todo, workers=workers, ray_address=ray, on_done=finished))
+    results = [done[i] if i in done else next(fresh) for i in range(len(jobs))]
     rows = aggregate(results)
     for r in rows:  # the axes' values in the scenario column: "paper-6 (p=0.3, sequential)"
         r["scenario"] = axis_label(r["scenario"], r["overrides"], load=bool(load), decisions=bool(decisions))

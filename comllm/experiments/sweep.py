@@ -207,3 +207,67 @@ def aggregate(results: Iterable[JobResult]) -> list[dict[str, Any]]:
         )
         for (label, scenario, overrides), rs in groups.items()
     ]
+
+
+class EpisodeCache:
+    """Finished episodes kept as JSON files in a folder, one per job, so a rerun skips them.
+
+    The file name is a digest of the job (every field) and of the package's code (its syntax,
+    docstrings and comments aside), so an edit of the code invalidates what was computed before it. Files are written
+    atomically; one that does not read back is ignored (and recomputed).
+    """
+
+    def __init__(self, folder: "str | os.PathLike[str]") -> None:
+        from pathlib import Path
+
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._code = _code_digest()
+
+    def _path(self, job: Job) -> "Any":
+        import hashlib
+        import json
+
+        key = json.dumps({"job": asdict(job), "code": self._code}, sort_keys=True)
+        return self.folder / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+
+    def get(self, job: Job) -> JobResult | None:
+        import json
+
+        path = self._path(job)
+        try:
+            d = json.loads(path.read_text())
+            return JobResult(job=job, metrics=d["metrics"], policy_stats=d["policy_stats"], wall_s=float(d["wall_s"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def put(self, result: JobResult) -> None:
+        from comllm.checkpointing import atomic_write_json
+
+        atomic_write_json(
+            self._path(result.job),
+            {"job": asdict(result.job), "metrics": result.metrics, "policy_stats": result.policy_stats,
+             "wall_s": result.wall_s},
+        )  # fmt: skip
+
+
+def _code_digest() -> str:
+    """A digest of the package's code: its modules' syntax trees without docstrings (comments and
+    documentation edits keep the cache; any change of code drops it)."""
+    import ast
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        tree = ast.parse(f.read_bytes())
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(
+                getattr(body[0], "value", None), ast.Constant
+            ) and isinstance(body[0].value.value, str):
+                body[0] = ast.Pass()
+        h.update(str(f.relative_to(root)).encode())
+        h.update(ast.dump(tree).encode())
+    return h.hexdigest()[:16]
