@@ -212,9 +212,11 @@ def aggregate(results: Iterable[JobResult]) -> list[dict[str, Any]]:
 class EpisodeCache:
     """Finished episodes kept as JSON files in a folder, one per job, so a rerun skips them.
 
-    The file name is a digest of the job (every field) and of the package's code (its syntax,
-    docstrings and comments aside), so an edit of the code invalidates what was computed before it. Files are written
-    atomically; one that does not read back is ignored (and recomputed).
+    A file is named by a digest of its job (every field) and records a digest of the code
+    of every ``comllm`` module the process had loaded, the command line, reports and
+    experiment orchestration aside (each module's syntax tree, docstrings and comments aside). An entry is reused only while each of those modules is unchanged:
+    editing the simulator drops every entry, editing a training module none. Files are
+    written atomically; one that does not read back is ignored (and recomputed).
     """
 
     def __init__(self, folder: "str | os.PathLike[str]") -> None:
@@ -222,14 +224,19 @@ class EpisodeCache:
 
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._code = _code_digest()
+        self._digests: dict[str, str] = {}
 
     def _path(self, job: Job) -> "Any":
         import hashlib
         import json
 
-        key = json.dumps({"job": asdict(job), "code": self._code}, sort_keys=True)
+        key = json.dumps(asdict(job), sort_keys=True)
         return self.folder / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+
+    def _digest(self, module_file: str) -> str:
+        if module_file not in self._digests:
+            self._digests[module_file] = _code_digest(module_file)
+        return self._digests[module_file]
 
     def get(self, job: Job) -> JobResult | None:
         import json
@@ -237,37 +244,54 @@ class EpisodeCache:
         path = self._path(job)
         try:
             d = json.loads(path.read_text())
+            if d["job"] != json.loads(json.dumps(asdict(job))):
+                return None
+            if any(self._digest(f) != h for f, h in d["code"].items()):
+                return None
             return JobResult(job=job, metrics=d["metrics"], policy_stats=d["policy_stats"], wall_s=float(d["wall_s"]))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
     def put(self, result: JobResult) -> None:
+        import sys
+
         from comllm.checkpointing import atomic_write_json
 
+        root = _package_root()
+        files = sorted(
+            str(__import__("pathlib").Path(m.__file__).resolve().relative_to(root))
+            for name, m in list(sys.modules.items())
+            if name.split(".")[0] == "comllm" and getattr(m, "__file__", None)
+            and name.split(".")[1:2] not in (["cli"], ["report"], ["experiments"])  # orchestration, not results
+        )  # fmt: skip
         atomic_write_json(
             self._path(result.job),
             {"job": asdict(result.job), "metrics": result.metrics, "policy_stats": result.policy_stats,
-             "wall_s": result.wall_s},
+             "wall_s": result.wall_s, "code": {f: self._digest(f) for f in files}},
         )  # fmt: skip
 
 
-def _code_digest() -> str:
-    """A digest of the package's code: its modules' syntax trees without docstrings (comments and
-    documentation edits keep the cache; any change of code drops it)."""
-    import ast
-    import hashlib
+def _package_root() -> "Any":
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
-        tree = ast.parse(f.read_bytes())
-        for node in ast.walk(tree):
-            body = getattr(node, "body", None)
-            if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(
-                getattr(body[0], "value", None), ast.Constant
-            ) and isinstance(body[0].value.value, str):
-                body[0] = ast.Pass()
-        h.update(str(f.relative_to(root)).encode())
-        h.update(ast.dump(tree).encode())
-    return h.hexdigest()[:16]
+    return Path(__file__).resolve().parent.parent.parent
+
+
+def _code_digest(module_file: str) -> str:
+    """A digest of one module's code (relative to the package root): its syntax tree without
+    docstrings, so documentation and comment edits keep the cache; "" if it is gone."""
+    import ast
+    import hashlib
+
+    path = _package_root() / module_file
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return ""
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(
+            getattr(body[0], "value", None), ast.Constant
+        ) and isinstance(body[0].value.value, str):
+            body[0] = ast.Pass()
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
