@@ -13,7 +13,7 @@ for every row: ``--states`` decision moments of ``paper-6`` (30 devices, 6 serve
   (vectorised over the batch), and one state per call.
 
 Compilation happens before timing; each row is the best of ``--repeats``.
-Goal (issue 5): ``sim`` >= 15,000 rewards/s on the 2-core machine.
+Target: ``sim`` >= 15,000 rewards/s on the 2-core machine (not met yet: README, LACS section).
 """
 
 from __future__ import annotations

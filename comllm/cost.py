@@ -1,4 +1,4 @@
-"""The one-step cost model (DESIGN §3): the reference semantics of a decision.
+"""The one-step cost model (docs/model.md §6): the reference semantics of a decision.
 
 All costs are estimated latencies in slots. With ``d`` in Gcycles/Mbit, ``f`` in
 GHz, ``Δ`` in s, ``S`` the task size (Mbit) and ``R`` the upload rate (Mbit/slot):
@@ -16,7 +16,7 @@ headed to each server: ``Q_j`` becomes ``Q_j + I_j`` with ``I_j`` the Mbit still
 by tasks bound for ``j`` (``StateBatch.incoming``; under ``decisions=sequential`` it also
 holds the slot's earlier decisions). With ``incoming_active`` the incoming tasks also
 join the active count, ``a_j + n_j + 1`` (``n_j`` = ``StateBatch.incoming_n``); that
-over-counts at heavy load (README, "Fresh view"), so it is an option.
+over-counts at heavy load (docs/notes/fresh-view.md), so it is an option.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from comllm.errors import ComllmError, FieldError, format_validation_error, short
 
-#: Edge-server types of DESIGN §1 with their default CPU frequency (GHz).
+#: Edge-server types (docs/model.md §1) with their default CPU frequency (GHz).
 SERVER_TYPES: dict[str, float] = {
     "high-performance": 41.8,
     "standard": 30.0,

@@ -16,7 +16,7 @@ Units: slots for times, Mbit for data, Mbit/slot for rates, GHz for CPUs, cycles
 bit for computation density, seconds for ``slot_s``. Actions are integers: 0 = run
 locally, ``j`` in 1..N = offload to server ``j``.
 
-The *fresh view* (README, "What a policy sees"): per server, ``incoming_mbit`` is the
+The *fresh view* (docs/model.md §5): per server, ``incoming_mbit`` is the
 Mbit still to send of the tasks bound for it that are in devices' uplinks (waiting or
 transmitting) and ``incoming_tasks`` their number; under ``decisions=sequential`` both
 also count the tasks assigned to it earlier in the same slot (whole size). Per task,

@@ -2,22 +2,12 @@ import numpy as np
 import pytest
 
 from comllm.cost import action_costs, chosen_costs, oracle_actions
-from comllm.state import ServerView, StateBatch, TaskState
+from comllm.state import StateBatch
+from tests.fixtures.cost_states import cost_state
 
 
-def state(size=3.0, local_wait=1.0, tx_wait=0.5, rate=1.4, servers=((41.8, 0, 0.0), (22.0, 2, 5.0))):
-    views = tuple(
-        ServerView(type="standard", cpu_ghz=g, cycles_per_bit=297.0, active=a, queued_mbit=q, history=(0.0,) * 10)
-        for g, a, q in servers
-    )
-    return TaskState(
-        task_size=size, max_delay=10, local_wait=local_wait, tx_wait=tx_wait, upload_rate=rate, slot_s=0.1,
-        drop_penalty=100.0, device_ghz=2.5, device_cycles_per_bit=297.0, device_mbps=14.0, servers=views,
-    )  # fmt: skip
-
-
-def test_costs_match_design_formulas():
-    b = StateBatch.from_states([state()])
+def test_costs_match_the_formulas_of_the_model():  # docs/model.md §6
+    b = StateBatch.from_states([cost_state()])
     c = action_costs(b)[0]
     d = 0.297
     assert c[0] == pytest.approx(1.0 + 3.0 * d / (2.5 * 0.1))
@@ -28,14 +18,14 @@ def test_costs_match_design_formulas():
 
 
 def test_oracle_prefers_local_when_the_edge_is_congested():
-    s = state(local_wait=0.0, servers=((41.8, 20, 60.0),))
+    s = cost_state(local_wait=0.0, servers=((41.8, 20, 60.0),))
     assert oracle_actions(StateBatch.from_states([s]))[0] == 0
 
 
 def test_batch_round_trip_through_task_states():
-    states = [state(size=2.0 + i) for i in range(4)]
+    states = [cost_state(size=2.0 + i) for i in range(4)]
     b = StateBatch.from_states(states)
     assert b.states() == states
     assert len(b.subset([1, 3])) == 2
     with pytest.raises(ValueError, match="same number of servers"):
-        StateBatch.from_states([state(), state(servers=((30.0, 0, 0.0),))])
+        StateBatch.from_states([cost_state(), cost_state(servers=((30.0, 0, 0.0),))])

@@ -22,7 +22,8 @@ from comllm.lacs import (
 from comllm.policies.heuristics import GreedyPolicy
 from comllm.scenario import load_scenario, make_scenario
 from comllm.sim import MECSimulator
-from comllm.state import ServerView, StateBatch, TaskState
+from comllm.state import StateBatch, TaskState
+from tests.fixtures.cost_states import cost_state, written_out_costs
 
 RATE_30 = 30.0 * 0.1 / 0.297  # Mbit/slot of a 30 GHz server
 LOCAL_RATE = 2.5 * 0.1 / 0.297  # Mbit/slot of a 2.5 GHz device
@@ -181,40 +182,22 @@ def test_bad_inputs_name_the_argument():
 # ----------------------------------------------------------------- the reference estimator
 
 
-def task_state(size=3.0, local_wait=1.0, tx_wait=0.5, rate=1.4, servers=((41.8, 0, 0.0), (22.0, 2, 5.0))):
-    views = tuple(
-        ServerView(type="standard", cpu_ghz=g, cycles_per_bit=297.0, active=a, queued_mbit=q, history=(0.0,) * 10)
-        for g, a, q in servers
-    )
-    return TaskState(
-        task_size=size, max_delay=10, local_wait=local_wait, tx_wait=tx_wait, upload_rate=rate, slot_s=0.1,
-        drop_penalty=100.0, device_ghz=2.5, device_cycles_per_bit=297.0, device_mbps=14.0, servers=views,
-        device=4, slot=17,
-    )  # fmt: skip
-
-
-def design_costs(size, local_wait, tx_wait, rate, servers):
-    """DESIGN §3, written out."""
-    d = 0.297
-    out = [local_wait + size * d / (2.5 * 0.1)]
-    out += [tx_wait + size / rate + (q + size) * d * (a + 1) / (g * 0.1) for g, a, q in servers]
-    return np.array(out)
-
-
 def test_reference_estimator_matches_a_hand_computation():
-    st = task_state()
+    st = cost_state(device=4, slot=17)
     batch = StateBatch.from_states([st])
     sizes = future_sizes(batch, 3, seed=5)[0]
     assert ((sizes >= 1.5) & (sizes < 4.5)).all() and len(set(sizes)) == 3
     servers = [(41.8, 0, 0.0), (22.0, 2, 5.0)]
-    cost = design_costs(3.0, 1.0, 0.5, 1.4, servers)
+    cost = written_out_costs(3.0, 1.0, 0.5, 1.4, servers)
     after = {
         0: dict(local_wait=cost[0], servers=servers),
         1: dict(local_wait=1.0, servers=[(41.8, 1, 3.0), (22.0, 2, 5.0)]),
         2: dict(local_wait=1.0, servers=[(41.8, 0, 0.0), (22.0, 3, 8.0)]),
     }
-    future = [np.mean([design_costs(s, after[a]["local_wait"], 0.5, 1.4, after[a]["servers"]).min() for s in sizes])
-              for a in range(3)]  # fmt: skip
+    future = [
+        np.mean([written_out_costs(s, after[a]["local_wait"], 0.5, 1.4, after[a]["servers"]).min() for s in sizes])
+        for a in range(3)
+    ]
     got_cost, got_future = reference_terms(batch, 3, seed=5)
     np.testing.assert_allclose(got_cost[0], cost, rtol=1e-12)
     np.testing.assert_allclose(got_future[0], future, rtol=1e-12)
@@ -222,7 +205,7 @@ def test_reference_estimator_matches_a_hand_computation():
 
 
 def test_reference_estimator_is_deterministic_and_batch_independent():
-    states = [task_state(size=2.0 + i, local_wait=i) for i in range(5)]
+    states = [cost_state(size=2.0 + i, local_wait=i, slot=17) for i in range(5)]
     states = [TaskState(**{**s.__dict__, "device": i}) for i, s in enumerate(states)]
     batch = reference_scores_batch(StateBatch.from_states(states), seed=3)
     for i, s in enumerate(states):

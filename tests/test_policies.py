@@ -5,6 +5,8 @@ from comllm.cost import action_costs
 from comllm.policies import PolicyError, available_policies, make_policy
 from comllm.scenario import load_scenario
 from comllm.sim import MECSimulator
+from comllm.state import StateBatch
+from tests.fixtures.cost_states import cost_state
 
 HEURISTICS = ["random", "local", "greedy", "round-robin", "least-loaded"]
 
@@ -32,12 +34,96 @@ def test_specific_behaviours():
     bs = batches()
     b = bs[-1]
     assert (make_policy("local").act(b) == 0).all()
-    assert (make_policy("greedy").act(b) == np.argmin(action_costs(b), axis=1)).all()
     rr = make_policy("round-robin").act(b.subset(np.zeros(8, dtype=int)))
     assert rr.tolist() == [1, 2, 3, 4, 5, 6, 1, 2]
     ll = make_policy("least-loaded").act(b)
     backlog = b.queued / b.server_ghz
     assert (backlog[np.arange(len(b)), ll - 1] <= backlog.min(axis=1) + 1e-9).all()
+
+
+# Greedy on states whose costs are worked out by hand (docs/model.md §6). The physics of
+# cost_state: 2.5 GHz device, 297 cycles/bit (d = 0.297 Gcycles/Mbit), 0.1 s slots, deadline 10.
+# Every task is S = 2.5 Mbit and the uplink R = 1.25 Mbit/slot, so
+#   local    = local_wait + S*d/(2.5*0.1)                     = local_wait + 2.97
+#   server j = tx_wait + S/R + (Q_j + S)*d*(a_j + 1)/(f_j*0.1) = tx_wait + 2 + (Q_j + S)(a_j + 1)*2.97/f_j
+# and the servers' GHz are chosen so that 2.97/f is round: 59.4 GHz -> 0.05, 29.7 -> 0.1,
+# 14.85 -> 0.2 slots per Mbit per active queue. `incoming` adds I_j to Q_j; `incoming,active`
+# also adds n_j to a_j. Servers are (GHz, active, queued Mbit, incoming Mbit, incoming tasks).
+HAND_CASES = {
+    # local = 1 + 2.97 = 3.97
+    # s1 = 0.5 + 2 + (2.5 + 2.5)*2*0.1 = 3.5
+    # s2 = 0.5 + 2 + (0 + 2.5)*1*0.05  = 2.625  <- greedy
+    #      incoming: (0 + 2.5 + 2.5)*1*0.05 = 0.25 -> 2.75  <- greedy:incoming
+    #      incoming,active: (0 + 2.5 + 2.5)*(0 + 2 + 1)*0.05 = 0.75 -> 3.25
+    # s3 = 0.5 + 2 + (0 + 2.5)*1*0.2   = 3.0    <- greedy:incoming,active
+    "clear winner; counting in-flight tasks as active moves it": dict(
+        state=dict(
+            local_wait=1.0, tx_wait=0.5, servers=((29.7, 1, 2.5, 0.0, 0), (59.4, 0, 0.0, 2.5, 2), (14.85, 0, 0.0, 0.0, 0))
+        ),
+        costs=[3.97, 3.5, 2.625, 3.0],
+        incoming_costs=[3.97, 3.5, 2.75, 3.0],
+        incoming_active_costs=[3.97, 3.5, 3.25, 3.0],
+        greedy=2, incoming=2, incoming_active=3,
+    ),
+    # three identical idle servers: each 0.5 + 2 + (0 + 2.5)*1*0.1 = 2.75, local 3.97:
+    # a three-way tie, broken to the lowest action (server 1). With 1 Mbit in flight to
+    # server 1 it costs 0.5 + 2 + (0 + 1 + 2.5)*0.1 = 2.85: servers 2 and 3 tie, server 2 wins
+    # (counted as active too: (0 + 1 + 2.5)*(0 + 1 + 1)*0.1 = 0.7 -> 3.2, server 2 again).
+    "tie to the lowest action": dict(
+        state=dict(
+            local_wait=1.0, tx_wait=0.5, servers=((29.7, 0, 0.0, 1.0, 1), (29.7, 0, 0.0, 0.0, 0), (29.7, 0, 0.0, 0.0, 0))
+        ),
+        costs=[3.97, 2.75, 2.75, 2.75],
+        incoming_costs=[3.97, 2.85, 2.75, 2.75],
+        incoming_active_costs=[3.97, 3.2, 2.75, 2.75],
+        greedy=1, incoming=2, incoming_active=2,
+    ),
+    # every action misses the deadline of 10 slots (drop-level costs); greedy still takes the least:
+    # local = 9 + 2.97 = 11.97
+    # s1 = 6 + 2 + (10 + 2.5)*(3 + 1)*0.1 = 13.0
+    # s2 = 6 + 2 + (5 + 2.5)*(1 + 1)*0.2  = 11.0   <- greedy
+    #      incoming: (5 + 2.5 + 2.5)*2*0.2 = 4.0 -> 12.0, so local (11.97) is least
+    #      incoming,active: (5 + 2.5 + 2.5)*(1 + 1 + 1)*0.2 = 6.0 -> 14.0, local again
+    "every action over the deadline": dict(
+        state=dict(local_wait=9.0, tx_wait=6.0, servers=((29.7, 3, 10.0, 0.0, 0), (14.85, 1, 5.0, 2.5, 1))),
+        costs=[11.97, 13.0, 11.0],
+        incoming_costs=[11.97, 13.0, 12.0],
+        incoming_active_costs=[11.97, 13.0, 14.0],
+        over_deadline=True,
+        greedy=2, incoming=0, incoming_active=0,
+    ),
+    # the edge is slow and busy, the device idle: local = 0 + 2.97 = 2.97 <- every variant
+    # s1 = 0 + 2 + (7.5 + 2.5)*(1 + 1)*0.2 = 6.0
+    "local when the device is idle": dict(
+        state=dict(local_wait=0.0, tx_wait=0.0, servers=((14.85, 1, 7.5, 0.0, 0),)),
+        costs=[2.97, 6.0],
+        incoming_costs=[2.97, 6.0],
+        incoming_active_costs=[2.97, 6.0],
+        greedy=0, incoming=0, incoming_active=0,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(HAND_CASES))
+def test_greedy_on_hand_computed_states(case):
+    c = HAND_CASES[case]
+    b = StateBatch.from_states([cost_state(size=2.5, rate=1.25, **c["state"])])
+    np.testing.assert_allclose(action_costs(b)[0], c["costs"], rtol=1e-12)
+    np.testing.assert_allclose(action_costs(b, incoming=True)[0], c["incoming_costs"], rtol=1e-12)
+    both = action_costs(b, incoming=True, incoming_active=True)[0]
+    np.testing.assert_allclose(both, c["incoming_active_costs"], rtol=1e-12)
+    assert (action_costs(b)[0] > b.max_delay[0]).all() == c.get("over_deadline", False)
+    assert make_policy("greedy").act(b).tolist() == [c["greedy"]]
+    assert make_policy("greedy:incoming").act(b).tolist() == [c["incoming"]]
+    assert make_policy("greedy:incoming,active").act(b).tolist() == [c["incoming_active"]]
+
+
+def test_greedy_decides_each_task_of_a_batch_on_its_own():
+    """The hand cases stacked into one batch (one server count per batch) give the same actions."""
+    three = [c for c in HAND_CASES.values() if len(c["costs"]) == 4]
+    b = StateBatch.from_states([cost_state(size=2.5, rate=1.25, **c["state"]) for c in three])
+    assert make_policy("greedy").act(b).tolist() == [c["greedy"] for c in three]
+    assert make_policy("greedy:incoming").act(b).tolist() == [c["incoming"] for c in three]
 
 
 def test_random_policy_is_seeded():

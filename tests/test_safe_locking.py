@@ -122,7 +122,7 @@ def test_a_clean_exit_removes_the_lock_and_an_empty_folder_it_created(tmp_path: 
 
 @pytest.mark.slow  # two real trainings (about 25 s on a loaded 2-core machine); the refusal itself is tested above
 def test_two_sft_runs_started_together_one_refused(tmp_path: Path) -> None:
-    """The issue's case: two ``comllm sft`` with the same --out; one trains, the other exits 2 naming it."""
+    """Two ``comllm sft`` with the same --out, started together: one trains, the other exits 2 naming it."""
     data = make_records(tmp_path / "d.jsonl", 64, servers="2", seed=1)
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "comllm.cli", "sft", "--data", str(data), "--out", str(out), "--template",

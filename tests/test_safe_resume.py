@@ -378,7 +378,7 @@ def test_pipeline_resumes_every_training_stage_it_interrupted(tmp_path: Path) ->
 
 
 def test_pipeline_reruns_an_interrupted_dqn_stage_with_resume(tmp_path: Path, monkeypatch) -> None:
-    """The issue's case: the DQN folder holds config.json but no checkpoint; the rerun passes --resume."""
+    """A DQN stage killed before its first checkpoint (config.json, no checkpoint): the rerun passes --resume."""
     from comllm.experiments import pipeline as P
     from comllm.experiments.config import load_config
 

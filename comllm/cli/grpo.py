@@ -22,7 +22,7 @@ def grpo(
     rollouts: int = typer.Option(16, help="LACS sim: rollouts per candidate action"),
     other_policy: str = typer.Option("greedy", help="LACS sim: how the other tasks are decided (greedy | local | random)"),
     drop_cost: Optional[str] = typer.Option(None, help="LACS sim: slots a dropped task costs (a number or 'deadline'; default: the drop penalty)"),
-    shaping: str = typer.Option("reference", help="reward shaping: reference (DESIGN §4) | normalised"),
+    shaping: str = typer.Option("reference", help="reward shaping: reference (docs/model.md §8) | normalised"),
     task_weight: float = typer.Option(0.8, help="weight of the task (one-step cost) term"),
     format_weight: float = typer.Option(0.2, help="weight of the format term"),
     unparseable: float = typer.Option(-10.0, help="reward of an answer that names no valid action"),

@@ -55,7 +55,7 @@ class DQNConfig(_Strict):
 class D3QNConfig(_Strict):
     """Tang & Wong's dueling double DQN with an LSTM over the load history.
 
-    Defaults are DESIGN §5 and the authors' reference code: lr 0.01 (RMSprop),
+    Defaults are Tang & Wong's (docs/model.md §9) and their reference code: lr 0.01 (RMSprop),
     gamma 0.9, target network copied every 200 updates, replay of 500
     transitions, batch 32, 20 LSTM units and two hidden layers of 20, MSE loss.
     Epsilon falls linearly from ``eps_start`` to ``eps_end`` over

@@ -1,6 +1,6 @@
 """GRPO training of offloading language models with the LACS reward (TRL's GRPOTrainer).
 
-* :mod:`comllm.grpo.config`: :class:`GRPORunConfig`, every option of a run (DESIGN §4 defaults);
+* :mod:`comllm.grpo.config`: :class:`GRPORunConfig`, every option of a run (defaults: docs/model.md §9);
 * :mod:`comllm.grpo.dataset`: records -> prompts in the model's template + snapshot/device columns;
 * :mod:`comllm.grpo.metrics`: decision metrics logged beside the reward terms;
 * :mod:`comllm.grpo.callbacks`: CSV log, rich progress, loadable checkpoints;

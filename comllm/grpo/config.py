@@ -1,19 +1,19 @@
 """Options of a GRPO run (``comllm grpo``): one validated pydantic model, saved with the run.
 
-Defaults follow DESIGN §4 where they fit a small model: G = 4 completions per
-prompt, KL beta 0.005, sampling temperature 1.3 and top-p 0.95, completions of
-at most 15 tokens, reward 0.8 task + 0.2 format, unparseable -10, LACS weight
-lambda = 0.3 with rollouts of H = 5 slots, K = 16 times. The learning rate
-defaults to DESIGN's 5e-6 for Hugging Face models and to :data:`EMBEDDED_LR`
-for the embedded value-token model, which was trained from scratch at 1e-3 and
-barely moves at 5e-6 or 2e-5 in the few hundred steps a CPU affords (measured:
-KL to the start model ~2e-4 after 20 steps at 2e-5, ~5e-2 after 60 steps at 1e-4).
+Defaults follow the reference's (docs/model.md §9) where they fit a small model:
+G = 4 completions per prompt, KL beta 0.005, sampling temperature 1.3 and top-p
+0.95, completions of at most 15 tokens, reward 0.8 task + 0.2 format,
+unparseable -10, LACS weight lambda = 0.3 with rollouts of H = 5 slots, K = 16
+times. The learning rate defaults to the reference's 5e-6 (:data:`HF_LR`) for
+Hugging Face models and to :data:`EMBEDDED_LR` for the embedded value-token
+model, which was trained from scratch at 1e-3 and barely moves at the
+reference's rate (measurements: docs/notes/grpo-experiments.md).
 
-The reward shaping defaults to DESIGN's ``reference``; at heavy load prefer
-``normalised``: when every action of a state is predicted to miss its deadline,
-the reference reward of every valid answer falls below the flat ``unparseable``
-reward, and GRPO learns to write invalid answers (measured: valid answers fell
-from 95 % to 86 % in 60 steps at arrival_prob 0.5; 99 % with ``normalised``).
+The reward shaping defaults to the reference's, ``reference``; at heavy load
+prefer ``normalised``: when every action of a state is predicted to miss its
+deadline, the reference reward of every valid answer falls below the flat
+``unparseable`` reward, and GRPO learns to write invalid answers
+(docs/model.md §8; measured in docs/notes/grpo-experiments.md).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from comllm.errors import ComllmError, format_validation_error
 
-#: learning rate of the embedded model when ``lr`` is not given (measured, see the README)
+#: learning rate of the embedded model when ``lr`` is not given (docs/notes/grpo-experiments.md)
 EMBEDDED_LR = 1e-4
-#: DESIGN §4 learning rate (Hugging Face models)
+#: the reference's learning rate (Hugging Face models; docs/model.md §9)
 HF_LR = 5e-6
 
 

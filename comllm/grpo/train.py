@@ -4,8 +4,8 @@ A run (:func:`train_grpo`) loads a language model (:func:`comllm.lm.loading.load
 an SFT checkpoint, the shipped default, or a Hugging Face model, optionally with a
 fresh LoRA adapter), renders every record's state with the model's own template
 (:mod:`comllm.grpo.dataset`), and trains with the three reward callables of
-:mod:`comllm.lacs.rewards` (``format``, ``task``, ``lacs``; their sum is DESIGN §4's
-reward) computed from each record's simulator snapshot and deciding device.
+:mod:`comllm.lacs.rewards` (``format``, ``task``, ``lacs``; their sum is the reference
+reward of docs/model.md §8) computed from each record's simulator snapshot and deciding device.
 
 Outputs in ``out/``:
 
@@ -235,7 +235,7 @@ def _load_model(cfg: GRPORunConfig, device: str) -> LoadedLM:
 
 
 def grpo_args(cfg: GRPORunConfig, out: Path, lr: float, device: str, bf16: bool) -> Any:
-    """TRL's ``GRPOConfig`` for a run (DESIGN §4 values from ``cfg``; no tqdm, no report_to: ours log)."""
+    """TRL's ``GRPOConfig`` for a run (docs/model.md §9 values from ``cfg``; no tqdm, no report_to: ours log)."""
     from trl import GRPOConfig
 
     return GRPOConfig(

@@ -1,4 +1,4 @@
-"""The reference's cheap look-ahead estimator (DESIGN §4), for the ablation ``--lacs reference``.
+"""The reference's cheap look-ahead estimator (docs/model.md §7), for the ablation ``--lacs reference``.
 
 For each action ``a`` of a task: apply ``a`` to a copy of the state (local: the local
 wait grows to the task's local finish time, i.e. its one-step cost; server ``j``:

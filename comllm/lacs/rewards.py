@@ -10,7 +10,7 @@ Completions are parsed with :func:`comllm.text.parse_answer`. Records of a
 the simulator would have, and lets ``other_policy`` decide the tasks still to come.
 
 Three callables, logged separately by TRL under their names, whose sum (TRL's default
-reward weights of 1) is the reference reward of DESIGN §4. For a parseable answer
+reward weights of 1) is the reference reward (docs/model.md §8). For a parseable answer
 ``a`` with one-step cost ``cost(a)`` (:func:`comllm.cost.action_costs`, slots) and
 look-ahead term ``future(a)``, ``C = cost + lam * future``:
 
@@ -24,7 +24,7 @@ an unparseable answer gets ``unparseable`` (-10) from ``task`` and 0 from the ot
 ``lacs = task_weight * (min_b C(b) / C(a) - min_b cost(b) / cost(a))``.
 
 ``future`` comes from ``lacs``: ``sim`` (rollouts on the simulator,
-:mod:`comllm.lacs.lookahead`), ``reference`` (DESIGN §4's cheap estimator,
+:mod:`comllm.lacs.lookahead`), ``reference`` (the reference's cheap estimator,
 :mod:`comllm.lacs.reference`) or ``off`` (0: GRPO without LACS). Rewards are
 deterministic given the seed: a record's draws depend only on the seed and the record.
 """
@@ -54,7 +54,7 @@ SHAPINGS = ("reference", "normalised")
 
 @dataclass(frozen=True)
 class RewardConfig:
-    """Reward settings; defaults are the reference's (DESIGN §4) and issue 5's LACS settings.
+    """Reward settings; defaults are the reference's (docs/model.md §8) and the LACS defaults (§7).
 
     ``horizon`` (slots), ``rollouts``, ``other_policy``, ``drop_cost`` configure ``lacs="sim"``;
     ``n_future`` configures ``lacs="reference"``.

@@ -33,7 +33,7 @@ from comllm.lm import model as _model  # noqa: F401  (registers comllm_lm with t
 
 META_FILE = "comllm.json"
 FORMAT_VERSION = 1
-#: reference LoRA settings (DESIGN §4): all attention and MLP projections
+#: reference LoRA settings (docs/model.md §9): all attention and MLP projections
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -43,7 +43,7 @@ class LMError(ComllmError, ValueError):
 
 @dataclass(frozen=True)
 class LoraSpec:
-    """LoRA adapter settings (DESIGN §4 reference: r=64, alpha=128, dropout 0.05, all projections)."""
+    """LoRA adapter settings (the reference's, docs/model.md §9: r=64, alpha=128, dropout 0.05, all projections)."""
 
     r: int = 64
     alpha: int = 128

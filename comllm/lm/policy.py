@@ -13,7 +13,7 @@ or ``llm:mode=sample``. Options:
   exactly this answer, which does not favour short answers once the model is
   trained — and ``norm=mean`` the per-token mean;
 * ``sample`` mode: free generation (``temperature``, default 0.7, ``top_p``,
-  default 0.9, DESIGN §4), parsed by the template; an answer that names no
+  default 0.9, the reference's: docs/model.md §9), parsed by the template; an answer that names no
   valid action is replaced by the ``fallback`` (``greedy``: the one-step cost
   oracle, default; ``local``; ``random``) and counted in :attr:`LMPolicy.stats`
   (``invalid``, ``invalid_rate``, ``decisions``);

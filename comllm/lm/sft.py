@@ -10,8 +10,8 @@ Batches: each epoch is a seeded permutation, cut into chunks of 64 batches
 whose examples are sorted by length before being cut into batches (bucketing:
 the embedded model's prompts have one length per server count, so batches
 are almost padding-free); batch order is shuffled. This loop is ours, not
-TRL's SFTTrainer: on the embedded model it runs 2.2x the samples per second
-(notes/lm-on-cpu.md; ``benchmarks/lm_speed.py`` measures it again) and it
+TRL's SFTTrainer: on the embedded model it runs more samples per second
+(docs/notes/lm-on-cpu.md; ``benchmarks/lm_speed.py`` measures it again) and it
 writes the same ``save_pretrained`` checkpoints.
 
 Outputs in ``out/``: the final checkpoint (model, tokenizer, ``comllm.json``),

@@ -18,7 +18,6 @@ The class is a Hugging Face ``PreTrainedTokenizer``: ``save_pretrained`` /
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable
@@ -260,8 +259,3 @@ def _split_words(num_re: re.Pattern, text: str) -> list[str]:
     if pos < len(text):
         out.append(text[pos:])
     return out
-
-
-def describe(tokenizer: ComllmTokenizer) -> str:
-    """One line about a tokenizer (for logs)."""
-    return json.dumps({"words": tokenizer.n_words, "value_ids": tokenizer.codec.n_ids, **tokenizer.stats})

@@ -1,6 +1,6 @@
 """Batched look-ahead rollouts: many copies of one simulator moment rolled forward at once (numba).
 
-LACS (issue 5) scores a decision by simulating what follows it. A *system* here is one
+LACS (docs/model.md §7) scores a decision by simulating what follows it. A *system* here is one
 copy of a :class:`~comllm.sim.Snapshot` in which the deciding device's task takes one
 candidate action; each system is rolled forward on the simulator's own per-system
 kernels (:func:`~comllm.sim.kernels.observe_system`, :func:`~comllm.sim.kernels.place_arrivals`,

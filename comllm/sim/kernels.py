@@ -10,7 +10,7 @@ j server j), ``stage`` (``STAGE_*``), ``tid`` (task id, -1 when untracked).
 Batched kernels take the same arrays with a leading axis ``B`` of independent
 systems (LACS rolls many copies of one moment forward at once).
 
-Semantics of one slot ``t`` (DESIGN §1):
+Semantics of one slot ``t`` (the ``fluid`` slot rules; docs/model.md §2 summarises this list):
 
 1. the slot's new tasks enter the local queue (action 0) or the uplink queue;
 2. each server's active count is the number of its non-empty device queues;

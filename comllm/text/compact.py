@@ -3,13 +3,13 @@
 Short words, one line per action, every number a plain decimal with at most 2
 decimals (the value tokens' resolution), no thousands separators.
 
-* ``estimates-compact``: only each action's estimated latency (DESIGN §3), one
+* ``estimates-compact``: only each action's estimated latency (docs/model.md §6), one
   line per action. The easy signal; a model that reads it is the greedy oracle.
 * ``annotated-compact``: the raw state (task, device, every server's type, CPU,
   active count, queued Mbit and load history) with each action's estimate
   placed FIRST on its line, so the argmin the estimates teach stays easy to
   read next to the raw numbers (the estimate last on the line stalled training,
-  see notes/lm-on-cpu.md).
+  see docs/notes/lm-on-cpu.md).
 * ``raw-compact``: the same lines without the estimates: the model must learn
   the cost model itself.
 
@@ -185,7 +185,7 @@ class CompactStyle:
 
 
 def estimates(state: TaskState, incoming: bool = False) -> np.ndarray:
-    """Estimated latency (slots) of every action of ``state``, shape ``(N + 1,)`` (DESIGN §3).
+    """Estimated latency (slots) of every action of ``state``, shape ``(N + 1,)`` (docs/model.md §6).
 
     ``incoming``: the incoming-aware estimate (``comllm.cost.action_costs(batch, incoming=True)``).
     """

@@ -43,7 +43,7 @@ writing what they wrote (shipped checkpoints were trained on them). ``paper-v2``
     server 3: type energy-saving, CPU 22 GHz, density 1200.5 cycles/bit, active tasks 5, queued 31.5000 Mbit, incoming 12.5000 Mbit, incoming tasks 3, load history 5 6 4.5 5 7
 
 ``annotated`` and ``estimates`` print the paper's one-step estimate
-(:func:`comllm.cost.action_costs`, DESIGN §3); ``annotated-v2`` and ``estimates-v2``
+(:func:`comllm.cost.action_costs`, docs/model.md §6); ``annotated-v2`` and ``estimates-v2``
 print the incoming-aware one (``action_costs(batch, incoming=True)``: each server's
 incoming Mbit counted as queued, the estimate of ``greedy:incoming``) and say so on a
 line of their own (:data:`ESTIMATE_LINES`). ``annotated-v2`` is ``paper-v2`` with 2
@@ -201,7 +201,7 @@ class PaperTemplate(Template):
     decimals: int = 4
     style: Style = Style()
     derived: bool = False  # add one 'if <action>:' line per action with cost-model quantities
-    description: str = "English, the raw state (every field of DESIGN §2, units written out)"
+    description: str = "English, the raw state (every field of docs/model.md §5, units written out)"
     fresh_view: bool = False  # carries the fresh-view fields (the -v2 templates; give them a FIELD_ORDER_V2 style)
     estimate: str = "one-step"  # the derived lines' estimate: 'one-step' (the paper's) or 'incoming' (ESTIMATE_LINES)
 
