@@ -56,7 +56,7 @@ def scenarios() -> None:
 @app.command()
 def simulate(
     scenario: str = typer.Option("paper-6", help="preset name or YAML file"),
-    policy: list[str] = typer.Option(["greedy"], help="policy NAME[:ARG] (repeatable)"),
+    policy: list[str] = typer.Option(["greedy"], help="policy NAME[:ARG] (repeatable; {n}: the scenario's server count)"),
     slots: int = typer.Option(2000, min=1, help="scored slots per seed"),
     seeds: int = typer.Option(3, min=1, help="number of seeds (0..seeds-1)"),
     warmup: int = typer.Option(200, min=0, help="unscored slots before scoring"),
