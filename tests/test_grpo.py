@@ -171,6 +171,7 @@ def test_refusals(base, runs, tmp_path: Path) -> None:
 
 
 def test_command_line_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "g.jsonl").write_text("")  # the data file exists: the bad option is what is refused
     proc = subprocess.run(
         [sys.executable, "-c", "from comllm.cli import main; main()", "grpo", "--data", str(tmp_path / "g.jsonl"),
          "--out", str(tmp_path / "o"), "--lacs", "foo"],
@@ -191,6 +192,8 @@ def test_command_line_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
     ],
 )
 def test_command_line_errors_are_user_errors(args: list[str], message: str, tmp_path: Path) -> None:
+    if args:  # a data file that exists, so the bad option is what is refused
+        (tmp_path / "missing.jsonl").write_text("")
     res = CliRunner().invoke(app, ["grpo", "--data", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o"),
                                    "--no-progress", *args])  # fmt: skip
     assert res.exit_code != 0 and isinstance(res.exception, ComllmError), res.output  # main() prints it as one line
