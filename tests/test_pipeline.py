@@ -1,6 +1,8 @@
 """The pipeline: config validation, commands, and the tiny config end to end."""
 
+import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -67,19 +69,84 @@ def test_tiny_pipeline_end_to_end_and_resume(tmp_path):
     accel = ["--set", "launcher.accelerate=true", "--set", f"launcher.config_file={ROOT / 'configs/accelerate/cpu.yaml'}"]
     proc = run_cli("pipeline", "--config", str(ROOT / "configs" / "tiny.yaml"), "--run-dir", str(run), *accel)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    cfg = load_config(ROOT / "configs" / "tiny.yaml")
+    e = cfg.eval
+    stages = {"data", "sft", "grpo", "comllm", "dqn", "eval", "report"}
+
+    # the manifest records every stage as done, with its wall time
     manifest = json.loads((run / "manifest.json").read_text())
-    assert all(s["status"] == "done" for s in manifest["stages"].values())
-    assert "accelerate.commands.launch" in (run / "logs" / "sft.log").read_text()
-    assert set(manifest["stages"]) == {"data", "sft", "grpo", "comllm", "dqn", "eval", "report"}
+    assert set(manifest["stages"]) == stages
+    for name, stage in manifest["stages"].items():
+        assert stage["status"] == "done", name
+        assert math.isfinite(stage["wall_s"]) and stage["wall_s"] >= 0, name
     for key in ("config", "seeds", "versions", "git_revision", "total_wall_s"):
         assert key in manifest
-    rows = json.loads((run / "eval" / "closed_loop.json").read_text())
-    labels = {r["policy"] for r in rows}
-    assert {"greedy", "SFT", "GRPO", "COMLLM", "DQN"} <= labels
+    assert manifest["config"]["name"] == "tiny" and manifest["total_wall_s"] > 0
+    assert "accelerate.commands.launch" in (run / "logs" / "sft.log").read_text()
+
+    # closed loop: one row per policy and scenario, finite latencies between 0 and the deadline
+    labels = {*e.baselines, "SFT", "GRPO", "COMLLM", "DQN"}
+    for file, overrides in (("closed_loop.json", []), ("closed_loop_heavy.json", [f"arrival_prob={e.heavy_prob:g}"])):
+        rows = json.loads((run / "eval" / file).read_text())
+        keys = [(r["policy"], r["scenario"]) for r in rows]
+        assert sorted(keys) == sorted((p, sc) for p in labels for sc in e.scenarios), file
+        for r in rows:
+            what = (file, r["policy"], r["scenario"])
+            assert 0 < r["avg_latency"] <= 10 and math.isfinite(r["avg_latency"]), what  # a drop counts D = 10
+            assert 0 <= r["drop_rate"] <= 1 and 0 <= r["offload_share"] <= 1, what
+            assert r["n_tasks"] > 0 and r["seeds"] == list(range(e.seeds)), what
+            assert r["slots"] == e.slots and r["warmup"] == e.warmup and r["overrides"] == overrides, what
+        by = {(r["policy"], r["scenario"]): r for r in rows}
+        for sc in e.scenarios:
+            assert by[("local", sc)]["offload_share"] == 0 and by[("local", sc)]["jain_index"] is None
+            assert by[("greedy", sc)]["avg_latency"] < by[("local", sc)]["avg_latency"], (file, sc)
+        # same devices and arrivals in both scenarios: running everything locally cannot tell them apart
+        assert by[("local", e.scenarios[0])]["avg_latency"] == by[("local", e.scenarios[1])]["avg_latency"]
+    closed = {(r["policy"], r["scenario"]): r for r in json.loads((run / "eval" / "closed_loop.json").read_text())}
+
+    # the report's tables hold the same rows: Markdown (a line per row) and CSV (every field)
+    lines = [ln for ln in (run / "report" / "closed_loop.md").read_text().splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    md = {}
+    for ln in lines[2:]:
+        cells = dict(zip(header, (c.strip() for c in ln.strip("|").split("|"))))
+        md[(cells["policy"], cells["scenario"])] = cells
+    assert set(md) == set(closed)
+    latency_col = next(h for h in header if h.startswith("latency"))
+    for key, cells in md.items():
+        assert float(cells[latency_col].split("±")[0]) == pytest.approx(closed[key]["avg_latency"], abs=5e-4), key
+    with open(run / "report" / "closed_loop.csv", newline="") as f:
+        csv_rows = list(csv.DictReader(f))
+    assert {(r["policy"], r["scenario"]) for r in csv_rows} == set(closed) and len(csv_rows) == len(closed)
+    for r in csv_rows:
+        assert float(r["avg_latency"]) == pytest.approx(closed[(r["policy"], r["scenario"])]["avg_latency"], rel=1e-9)
+
+    # open loop on the test sets: every policy on every server count; the oracle agrees with itself
+    open_rows = json.loads((run / "eval" / "open_loop.json").read_text())
+    assert sorted((r["policy"], r["n_servers"]) for r in open_rows) == sorted(
+        (p, n) for p in labels - {"DQN"} for n in cfg.data.test_servers
+    )
+    for r in open_rows:
+        assert r["n"] == cfg.data.test_n and 0 <= r["accuracy"] <= 1 and 0 <= r["invalid_rate"] <= 1, r["policy"]
+        assert 0 < r["perf_ratio"] <= 1 + 1e-12, r["policy"]  # nothing beats the one-step oracle on its own cost
+        if r["policy"] == "greedy":
+            assert r["accuracy"] == 1.0 and r["perf_ratio"] == 1.0 and r["drop_rate"] == r["oracle_drop_rate"]
+    zero_shot = json.loads((run / "eval" / "zero_shot.json").read_text())
+    assert {r["n_servers"] for r in zero_shot} == set(e.server_counts)
+    assert all(r["accuracy"] == 1.0 for r in zero_shot if r["policy"] == "greedy")
+    assert {r["policy"] for r in zero_shot} == {"SFT", "GRPO", "COMLLM", "greedy"}
+    robustness = json.loads((run / "eval" / "robustness.json").read_text())
+    assert sorted((r["policy"], r["perturbation"]) for r in robustness) == sorted(
+        (p, q) for p in ("SFT", "GRPO", "COMLLM") for q in e.perturbations
+    )
+    sweep = json.loads((run / "eval" / "load_sweep.json").read_text())
+    assert {tuple(r["overrides"]) for r in sweep} == {(f"arrival_prob={p:g}",) for p in e.loads}
+
     report = run / "report"
     for name in ("README.md", "closed_loop.md", "closed_loop.csv", "load_sweep.png", "latency_cdf.png",
                  "zero_shot.png", "training_curves.png", "server_share_paper-6.png"):  # fmt: skip
-        assert (report / name).is_file(), name
+        assert (report / name).is_file() and (report / name).stat().st_size > 0, name
+    assert lines[0] in (report / "README.md").read_text()  # the report's page shows the closed-loop table
     # a second run skips every finished stage
     again = run_cli("pipeline", "--config", str(ROOT / "configs" / "tiny.yaml"), "--run-dir", str(run))
     assert again.returncode == 0 and again.stdout.count("done already") == 7
