@@ -25,14 +25,15 @@ if TYPE_CHECKING:
     from comllm.experiments.pipeline import Pipeline
 
 
-def quiet_transformers() -> None:
-    """No weight-loading progress bars in evaluation logs (one per policy load otherwise)."""
-    try:
-        from transformers.utils import logging as hf_logging
+from comllm.experiments.sweep import quiet_transformers  # noqa: E402,F401  (where it lived before)
 
-        hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        pass
+
+def _needs_simulator(spec: str) -> bool:
+    """True for a policy that plans on the live simulator (``Policy.needs_simulator``): it has no
+    open-loop form, and the load sweep leaves it out (it is slow)."""
+    from comllm.policies.base import policy_class
+
+    return policy_class(spec).needs_simulator
 
 
 def lm_policies(pipe: "Pipeline") -> dict[str, str]:
@@ -130,7 +131,7 @@ def run_evaluation(pipe: "Pipeline", log: Callable[[str], None] = print) -> None
     if e.loads:
         sc = e.scenarios[0]
         pols = policies_for(pipe, sc)
-        chosen = e.load_policies or [k for k in pols if not k.startswith("lacs-planner")]
+        chosen = e.load_policies or [k for k in pols if not _needs_simulator(pols[k])]
         jobs = job_grid(
             {k: pols[k] for k in chosen if k in pols}, [sc], e.seeds, slots=e.load_slots, warmup=e.warmup, loads=e.loads
         )  # fmt: skip
@@ -141,7 +142,7 @@ def run_evaluation(pipe: "Pipeline", log: Callable[[str], None] = print) -> None
     zs_files = {n: data / f"test-{n}.jsonl.gz" for n in e.server_counts if (data / f"test-{n}.jsonl.gz").is_file()}
     _write(out / "zero_shot.json", _open_loop_rows({**lms, "greedy": "greedy"}, zs_files, log, e.zero_shot_n))
     ol_files = {n: data / f"test-{n}.jsonl.gz" for n in pipe.cfg.data.test_servers}
-    baselines = {b: b for b in e.baselines if not b.startswith("lacs-planner")}
+    baselines = {b: b for b in e.baselines if not _needs_simulator(b)}  # open loop has no simulator
     _write(out / "open_loop.json", _open_loop_rows({**baselines, **lms}, ol_files, log))
     if lms and e.perturbations:
         _write(out / "robustness.json", _robustness(pipe, log))

@@ -85,12 +85,20 @@ def run_job(
     return JobResult(job=job, metrics=metrics, policy_stats=dict(policy.stats), wall_s=time.perf_counter() - t0)
 
 
+def quiet_transformers() -> None:
+    """No weight-loading progress bars in evaluation logs (one per policy load otherwise)."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+
+
 def _init_worker() -> None:
     # each worker is one process on one core: keep BLAS/torch from oversubscribing
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
-
-    from comllm.experiments.evaluation import quiet_transformers
 
     torch.set_num_threads(1)
     quiet_transformers()

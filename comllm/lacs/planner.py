@@ -101,4 +101,6 @@ def _factory(arg: str | None, scenario: Scenario | None) -> LacsPlanner:
     return LacsPlanner(horizon=h, rollouts=k)
 
 
-register_policy("lacs-planner", "look-ahead planner: best simulated LACS score per task (arg H,K)")(_factory)
+register_policy("lacs-planner", "look-ahead planner: best simulated LACS score per task (arg H,K)", LacsPlanner)(
+    _factory
+)

@@ -299,4 +299,6 @@ def make_lm_policy(arg: str | None, scenario: Scenario | None = None) -> LMPolic
     return LMPolicy(lm, options, seed=seed)  # make_policy checks it against the scenario
 
 
-register_policy("llm", "language model: llm[:PATH][,mode=score|sample,temperature=..,top_p=..]")(make_lm_policy)
+register_policy("llm", "language model: llm[:PATH][,mode=score|sample,temperature=..,top_p=..]", LMPolicy)(
+    make_lm_policy
+)

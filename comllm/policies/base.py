@@ -61,17 +61,30 @@ class Policy:
 PolicyFactory = Callable[[str | None, Scenario | None], Policy]
 _REGISTRY: dict[str, PolicyFactory] = {}
 _HELP: dict[str, str] = {}
+_CLASSES: dict[str, type[Policy]] = {}
 
 
-def register_policy(name: str, help: str = "") -> Callable[[PolicyFactory], PolicyFactory]:
-    """Decorator: register ``factory(arg, scenario) -> Policy`` under ``name``."""
+def register_policy(name: str, help: str = "", cls: type[Policy] = Policy) -> Callable[[PolicyFactory], PolicyFactory]:
+    """Decorator: register ``factory(arg, scenario) -> Policy`` under ``name``; ``cls`` is the class it
+    builds (its capabilities are read without building a policy, see :func:`policy_class`)."""
 
     def deco(factory: PolicyFactory) -> PolicyFactory:
         _REGISTRY[name] = factory
         _HELP[name] = help
+        _CLASSES[name] = cls
         return factory
 
     return deco
+
+
+def policy_class(spec: str) -> type[Policy]:
+    """The class a ``NAME[:ARG]`` spec builds (its capabilities: ``needs_simulator``, ``slow``, ...)."""
+    name = spec.partition(":")[0].strip()
+    if name not in _REGISTRY:
+        _load_plugins()
+    if name not in _REGISTRY:
+        raise PolicyError(f"unknown policy '{spec}' (known: {', '.join(sorted(_REGISTRY))})")
+    return _CLASSES[name]
 
 
 def available_policies() -> dict[str, str]:
