@@ -220,3 +220,4 @@ def test_sweep_cache_reuses_finished_episodes(tmp_path):
     a = json.loads((tmp_path / "a.json").read_text())
     b = json.loads((tmp_path / "b.json").read_text())
     assert a[0] == next(r for r in b if r["policy"] == "greedy")
+
