@@ -1,4 +1,4 @@
-"""The package's structure (issue-free statements of what the layout promises): no import
+"""The package's structure, as the layout promises it: no import
 cycles, the library never imports the command line, no long functions but compiled kernels."""
 
 import subprocess
