@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from comllm.cli.app import app, console
+from comllm.lacs.lookahead import LACS_DEFAULTS
 
 
 @app.command()
@@ -17,9 +18,9 @@ def grpo(
     model: str = typer.Option("default", help="start model: an SFT checkpoint folder, 'default' (shipped SFT) or a HF name"),
     template: Optional[str] = typer.Option(None, help="prompt template (default: the checkpoint's)"),
     lacs: str = typer.Option("sim", help="look-ahead term: sim (rollouts on the simulator) | reference | off (plain GRPO)"),
-    lacs_weight: float = typer.Option(0.3, help="lambda: weight of the look-ahead term"),
-    horizon: int = typer.Option(5, help="LACS sim: slots after the decision whose arrivals are scored"),
-    rollouts: int = typer.Option(16, help="LACS sim: rollouts per candidate action"),
+    lacs_weight: float = typer.Option(LACS_DEFAULTS.lam, help="lambda: weight of the look-ahead term"),
+    horizon: int = typer.Option(LACS_DEFAULTS.horizon, help="LACS sim: slots after the decision whose arrivals are scored"),
+    rollouts: int = typer.Option(LACS_DEFAULTS.rollouts, help="LACS sim: rollouts per candidate action"),
     other_policy: str = typer.Option("greedy", help="LACS sim: how the other tasks are decided (greedy | local | random)"),
     drop_cost: Optional[str] = typer.Option(None, help="LACS sim: slots a dropped task costs (a number or 'deadline'; default: the drop penalty)"),
     shaping: str = typer.Option("reference", help="reward shaping: reference (docs/model.md §8) | normalised"),

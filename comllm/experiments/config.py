@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from comllm.errors import ComllmError, format_validation_error
+from comllm.lacs.lookahead import LACS_DEFAULTS
 
 
 class ConfigError(ComllmError, ValueError):
@@ -51,9 +52,9 @@ class GRPOConfig(_Section):
 
     enabled: bool = True
     steps: int = Field(200, ge=1)
-    lacs_weight: float = Field(0.3, ge=0)
-    horizon: int = Field(5, ge=1)
-    rollouts: int = Field(16, ge=1)
+    lacs_weight: float = Field(LACS_DEFAULTS.lam, ge=0)
+    horizon: int = Field(LACS_DEFAULTS.horizon, ge=1)
+    rollouts: int = Field(LACS_DEFAULTS.rollouts, ge=1)
     args: list[str] = Field(default_factory=list)
 
 

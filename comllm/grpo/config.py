@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from comllm.errors import ComllmError, format_validation_error
+from comllm.lacs.lookahead import LACS_DEFAULTS
 
 #: learning rate of the embedded model when ``lr`` is not given (docs/notes/grpo-experiments.md)
 EMBEDDED_LR = 1e-4
@@ -46,9 +47,9 @@ class GRPORunConfig(BaseModel):
     resume: bool = False
     # reward (comllm.lacs.rewards.RewardConfig)
     lacs: Literal["sim", "reference", "off"] = "sim"
-    lacs_weight: float = Field(0.3, ge=0, description="lambda: weight of the look-ahead term")
-    horizon: int = Field(5, ge=0, description="LACS sim: slots after the decision whose arrivals are scored")
-    rollouts: int = Field(16, ge=1, description="LACS sim: rollouts per candidate action")
+    lacs_weight: float = Field(LACS_DEFAULTS.lam, ge=0, description="lambda: weight of the look-ahead term")
+    horizon: int = Field(LACS_DEFAULTS.horizon, ge=0, description="LACS sim: slots after the decision whose arrivals are scored")
+    rollouts: int = Field(LACS_DEFAULTS.rollouts, ge=1, description="LACS sim: rollouts per candidate action")
     other_policy: Literal["greedy", "local", "random"] = "greedy"
     drop_cost: float | Literal["deadline"] | None = Field(None, description="LACS sim: slots a drop costs (None: the drop penalty)")
     n_future: int = Field(3, ge=1, description="LACS reference: future tasks drawn")

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from comllm.errors import ComllmError
-from comllm.lacs.lookahead import LacsSettings, lacs_evaluate_batch
+from comllm.lacs.lookahead import LACS_DEFAULTS, LacsSettings, lacs_evaluate_batch
 from comllm.scenario import Scenario, load_scenario
 from comllm.sim import MECSimulator, Snapshot
 from comllm.state import StateBatch
@@ -83,9 +83,9 @@ class ImproveConfig:
     collect_slots: int = opt(100, "slots of closed loop recorded per iteration")
     states_per_slot: int = opt(4, "decisions recorded per slot (at most its arrivals)")
     others: str = opt("policy", "the slot's other tasks in the rollouts: policy (as the policy decided) | greedy")
-    horizon: int = opt(5, "LACS: slots after the decision slot whose tasks are scored")
-    rollouts: int = opt(16, "LACS: rollouts per action")
-    lam: float = opt(0.3, "LACS: weight of the later tasks' mean latency")
+    horizon: int = opt(LACS_DEFAULTS.horizon, "LACS: slots after the decision slot whose tasks are scored")
+    rollouts: int = opt(LACS_DEFAULTS.rollouts, "LACS: rollouts per action")
+    lam: float = opt(LACS_DEFAULTS.lam, "LACS: weight of the later tasks' mean latency")
     drop_cost: str = opt("deadline", "LACS: a dropped task costs the deadline | the scenario's drop penalty")
     epochs: int = opt(2, "passes over an iteration's states")
     batch_size: int = opt(32, "states per optimizer step")

@@ -76,6 +76,12 @@ class LacsSettings:
                 raise LacsError(f"drop_cost={self.drop_cost!r} must be a number >= 0, 'deadline' or None")
 
 
+#: The LACS defaults (horizon 5 slots, 16 rollouts, lambda 0.3; docs/model.md §7): the one place
+#: they are stated. Every other default (the functions below, the planner, the reward, the run
+#: configs of ``comllm grpo`` and ``comllm improve``, the pipeline) refers to this object.
+LACS_DEFAULTS = LacsSettings()
+
+
 @dataclass
 class LacsResult:
     """Per-candidate look-ahead estimates of one state (arrays of shape ``(C,)``)."""
@@ -234,12 +240,12 @@ def lacs_evaluate(
 def lacs_scores(
     snapshot: SnapshotLike,
     device: int,
-    horizon: int = 5,
-    rollouts: int = 16,
-    lam: float = 0.3,
-    seed: int = 0,
-    other_policy: str = "greedy",
-    drop_cost: float | str | None = None,
+    horizon: int = LACS_DEFAULTS.horizon,
+    rollouts: int = LACS_DEFAULTS.rollouts,
+    lam: float = LACS_DEFAULTS.lam,
+    seed: int = LACS_DEFAULTS.seed,
+    other_policy: str = LACS_DEFAULTS.other_policy,
+    drop_cost: float | str | None = LACS_DEFAULTS.drop_cost,
 ) -> np.ndarray:
     """LACS score (slots, lower is better) of every action 0..N of ``device``'s arriving task, shape ``(N + 1,)``."""
     settings = LacsSettings(horizon, rollouts, lam, other_policy, drop_cost, seed)
@@ -249,12 +255,12 @@ def lacs_scores(
 def lacs_scores_batch(
     snapshots: Sequence[SnapshotLike],
     devices: Sequence[int],
-    horizon: int = 5,
-    rollouts: int = 16,
-    lam: float = 0.3,
-    seed: int = 0,
-    other_policy: str = "greedy",
-    drop_cost: float | str | None = None,
+    horizon: int = LACS_DEFAULTS.horizon,
+    rollouts: int = LACS_DEFAULTS.rollouts,
+    lam: float = LACS_DEFAULTS.lam,
+    seed: int = LACS_DEFAULTS.seed,
+    other_policy: str = LACS_DEFAULTS.other_policy,
+    drop_cost: float | str | None = LACS_DEFAULTS.drop_cost,
 ) -> list[np.ndarray]:
     """:func:`lacs_scores` of many states at once (one ``(N_i + 1,)`` array per state)."""
     settings = LacsSettings(horizon, rollouts, lam, other_policy, drop_cost, seed)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from comllm.lacs.lookahead import LacsSettings, lacs_evaluate
+from comllm.lacs.lookahead import LACS_DEFAULTS, LacsSettings, lacs_evaluate
 from comllm.policies.base import Policy, PolicyError, register_policy
 from comllm.scenario import Scenario
 from comllm.sim import MECSimulator, Snapshot
@@ -45,7 +45,13 @@ class LacsPlanner(Policy):
     needs_simulator = True
     slow = True
 
-    def __init__(self, horizon: int = 5, rollouts: int = 16, lam: float = 0.3, other_policy: str = "greedy") -> None:
+    def __init__(
+        self,
+        horizon: int = LACS_DEFAULTS.horizon,
+        rollouts: int = LACS_DEFAULTS.rollouts,
+        lam: float = LACS_DEFAULTS.lam,
+        other_policy: str = LACS_DEFAULTS.other_policy,
+    ) -> None:
         self.settings = LacsSettings(horizon=horizon, rollouts=rollouts, lam=lam, other_policy=other_policy)
         self.name = f"lacs-planner:{horizon},{rollouts}"
         self.sim: MECSimulator | None = None

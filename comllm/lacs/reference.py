@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from comllm.cost import action_costs
+from comllm.lacs.lookahead import LACS_DEFAULTS
 from comllm.state import StateBatch, TaskState
 
 
@@ -66,13 +67,13 @@ def reference_terms(batch: StateBatch, n_future: int = 3, seed: int = 0) -> tupl
     return cost, future
 
 
-def reference_scores_batch(batch: StateBatch, lam: float = 0.3, n_future: int = 3, seed: int = 0) -> np.ndarray:
+def reference_scores_batch(batch: StateBatch, lam: float = LACS_DEFAULTS.lam, n_future: int = 3, seed: int = 0) -> np.ndarray:
     """Reference LACS score ``cost + lam * future`` of every action, ``(B, N + 1)``, slots."""
     cost, future = reference_terms(batch, n_future, seed)
     return cost + lam * future
 
 
-def reference_scores(state: TaskState | StateBatch, lam: float = 0.3, n_future: int = 3, seed: int = 0) -> np.ndarray:
+def reference_scores(state: TaskState | StateBatch, lam: float = LACS_DEFAULTS.lam, n_future: int = 3, seed: int = 0) -> np.ndarray:
     """Reference LACS score of every action of one task, ``(N + 1,)``, slots."""
     batch = state if isinstance(state, StateBatch) else StateBatch.from_states([state])
     if len(batch) != 1:

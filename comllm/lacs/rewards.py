@@ -40,7 +40,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from comllm.cost import action_costs
-from comllm.lacs.lookahead import LacsError, LacsSettings, as_snapshot, lacs_evaluate_batch
+from comllm.lacs.lookahead import LACS_DEFAULTS, LacsError, LacsSettings, as_snapshot, lacs_evaluate_batch
 from comllm.lacs.reference import reference_terms
 from comllm.sim import MECSimulator
 from comllm.state import StateBatch
@@ -61,16 +61,16 @@ class RewardConfig:
     """
 
     lacs: str = "sim"
-    lam: float = 0.3
+    lam: float = LACS_DEFAULTS.lam
     task_weight: float = 0.8
     format_weight: float = 0.2
     unparseable: float = -10.0
     over_deadline_penalty: float = 10.0
     shaping: str = "reference"
-    horizon: int = 5
-    rollouts: int = 16
-    other_policy: str = "greedy"
-    drop_cost: float | str | None = None
+    horizon: int = LACS_DEFAULTS.horizon
+    rollouts: int = LACS_DEFAULTS.rollouts
+    other_policy: str = LACS_DEFAULTS.other_policy
+    drop_cost: float | str | None = LACS_DEFAULTS.drop_cost
     n_future: int = 3
     seed: int = 0
     snapshot_column: str = "snapshot"

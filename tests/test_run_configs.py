@@ -1,0 +1,53 @@
+"""Each run's options come from one config definition; the LACS defaults are stated once.
+
+Issue 14, first bullet: the CLI options of ``sft``, ``grpo``, ``dqn train``, ``simulate`` and
+``pipeline`` and the pipeline's YAML keys come from the run configs; ``LacsSettings``
+(``LACS_DEFAULTS``) is the one source of the LACS defaults (horizon 5, rollouts 16, lambda 0.3).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+from comllm.lacs.lookahead import LACS_DEFAULTS, LacsSettings, lacs_scores, lacs_scores_batch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_lacs_defaults_are_stated_once() -> None:
+    """No module but ``lookahead.py`` writes the LACS default numbers as a default value."""
+    literal = re.compile(
+        r"(horizon|rollouts|lam|lacs_weight)\s*(:\s*\w+\s*)?=\s*(Field\(|opt\(|typer\.Option\()?\s*(5|16|0\.3)\b"
+    )
+    found = []
+    for path in sorted((ROOT / "comllm").rglob("*.py")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if literal.search(line) and path.name != "lookahead.py":
+                found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not found, found
+    src = (ROOT / "comllm/lacs/lookahead.py").read_text()
+    assert len(re.findall(r"^\s+(horizon|rollouts|lam): \w+ = (5|16|0\.3)$", src, re.M)) == 3  # in LacsSettings only
+
+
+def test_lacs_defaults_everywhere_equal_lacs_settings() -> None:
+    from comllm.grpo.config import GRPORunConfig
+    from comllm.lacs.improve import ImproveConfig
+    from comllm.lacs.planner import LacsPlanner
+    from comllm.lacs.reference import reference_scores, reference_scores_batch
+    from comllm.lacs.rewards import RewardConfig
+
+    d = LacsSettings()
+    assert (d.horizon, d.rollouts, d.lam) == (LACS_DEFAULTS.horizon, LACS_DEFAULTS.rollouts, LACS_DEFAULTS.lam)
+    for fn in (lacs_scores, lacs_scores_batch, LacsPlanner.__init__):
+        params = inspect.signature(fn).parameters
+        assert (params["horizon"].default, params["rollouts"].default, params["lam"].default) == (d.horizon, d.rollouts, d.lam)
+    for fn in (reference_scores, reference_scores_batch):
+        assert inspect.signature(fn).parameters["lam"].default == d.lam
+    assert RewardConfig().lacs_settings() == d
+    imp = ImproveConfig()
+    assert (imp.horizon, imp.rollouts, imp.lam) == (d.horizon, d.rollouts, d.lam)
+    f = GRPORunConfig.model_fields
+    assert (f["horizon"].default, f["rollouts"].default, f["lacs_weight"].default) == (d.horizon, d.rollouts, d.lam)
+    assert LacsPlanner().settings == d
