@@ -51,3 +51,54 @@ def test_lacs_defaults_everywhere_equal_lacs_settings() -> None:
     f = GRPORunConfig.model_fields
     assert (f["horizon"].default, f["rollouts"].default, f["lacs_weight"].default) == (d.horizon, d.rollouts, d.lam)
     assert LacsPlanner().settings == d
+
+
+# ------------------------------------------------------------- CLI options from the configs
+def _command(*path: str):  # type: ignore[no-untyped-def]
+    from typer.main import get_command
+
+    from comllm.cli import app
+
+    cmd = get_command(app)
+    for p in path:
+        cmd = cmd.commands[p]  # type: ignore[attr-defined]
+    return cmd
+
+
+def _check_command(cls: type, *path: str, skip: tuple[str, ...] = ()) -> None:
+    """Every field of ``cls`` is an option of ``comllm PATH`` with the field's default and names."""
+    from comllm.cli.from_config import _MISSING, config_fields, option_names
+
+    params = {p.name: p for p in _command(*path).params}
+    fields = [f for f in config_fields(cls) if f.name not in skip]
+    assert fields
+    for f in fields:
+        assert f.name in params, f"{' '.join(path)}: no option for field {f.name}"
+        p = params[f.name]
+        assert sorted(p.opts + p.secondary_opts) == sorted(option_names(f)), f.name
+        if f.default is _MISSING:
+            assert p.required, f.name
+        elif isinstance(f.default, (list, tuple)):
+            assert list(p.default or []) == list(f.default), f.name
+        else:
+            assert p.default == f.default, f.name
+    extra = set(params) - {f.name for f in fields} - {"help"}
+    assert not extra, f"{' '.join(path)}: options without a config field: {sorted(extra)}"
+
+
+def test_grpo_options_are_the_run_config() -> None:
+    from comllm.grpo.config import REWARD_FIXED, REWARD_NAMES, GRPORunConfig
+    from comllm.lacs.rewards import RewardConfig
+
+    _check_command(GRPORunConfig, "grpo")
+    # the reward config is inside the run config: every reward option, with its default
+    fields = GRPORunConfig.model_fields
+    for f in __import__("dataclasses").fields(RewardConfig):
+        if f.name in REWARD_FIXED:
+            continue
+        assert fields[REWARD_NAMES.get(f.name, f.name)].default == f.default, f.name
+    # the flags scripts and the pipeline use
+    names = {n for p in _command("grpo").params for n in p.opts + p.secondary_opts}
+    for flag in ("--lacs-weight", "--horizon", "--rollouts", "--4bit", "--lora", "--resume", "-G", "--no-progress",
+                 "--bf16", "--no-bf16", "--use-vllm", "--drop-cost", "--data", "--out"):  # fmt: skip
+        assert flag in names, flag

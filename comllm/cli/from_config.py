@@ -1,50 +1,135 @@
-"""Commands generated from a run's config dataclass: one definition gives the options, their
-defaults, their help and their validation (the dataclass's ``__post_init__``).
+"""Commands generated from a run's config: one definition gives the options, their defaults,
+their help and their validation.
 
-Each field becomes ``--field-name`` (or the ``flag`` of its metadata) with the field's
-default and the ``help`` of its metadata; a ``bool`` becomes a flag, a ``tuple[str, ...]``
-a repeatable option.
+A config is a dataclass (validated by its ``__post_init__``, e.g.
+:class:`comllm.lacs.improve.ImproveConfig`) or a pydantic model (validated by its
+fields' constraints, e.g. :class:`comllm.grpo.config.GRPORunConfig`). Each field becomes
+``--field-name``, or the names in the ``flag`` of its metadata (a dataclass field's
+``metadata``, a pydantic field's ``json_schema_extra``), e.g. ``"--4bit"``,
+``("--num-generations", "-G")`` or ``"--bf16/--no-bf16"``, with the field's default and
+its help (``help`` of the metadata, or the pydantic ``description``). Types on the
+command line: a ``bool`` is a flag; a ``tuple[str, ...]`` or ``list[str]`` a repeatable
+option; ``X | None`` an option that may be left out; a ``Literal`` of names, or a union
+of a number and names, is read as text and checked by the config itself, so every bad
+value gets the config's one-line error naming the option.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
 import typing
-from typing import Any, Callable
+from typing import Any, Callable, Literal, Optional
 
 import typer
 
+_MISSING = object()
+
+
+def _is_pydantic(cls: type) -> bool:
+    return hasattr(cls, "model_fields")
+
+
+def _cli_type(kind: Any) -> Any:
+    """The type typer parses for a config field of type ``kind``."""
+    origin = typing.get_origin(kind)
+    if origin is Literal:
+        return str
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        inner = _cli_type(args[0]) if len(args) == 1 else str  # e.g. float | Literal["deadline"]: text
+        return Optional[inner] if len(args) < len(typing.get_args(kind)) else inner
+    if origin in (list, tuple):
+        return Optional[list[str]] if typing.get_args(kind)[0] is str else Optional[list[typing.get_args(kind)[0]]]
+    return kind
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigField:
+    """One field of a run config as the command line sees it."""
+
+    name: str
+    kind: Any  # the config's type
+    default: Any  # _MISSING: required
+    flags: tuple[str, ...]
+    help: str
+
+
+def config_fields(cls: type) -> list[ConfigField]:
+    """The fields of the dataclass or pydantic model ``cls``, with their option names."""
+    out = []
+    if _is_pydantic(cls):
+        for name, f in cls.model_fields.items():  # type: ignore[attr-defined]
+            extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+            if f.is_required():
+                default: Any = _MISSING
+            else:
+                default = f.get_default(call_default_factory=True)
+            out.append(ConfigField(name, f.annotation, default, _flags(name, extra.get("flag")), f.description or ""))
+        return out
+    hints = typing.get_type_hints(cls)
+    for fd in dataclasses.fields(cls):
+        if fd.default is not dataclasses.MISSING:
+            default = fd.default
+        elif fd.default_factory is not dataclasses.MISSING:
+            default = fd.default_factory()
+        else:
+            default = _MISSING
+        flag = fd.metadata.get("flag")
+        out.append(ConfigField(fd.name, hints[fd.name], default, _flags(fd.name, flag), fd.metadata.get("help", "")))
+    return out
+
+
+def _flags(name: str, flag: Any) -> tuple[str, ...]:
+    if not flag:
+        return ("--" + name.replace("_", "-"),)
+    return (flag,) if isinstance(flag, str) else tuple(flag)
+
+
+def option_names(f: ConfigField) -> list[str]:
+    """Every name the option of ``f`` answers to (``--bf16/--no-bf16`` gives both)."""
+    return [n for flag in f.flags for n in flag.split("/")]
+
 
 def config_options(cls: type) -> list[inspect.Parameter]:
-    """The typer parameters of every field of the dataclass ``cls``."""
-    hints = typing.get_type_hints(cls)
+    """The typer parameters of every field of ``cls``."""
     params = []
-    for f in dataclasses.fields(cls):
-        kind = hints[f.name]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-        help_ = f.metadata.get("help", "")
-        if typing.get_origin(kind) is tuple:
-            option = typer.Option(list(default) or None, flag, help=help_ + " (repeatable)")
-            kind = typing.Optional[list[str]]
-        elif kind is bool:
-            option = typer.Option(default, flag, help=help_)
-        else:
-            option = typer.Option(default, flag, help=help_)
+    for f in config_fields(cls):
+        kind = _cli_type(f.kind)
+        default = ... if f.default is _MISSING else f.default
+        help_ = f.help
+        if typing.get_origin(f.kind) in (list, tuple):
+            help_ += " (repeatable)"
+            default = ... if default is ... else (list(default) or None)
+        option = typer.Option(default, *f.flags, help=help_)
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind))
     return params
 
 
-def config_command(app: typer.Typer, name: str, cls: type, run: Callable[[Any], None], help: str) -> None:
-    """Register ``name`` on ``app``: its options are ``cls``'s fields; it calls ``run(cls(**options))``."""
-    hints = typing.get_type_hints(cls)
+def config_command(
+    app: typer.Typer,
+    name: str,
+    cls: type,
+    run: Callable[[Any], None],
+    help: str,
+    make: Callable[..., Any] | None = None,
+) -> None:
+    """Register ``name`` on ``app``: its options are ``cls``'s fields; it calls ``run(make(**options))``.
+
+    ``make`` (default ``cls``) builds the config from the options: the place for checks
+    that come before the config's own (input files, output folders).
+    """
+    fields = config_fields(cls)
 
     def command(**kwargs: Any) -> None:
-        for key, kind in hints.items():
-            if typing.get_origin(kind) is tuple:
-                kwargs[key] = tuple(kwargs.get(key) or ())
-        run(cls(**kwargs))
+        for f in fields:
+            origin = typing.get_origin(f.kind)
+            if origin is tuple:
+                kwargs[f.name] = tuple(kwargs.get(f.name) or ())
+            elif origin is list and kwargs.get(f.name) is None and f.default is not _MISSING:
+                kwargs[f.name] = list(f.default)
+        run((make or cls)(**kwargs))
 
     command.__signature__ = inspect.Signature(config_options(cls))  # type: ignore[attr-defined]
     command.__doc__ = help
