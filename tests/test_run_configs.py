@@ -102,3 +102,25 @@ def test_grpo_options_are_the_run_config() -> None:
     for flag in ("--lacs-weight", "--horizon", "--rollouts", "--4bit", "--lora", "--resume", "-G", "--no-progress",
                  "--bf16", "--no-bf16", "--use-vllm", "--drop-cost", "--data", "--out"):  # fmt: skip
         assert flag in names, flag
+
+
+def test_sft_options_are_the_run_config() -> None:
+    from comllm.lm.model import ModelShape as ModelModelShape
+    from comllm.sft_config import ModelShape, SFTConfig
+
+    _check_command(SFTConfig, "sft")
+    assert ModelModelShape is ModelShape  # one shape definition, its defaults the options'
+    fields = SFTConfig.model_fields
+    shape = ModelShape()
+    assert [fields[n].default for n in ("hidden", "layers", "heads", "intermediate")] == [
+        shape.hidden, shape.layers, shape.heads, shape.intermediate
+    ]
+
+
+def test_reading_the_options_loads_no_transformers() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, comllm.cli; print('transformers' in sys.modules, 'trl' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]

@@ -12,7 +12,18 @@ The reward callables themselves live in :mod:`comllm.lacs.rewards`.
 from comllm.grpo.config import EMBEDDED_LR, HF_LR, GRPOError, GRPORunConfig, make_config
 from comllm.grpo.dataset import build_dataset, record_rows
 from comllm.grpo.metrics import decision_metrics, with_decision_metrics
-from comllm.grpo.train import checkpoints, export_model, train_grpo
+
+_TRAIN = ("checkpoints", "export_model", "train_grpo")
+
+
+def __getattr__(name: str) -> object:
+    """The training functions, imported on first use: transformers, TRL and peft load only then
+    (``comllm grpo --help`` and the options it reads from :mod:`comllm.grpo.config` need none)."""
+    if name in _TRAIN:
+        from comllm.grpo import train
+
+        return getattr(train, name)
+    raise AttributeError(f"module 'comllm.grpo' has no attribute '{name}'")
 
 __all__ = [
     "EMBEDDED_LR",

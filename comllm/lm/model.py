@@ -14,16 +14,15 @@ checkpoints are plain ``save_pretrained`` folders (config.json + safetensors).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from comllm.errors import ComllmError
 from comllm.lm.tokenizer import ComllmTokenizer
 from comllm.lm.values import ValueCodec, value_features
+from comllm.sft_config import ModelShape, ShapeError  # noqa: F401 (re-exported: the shape's one definition)
 
 MODEL_TYPE = "comllm_lm"
 
@@ -104,29 +103,6 @@ class ComllmLMForCausalLM(LlamaForCausalLM):
 
     def resize_token_embeddings(self, *args: Any, **kwargs: Any) -> nn.Module:
         raise NotImplementedError("the embedded model's vocabulary is fixed by its tokenizer; build a new model")
-
-
-class ShapeError(ComllmError, ValueError):
-    """A model shape that cannot be built; the message names the field and the value."""
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """Size of an embedded model. Defaults: ≈ 2 M parameters (192 wide, 4 layers)."""
-
-    hidden: int = 192
-    layers: int = 4
-    heads: int = 6
-    intermediate: int = 512
-    value_hidden: int = 128
-    max_positions: int = 2048
-
-    def __post_init__(self) -> None:
-        for name in ("hidden", "layers", "heads", "intermediate", "value_hidden", "max_positions"):
-            if getattr(self, name) < 1:
-                raise ShapeError(f"model shape {name}={getattr(self, name)} must be >= 1")
-        if self.hidden % self.heads:
-            raise ShapeError(f"model shape heads={self.heads} does not divide hidden={self.hidden}")
 
 
 def build_model(tokenizer: ComllmTokenizer, shape: ModelShape = ModelShape(), cost_head: bool = False, seed: int = 0) -> ComllmLMForCausalLM:

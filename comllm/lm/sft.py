@@ -41,11 +41,11 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
 from comllm.checkpointing import (
     CheckpointError,
@@ -58,12 +58,12 @@ from comllm.checkpointing import (
     staged_files,
     truncate_csv,
 )
-from comllm.errors import ComllmError, FieldError, format_validation_error
 from comllm.lm.distributed import DataParallel
 from comllm.lm.loading import LMError, LMMeta, LoadedLM, LoraSpec, load_lm, pick_device
 from comllm.lm.model import ModelShape, build_model
 from comllm.lm.tokenizer import ComllmTokenizer
 from comllm.locking import LOCK_FILE, is_main_process, lock_folder
+from comllm.sft_config import SFTConfig, SFTError, make_config
 from comllm.state import TaskState
 
 STATE_FILE = "trainer_state.safetensors"
@@ -71,75 +71,6 @@ DATASET_FILE = "dataset.safetensors"
 #: pickled files of older versions: never loaded (a resume needs a checkpoint of this version)
 LEGACY_FILES = ("trainer_state.pt", "dataset.pt")
 LOG_FILE = "train_log.csv"
-
-
-class SFTError(ComllmError, ValueError):
-    """A bad SFT option or an unusable data set."""
-
-
-class SFTConfig(BaseModel):
-    """Every option of an SFT run (saved in the checkpoint's ``comllm.json``)."""
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-    model: str = Field("default", description="'default' (a new embedded model) or a checkpoint / HF name")
-    template: str | None = Field(None, description="prompt template (default: the checkpoint's)")
-    data: list[str] = Field(..., min_length=1, description="record files (JSONL)")
-    out: str
-    resume: bool = False
-    steps: int | None = Field(None, ge=1, description="optimizer steps (default: from epochs)")
-    epochs: float = Field(1.0, gt=0)
-    batch_size: int = Field(32, ge=1)
-    lr: float | None = Field(None, gt=0, description="peak learning rate (default 1e-3 embedded, 1e-5 HF)")
-    schedule: Literal["cosine", "constant", "linear"] = "cosine"
-    warmup: float = Field(0.05, ge=0, lt=1, description="fraction of steps of linear warm-up")
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    seed: int = 0
-    max_records: int | None = Field(None, ge=1)
-    # embedded model shape (model == 'default')
-    hidden: int = Field(192, ge=8)
-    layers: int = Field(4, ge=1)
-    heads: int = Field(6, ge=1)
-    intermediate: int = Field(512, ge=8)
-    # Hugging Face models
-    lora: bool = False
-    lora_r: int = Field(64, ge=1)
-    lora_alpha: int = Field(128, ge=1)
-    four_bit: bool = False
-    dtype: str = "auto"
-    device: str = "auto"
-    # bookkeeping
-    save_every: int = Field(1000, ge=1)
-    keep: int = Field(2, ge=1, description="checkpoints kept")
-    log_every: int = Field(20, ge=1)
-    eval_data: str | None = None
-    eval_every: int = Field(0, ge=0, description="steps between evaluations (0: only at the end)")
-    eval_size: int = Field(1000, ge=1, description="eval records used")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: 1 if the load is above 1, else 2)")
-    reasoning: bool = Field(False, description="answers carry the template's reasoning trace")
-    cost_head: float = Field(0.0, ge=0, description="weight of the auxiliary per-action cost regression (embedded model)")
-    listwise: float = Field(0.0, ge=0, description="weight of a listwise loss over every valid answer (soft oracle)")
-    listwise_tau: float = Field(0.5, gt=0, description="temperature (slots) of the listwise soft-oracle target")
-    progress: bool = True
-
-    @model_validator(mode="after")
-    def _check(self) -> "SFTConfig":
-        if self.model == "default" and not self.template:
-            raise FieldError("template", self.template, "a new default model needs --template (e.g. annotated-compact)")
-        if self.listwise > 0 and (self.reasoning or self.cost_head > 0):
-            raise FieldError("listwise", self.listwise, "combines with neither reasoning answers nor the cost head")
-        if self.hidden % self.heads:
-            raise FieldError("heads", self.heads, f"does not divide hidden={self.hidden}")
-        return self
-
-
-def make_config(**kwargs: Any) -> SFTConfig:
-    """Validate options into an :class:`SFTConfig`; errors name the field and the value."""
-    try:
-        return SFTConfig(**kwargs)
-    except ValidationError as err:
-        raise SFTError(format_validation_error(err, "sft", "option", unknown_noun="option")) from None
 
 
 # ---------------------------------------------------------------- examples

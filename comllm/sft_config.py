@@ -1,0 +1,121 @@
+"""Options of an SFT run (``comllm sft``) and the embedded model's shape: one validated pydantic
+model, saved in the checkpoint's ``comllm.json``, from which the command's options come
+(:func:`comllm.cli.from_config.config_command`).
+
+It lives outside :mod:`comllm.lm` so that reading the options (``comllm sft --help``, the
+pipeline's config) loads neither torch nor transformers; :mod:`comllm.lm.sft` and
+:mod:`comllm.lm.model` re-export what they use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from comllm.errors import ComllmError, FieldError, format_validation_error
+
+
+class ShapeError(ComllmError, FieldError):
+    """A model shape that cannot be built; names the field and the value."""
+
+    def __str__(self) -> str:
+        return f"model shape {self.field}={self.value} {self.message}"
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """Size of an embedded model. Defaults: ≈ 2 M parameters (192 wide, 4 layers)."""
+
+    hidden: int = 192
+    layers: int = 4
+    heads: int = 6
+    intermediate: int = 512
+    value_hidden: int = 128
+    max_positions: int = 2048
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "layers", "heads", "intermediate", "value_hidden", "max_positions"):
+            if getattr(self, name) < 1:
+                raise ShapeError(name, getattr(self, name), "must be >= 1")
+        if self.hidden % self.heads:
+            raise ShapeError("heads", self.heads, f"does not divide hidden={self.hidden}")
+
+
+_SHAPE = ModelShape()
+
+
+def _flag(*names: str) -> dict[str, Any]:
+    """A field's option names on the command line (read by :mod:`comllm.cli.from_config`)."""
+    return {"flag": list(names) if len(names) > 1 else names[0]}
+
+
+class SFTError(ComllmError, ValueError):
+    """A bad SFT option or an unusable data set."""
+
+
+class SFTConfig(BaseModel):
+    """Every option of an SFT run (saved in the checkpoint's ``comllm.json``)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str = Field("default", description="'default' (new embedded model), a checkpoint folder or a HF model name")
+    template: str | None = Field(None, description="prompt template (default: the checkpoint's; needed for 'default')")
+    data: list[str] = Field(..., min_length=1, description="record file(s) from `comllm data`", json_schema_extra=_flag("--data"))
+    out: str = Field(..., description="output folder: checkpoints, logs, the final model")
+    resume: bool = Field(False, description="continue from the last checkpoint in --out", json_schema_extra=_flag("--resume"))
+    steps: int | None = Field(None, ge=1, description="optimizer steps (default: from --epochs)")
+    epochs: float = Field(1.0, gt=0, description="passes over the data when --steps is not given")
+    batch_size: int = Field(32, ge=1, description="examples per step")
+    lr: float | None = Field(None, gt=0, description="peak learning rate (default 1e-3 embedded, 1e-5 HF)")
+    schedule: Literal["cosine", "constant", "linear"] = Field("cosine", description="cosine | constant | linear (after warm-up)")
+    warmup: float = Field(0.05, ge=0, lt=1, description="fraction of steps of linear warm-up")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
+    seed: int = Field(0, description="seed of the model's initialisation, the batches and sampling")
+    max_records: int | None = Field(None, ge=1, description="use only the first N records")
+    # embedded model shape (model == 'default'); defaults and checks: ModelShape
+    hidden: int = Field(_SHAPE.hidden, ge=8, description="embedded model: hidden size")
+    layers: int = Field(_SHAPE.layers, ge=1, description="embedded model: decoder layers")
+    heads: int = Field(_SHAPE.heads, ge=1, description="embedded model: attention heads")
+    intermediate: int = Field(_SHAPE.intermediate, ge=8, description="embedded model: MLP width")
+    # Hugging Face models
+    lora: bool = Field(False, description="HF model: train a LoRA adapter (r 64, alpha 128)", json_schema_extra=_flag("--lora"))
+    lora_r: int = Field(64, ge=1, description="LoRA rank")
+    lora_alpha: int = Field(128, ge=1, description="LoRA alpha")
+    four_bit: bool = Field(False, description="HF model: 4-bit weights (bitsandbytes, GPU)", json_schema_extra=_flag("--4bit"))
+    dtype: str = Field("auto", description="auto (bf16 on a GPU that has it, else fp32) | fp32 | bf16 | fp16")
+    device: str = Field("auto", description="auto | cpu | cuda[:k]")
+    # bookkeeping
+    save_every: int = Field(1000, ge=1, description="steps between checkpoints")
+    keep: int = Field(2, ge=1, description="checkpoints kept")
+    log_every: int = Field(20, ge=1, description="steps between log rows")
+    eval_data: str | None = Field(None, description="record file scored (score mode) during and after training")
+    eval_every: int = Field(0, ge=0, description="steps between evaluations (0: only at the end)")
+    eval_size: int = Field(1000, ge=1, description="eval records used")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: 1 if the load is above 1, else 2)")
+    reasoning: bool = Field(
+        False, description="answers carry the template's reasoning trace", json_schema_extra=_flag("--reasoning")
+    )
+    cost_head: float = Field(0.0, ge=0, description="weight of the auxiliary per-action cost regression (embedded model)")
+    listwise: float = Field(0.0, ge=0, description="weight of a listwise loss over every valid answer (soft oracle)")
+    listwise_tau: float = Field(0.5, gt=0, description="temperature (slots) of the listwise soft-oracle target")
+    progress: bool = Field(True, description="progress bar", json_schema_extra=_flag("--progress/--no-progress"))
+
+    @model_validator(mode="after")
+    def _check(self) -> "SFTConfig":
+        if self.model == "default" and not self.template:
+            raise FieldError("template", self.template, "a new default model needs --template (e.g. annotated-compact)")
+        if self.listwise > 0 and (self.reasoning or self.cost_head > 0):
+            raise FieldError("listwise", self.listwise, "combines with neither reasoning answers nor the cost head")
+        ModelShape(hidden=self.hidden, layers=self.layers, heads=self.heads, intermediate=self.intermediate)
+        return self
+
+
+def make_config(**kwargs: Any) -> SFTConfig:
+    """Validate options into an :class:`SFTConfig`; errors name the field and the value."""
+    try:
+        return SFTConfig(**kwargs)
+    except ValidationError as err:
+        raise SFTError(format_validation_error(err, "sft", "option", unknown_noun="option")) from None
