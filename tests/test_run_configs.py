@@ -124,3 +124,15 @@ def test_reading_the_options_loads_no_transformers() -> None:
     code = "import sys, comllm.cli; print('transformers' in sys.modules, 'trl' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_dqn_train_options_are_the_run_config() -> None:
+    from comllm.drl.config import TrainConfig, TrainOptions, _Schedule
+
+    _check_command(TrainOptions, "dqn", "train")
+    names = {n for p in _command("dqn", "train").params for n in p.opts + p.secondary_opts}
+    assert {"--set", "--hp", "--resume", "--no-progress", "--episode-slots", "--checkpoint-every"} <= names
+    for name in _Schedule.model_fields:  # one definition of what the run and the command share
+        assert TrainConfig.model_fields[name] is _Schedule.model_fields[name] or (
+            TrainConfig.model_fields[name].default == TrainOptions.model_fields[name].default
+        )

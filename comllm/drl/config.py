@@ -82,23 +82,78 @@ class D3QNConfig(_Strict):
 HYPER_MODELS: dict[str, type[_Strict]] = {"dqn": DQNConfig, "d3qn-lstm": D3QNConfig}
 
 
-class TrainConfig(_Strict):
-    """One training run. ``steps`` counts environment steps (= task decisions)."""
+#: steps of a training when neither --steps nor a resumed run gives them
+DEFAULT_STEPS = 200_000
+
+
+class _Schedule(_Strict):
+    """The options a training run and ``comllm dqn train`` share (one definition for both)."""
+
+    seed: int = Field(default=0, description="random seed")
+    episode_slots: int = Field(default=200, ge=1, description="slots per training episode")
+    eval_every: int = Field(default=20_000, ge=1, description="steps between closed-loop evaluations")
+    eval_slots: int = Field(default=500, ge=1, description="scored slots per evaluation seed")
+    checkpoint_every: int = Field(default=50_000, ge=1, description="steps between checkpoints")
+
+
+class TrainConfig(_Schedule):
+    """One training run (saved in the checkpoint). ``steps`` counts environment steps (= task decisions)."""
 
     algo: Literal["dqn", "d3qn-lstm"] = "dqn"
     scenario: dict[str, Any]  # Scenario.model_dump(mode="json")
     steps: int = Field(ge=1)
-    seed: int = 0
-    episode_slots: int = Field(default=200, ge=1, description="slots per training episode")
-    eval_every: int = Field(default=20_000, ge=1, description="steps between closed-loop evaluations")
-    eval_slots: int = Field(default=500, ge=1, description="scored slots of each evaluation seed")
     eval_seeds: list[int] = Field(default_factory=lambda: [1000, 1001])
-    checkpoint_every: int = Field(default=50_000, ge=1, description="steps between checkpoints")
     hyper: dict[str, Any] = Field(default_factory=dict)
 
     def hyper_model(self) -> DQNConfig | D3QNConfig:
         """The algorithm's hyper-parameters (defaults plus ``hyper``), validated."""
         return parse_hyper(self.algo, self.hyper)
+
+
+class TrainOptions(_Schedule):
+    """Every option of ``comllm dqn train`` (the command is generated from it): the scenario by
+    name with overrides, hyper-parameters as ``key=value``; :meth:`train_config` resolves them."""
+
+    scenario: str = Field(default="paper-6", description="preset name or YAML file")
+    steps: int | None = Field(
+        default=None, ge=1, description=f"environment steps (task decisions) in all; default {DEFAULT_STEPS}, or the run's own on --resume"
+    )
+    out: str | None = Field(default=None, description="run folder; default runs/ALGO-SCENARIO")
+    algo: str = Field(default="dqn", description=f"algorithm: {' | '.join(ALGOS)}")
+    resume: bool = Field(
+        default=False, description="continue the run in --out from its last checkpoint", json_schema_extra={"flag": "--resume"}
+    )
+    overrides: list[str] = Field(
+        default_factory=list, description="scenario override key=value", json_schema_extra={"flag": "--set"}
+    )
+    hp: list[str] = Field(
+        default_factory=list,
+        description="hyper-parameter key=value, e.g. gamma=0.95 (see comllm.drl.config)",
+        json_schema_extra={"flag": "--hp"},
+    )
+    progress: bool = Field(
+        default=True, description="show the progress bar", json_schema_extra={"flag": "--progress/--no-progress"}
+    )
+
+    def train_config(self, scenario: dict[str, Any], resumed_steps: int | None = None) -> TrainConfig:
+        """The :class:`TrainConfig` of these options on ``scenario`` (``Scenario.model_dump(mode="json")``)."""
+        from comllm.scenario import parse_overrides
+
+        shared = {k: getattr(self, k) for k in _Schedule.model_fields}
+        steps = self.steps or (resumed_steps if self.resume and resumed_steps else DEFAULT_STEPS)
+        return TrainConfig(
+            algo=self.algo, scenario=scenario, steps=steps, hyper=parse_overrides(self.hp), **shared  # type: ignore[arg-type]
+        )
+
+
+def make_train_options(**kwargs: Any) -> TrainOptions:
+    """Validate ``comllm dqn train``'s options; errors name the option and the value."""
+    if kwargs.get("algo", "dqn") not in ALGOS:
+        raise DRLError(f"unknown --algo '{kwargs['algo']}' (known: {', '.join(ALGOS)})")
+    try:
+        return TrainOptions(**kwargs)
+    except ValidationError as err:
+        raise DRLError(format_validation_error(err, "dqn train", "option", unknown_noun="option")) from None
 
 
 class CheckpointMeta(_Strict):
