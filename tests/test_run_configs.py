@@ -136,3 +136,9 @@ def test_dqn_train_options_are_the_run_config() -> None:
         assert TrainConfig.model_fields[name] is _Schedule.model_fields[name] or (
             TrainConfig.model_fields[name].default == TrainOptions.model_fields[name].default
         )
+
+
+def test_simulate_options_are_the_run_config() -> None:
+    from comllm.evaluate.config import SimulateConfig
+
+    _check_command(SimulateConfig, "simulate")

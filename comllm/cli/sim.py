@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
-import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from comllm.cli.app import app, console, scenario_files, write_json, write_text
+from comllm.cli.from_config import config_command
+from comllm.evaluate.config import SimulateConfig, make_simulate_config
 from comllm.experiments.grid import job_grid
 from comllm.experiments.sweep import aggregate, run_job
 from comllm.limits import MAX_SEEDS, MAX_SLOTS, check_limit
@@ -17,8 +19,6 @@ from comllm.outputs import check_paths
 from comllm.policies import make_policy
 from comllm.report.tables import json_rows, markdown as md_table, rich_table
 from comllm.scenario import PRESETS, load_scenario
-
-SetOpt = typer.Option(None, "--set", help="scenario override key=value (repeatable), e.g. arrival_prob=0.5")
 
 
 @app.command()
@@ -53,26 +53,24 @@ def scenarios() -> None:
     console.print(table)
 
 
-@app.command()
-def simulate(
-    scenario: str = typer.Option("paper-6", help="preset name or YAML file"),
-    policy: list[str] = typer.Option(["greedy"], help="policy NAME[:ARG] (repeatable; {n}: the scenario's server count)"),
-    slots: int = typer.Option(2000, min=1, help="scored slots per seed"),
-    seeds: int = typer.Option(3, min=1, help="number of seeds (0..seeds-1)"),
-    warmup: int = typer.Option(200, min=0, help="unscored slots before scoring"),
-    set_: Optional[list[str]] = SetOpt,
-    json_out: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON"),
-    markdown: Optional[Path] = typer.Option(None, "--markdown", help="write the table as Markdown"),
-) -> None:
+def _make_simulate(**options: Any) -> SimulateConfig:
+    cfg = make_simulate_config(**options)
+    check_limit("--slots", cfg.slots, MAX_SLOTS)
+    check_limit("--seeds", cfg.seeds, MAX_SEEDS)
+    check_limit("--warmup", cfg.warmup, MAX_SLOTS)
+    return cfg
+
+
+def simulate(cfg: SimulateConfig) -> None:
     """Closed-loop evaluation of policies on a scenario: latency, drops, fairness.
 
     The rows are those of ``comllm sweep`` (the same jobs and aggregation); each
     policy is built once and runs every seed. ``{n}`` in a policy is the scenario's
-    server count.
+    server count. Its options are the fields of :class:`comllm.evaluate.config.SimulateConfig`.
     """
-    check_limit("--slots", slots, MAX_SLOTS)
-    check_limit("--seeds", seeds, MAX_SEEDS)
-    check_limit("--warmup", warmup, MAX_SLOTS)
+    scenario, policy, slots, seeds, warmup, set_ = cfg.scenario, cfg.policy, cfg.slots, cfg.seeds, cfg.warmup, cfg.overrides
+    json_out = Path(cfg.json_out) if cfg.json_out else None
+    markdown = Path(cfg.markdown) if cfg.markdown else None
     check_paths({"--json": json_out, "--markdown": markdown}, {"--scenario": scenario_files(scenario)})
     sc = load_scenario(scenario, set_ or [])
     jobs = job_grid(policy, [scenario], seeds, slots=slots, warmup=warmup, overrides=set_ or [])
@@ -91,3 +89,9 @@ def simulate(
     console.print(rich_table(rows, f"closed loop: {sc.name}, {slots} slots × {seeds} seeds"))
     write_json(json_out, json_rows(rows)[0] if len(rows) == 1 else json_rows(rows))
     write_text(markdown, md_table(rows), "--markdown")
+
+
+config_command(
+    app, "simulate", SimulateConfig, simulate, inspect.cleandoc(simulate.__doc__ or "").split(" Its options")[0],
+    make=_make_simulate,
+)  # fmt: skip
