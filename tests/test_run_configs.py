@@ -142,3 +142,67 @@ def test_simulate_options_are_the_run_config() -> None:
     from comllm.evaluate.config import SimulateConfig
 
     _check_command(SimulateConfig, "simulate")
+
+
+# ------------------------------------------------------------------ pipeline keys from the configs
+def _sections():  # type: ignore[no-untyped-def]
+    from comllm.experiments import config as C
+
+    return {"sft": C.SFTConfig, "grpo": C.GRPOConfig, "dqn": C.DQNConfig}
+
+
+def test_pipeline_sections_are_the_run_configs() -> None:
+    """Every option of sft, grpo and dqn train is a key of its section with the command's default
+    (or the pipeline's documented one), or is set by the pipeline itself."""
+    set_by_pipeline = {"sft": {"data", "out", "seed", "resume"}, "grpo": {"model", "data", "out", "seed", "resume", "lacs"},
+                       "dqn": {"algo", "scenario", "out", "seed", "resume"}}  # fmt: skip
+    own = {"sft": {"args"}, "grpo": {"enabled", "args"}, "dqn": {"enabled", "algos", "args"}}
+    pipeline_defaults = {"sft": {"template": "annotated-compact"}, "grpo": {"steps": 200}, "dqn": {"steps": 60_000}}
+    for name, section in _sections().items():
+        run = section.run_config
+        keys = section.model_fields
+        assert set(keys) == (set(run.model_fields) - set_by_pipeline[name]) | own[name], name
+        assert section.pipeline_defaults == pipeline_defaults[name]
+        for key in set(run.model_fields) - set_by_pipeline[name]:
+            want = pipeline_defaults[name].get(key, run.model_fields[key].get_default(call_default_factory=True))
+            assert keys[key].get_default(call_default_factory=True) == want, (name, key)
+            assert keys[key].metadata == run.model_fields[key].metadata, (name, key)  # same constraints
+
+
+def test_eval_keys_are_simulate_options() -> None:
+    from comllm.evaluate.config import SimulateConfig
+    from comllm.experiments.config import EvalConfig
+
+    for key in ("slots", "warmup", "seeds"):
+        assert EvalConfig.model_fields[key].default == SimulateConfig.model_fields[key].default
+        assert EvalConfig.model_fields[key].metadata == SimulateConfig.model_fields[key].metadata
+
+
+def test_pipeline_options_are_its_config() -> None:
+    from comllm.experiments.config import PipelineConfig, PipelineOptions
+
+    _check_command(PipelineOptions, "pipeline")
+    assert PipelineConfig.model_fields["run_dir"].default == "runs/paper"  # --run-dir overrides it; default: the file's
+
+
+def test_pipeline_passes_its_keys_to_the_commands_under_their_flags(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The flags the pipeline writes, parsed by the commands themselves, give back the section's values."""
+    from comllm.experiments.config import load_config
+    from comllm.experiments.pipeline import Pipeline
+
+    paths = {"sft": ("sft",), "grpo": ("grpo",), "comllm": ("grpo",), "dqn": ("dqn", "train")}
+    for yaml_file in ("configs/tiny.yaml", "configs/paper.yaml"):
+        cfg = load_config(ROOT / yaml_file, {"run_dir": str(tmp_path)})
+        pipe = Pipeline(cfg, log=lambda m: None)
+        for stage, path in paths.items():
+            section = getattr(cfg, "grpo" if stage == "comllm" else stage)
+            argv = pipe.stage_commands(stage)[0][len(path):]
+            argv = argv[: len(argv) - len(section.args)] if section.args else argv
+            params = _command(*path).make_context(path[-1], list(argv)).params
+            for key in type(section).model_fields:
+                if key in params and not (stage == "grpo" and key in ("lacs_weight", "horizon", "rollouts")):
+                    got, want = params[key], getattr(section, key)
+                    if isinstance(want, list):
+                        got = list(got or [])
+                    assert got == want, (yaml_file, stage, key, got, want)
+        assert "--lacs" in pipe.stage_commands("grpo")[0] and "off" in pipe.stage_commands("grpo")[0]

@@ -16,7 +16,6 @@ value gets the config's one-line error naming the option.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import types
 import typing
@@ -24,11 +23,7 @@ from typing import Any, Callable, Literal, Optional
 
 import typer
 
-_MISSING = object()
-
-
-def _is_pydantic(cls: type) -> bool:
-    return hasattr(cls, "model_fields")
+from comllm.run_config import _MISSING, ConfigField, config_fields, option_names  # noqa: F401 (re-exported)
 
 
 def _cli_type(kind: Any) -> Any:
@@ -43,53 +38,6 @@ def _cli_type(kind: Any) -> Any:
     if origin in (list, tuple):
         return Optional[list[str]] if typing.get_args(kind)[0] is str else Optional[list[typing.get_args(kind)[0]]]
     return kind
-
-
-@dataclasses.dataclass(frozen=True)
-class ConfigField:
-    """One field of a run config as the command line sees it."""
-
-    name: str
-    kind: Any  # the config's type
-    default: Any  # _MISSING: required
-    flags: tuple[str, ...]
-    help: str
-
-
-def config_fields(cls: type) -> list[ConfigField]:
-    """The fields of the dataclass or pydantic model ``cls``, with their option names."""
-    out = []
-    if _is_pydantic(cls):
-        for name, f in cls.model_fields.items():  # type: ignore[attr-defined]
-            extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
-            if f.is_required():
-                default: Any = _MISSING
-            else:
-                default = f.get_default(call_default_factory=True)
-            out.append(ConfigField(name, f.annotation, default, _flags(name, extra.get("flag")), f.description or ""))
-        return out
-    hints = typing.get_type_hints(cls)
-    for fd in dataclasses.fields(cls):
-        if fd.default is not dataclasses.MISSING:
-            default = fd.default
-        elif fd.default_factory is not dataclasses.MISSING:
-            default = fd.default_factory()
-        else:
-            default = _MISSING
-        flag = fd.metadata.get("flag")
-        out.append(ConfigField(fd.name, hints[fd.name], default, _flags(fd.name, flag), fd.metadata.get("help", "")))
-    return out
-
-
-def _flags(name: str, flag: Any) -> tuple[str, ...]:
-    if not flag:
-        return ("--" + name.replace("_", "-"),)
-    return (flag,) if isinstance(flag, str) else tuple(flag)
-
-
-def option_names(f: ConfigField) -> list[str]:
-    """Every name the option of ``f`` answers to (``--bf16/--no-bf16`` gives both)."""
-    return [n for flag in f.flags for n in flag.split("/")]
 
 
 def config_options(cls: type) -> list[inspect.Parameter]:

@@ -8,6 +8,8 @@ from typing import Optional
 import typer
 
 from comllm.cli.app import app, console, scenario_files
+from comllm.cli.from_config import config_command
+from comllm.experiments.config import PipelineOptions
 from comllm.limits import MAX_SEEDS, MAX_SLOTS, MAX_WORKERS, check_limit
 from comllm.outputs import check_input, check_paths
 
@@ -16,20 +18,14 @@ def _log(msg: str) -> None:
     console.print(msg, markup=False, highlight=False)
 
 
-@app.command()
-def pipeline(
-    config: Path = typer.Option(..., "--config", help="pipeline YAML (configs/paper.yaml, configs/tiny.yaml)"),
-    stage: Optional[list[str]] = typer.Option(None, "--stage", help="run only these stages (repeatable)"),
-    force: bool = typer.Option(False, help="rerun stages that are done already"),
-    run_dir: Optional[str] = typer.Option(None, "--run-dir", help="override the config's run_dir"),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="config override key=value, e.g. sft.steps=100"),
-) -> None:
+def _pipeline(opts: PipelineOptions) -> None:
     """Data → SFT → GRPO → COMLLM (GRPO+LACS) → DQN → evaluation → report, resumable, under one run folder."""
     from comllm.experiments.config import load_config
     from comllm.experiments.pipeline import Pipeline
 
+    config, run_dir, stage = Path(opts.config), opts.run_dir, opts.stage
     check_input("--config", config)
-    cfg = load_config(config, {"run_dir": run_dir} if run_dir else None, set_items=list(set_ or []))
+    cfg = load_config(config, {"run_dir": run_dir} if run_dir else None, set_items=list(opts.overrides))
     where = "--run-dir" if run_dir else "config key 'run_dir'"
     check_paths({where: Path(cfg.run_dir)}, {"--config": config}, folders=[where])
     if stage:
@@ -38,8 +34,11 @@ def pipeline(
         bad = [s for s in stage if s not in STAGES]
         if bad:
             raise ConfigError(f"--stage '{bad[0]}' is not a stage (known: {', '.join(STAGES)})")
-    manifest = Pipeline(cfg, log=_log).run(stage or None, force=force)
+    manifest = Pipeline(cfg, log=_log).run(stage or None, force=opts.force)
     console.print(f"run folder {cfg.run_dir}: {manifest.get('total_wall_s', 0):.0f} s of stages in all")
+
+
+config_command(app, "pipeline", PipelineOptions, _pipeline, _pipeline.__doc__ or "")
 
 
 @app.command()

@@ -1,8 +1,13 @@
 """The pipeline's configuration: one YAML file, validated (unknown keys and wrong types are errors).
 
-Every stage's options live here; ``args`` lists pass extra flags to the stage's
-command unchanged (e.g. ``["--lr", "2e-3"]``), so anything the commands accept
-can be set without a new config key.
+The ``sft``, ``grpo`` and ``dqn`` sections are generated from the run configs of their
+commands (:func:`stage_section`): every option of ``comllm sft``, ``comllm grpo`` and
+``comllm dqn train`` but the paths, the seed and what the pipeline decides is a key of the
+same name, type, constraint and default (the pipeline's own defaults: ``sft.template``,
+``grpo.steps``, ``dqn.steps``), passed to the command under the command's flag when it
+differs from the command's default (:func:`section_flags`). The ``eval`` section's
+``slots``, ``warmup`` and ``seeds`` are ``comllm simulate``'s. ``args`` lists still pass
+extra flags unchanged (e.g. ``["--lr", "2e-3"]``).
 """
 
 from __future__ import annotations
@@ -11,10 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic.fields import FieldInfo
 
+from comllm.drl.config import TrainOptions
 from comllm.errors import ComllmError, format_validation_error
-from comllm.lacs.lookahead import LACS_DEFAULTS
+from comllm.evaluate.config import SimulateConfig
+from comllm.grpo.config import GRPORunConfig
+from comllm.run_config import command_flags
+from comllm.sft_config import SFTConfig as SFTRunConfig
 
 
 class ConfigError(ComllmError, ValueError):
@@ -40,42 +50,81 @@ class DataConfig(_Section):
     args: list[str] = Field(default_factory=list)
 
 
-class SFTConfig(_Section):
-    model: str = "default"
-    template: str = "annotated-compact"
-    steps: int | None = Field(None, ge=1)
-    args: list[str] = Field(default_factory=list)
+def stage_section(name: str, run: type[BaseModel], set_by_pipeline: tuple[str, ...], defaults: dict[str, Any],
+                  doc: str, **own: Any) -> type[_Section]:
+    """A stage's config section generated from the run config of its command: every field of
+    ``run`` except ``set_by_pipeline`` (data paths, output folder, seed, resume) is a key, with
+    the field's type, constraints and help, and its default, or the pipeline's in ``defaults``;
+    ``own`` adds the section's own keys (``(type, Field)``)."""
+    fields: dict[str, Any] = {}
+    for key, info in run.model_fields.items():
+        if key in set_by_pipeline:
+            continue
+        if key in defaults:
+            info = FieldInfo.merge_field_infos(info, default=defaults[key])
+        fields[key] = (info.annotation, info)
+    fields.update(own)
+    section = create_model(name, __base__=_Section, __doc__=doc, **fields)
+    section.run_config = run  # type: ignore[attr-defined]
+    section.pipeline_defaults = dict(defaults)  # type: ignore[attr-defined]
+    return section
 
 
-class GRPOConfig(_Section):
-    """GRPO without LACS (the ablation) and with it (COMLLM): same settings but ``--lacs``."""
-
-    enabled: bool = True
-    steps: int = Field(200, ge=1)
-    lacs_weight: float = Field(LACS_DEFAULTS.lam, ge=0)
-    horizon: int = Field(LACS_DEFAULTS.horizon, ge=1)
-    rollouts: int = Field(LACS_DEFAULTS.rollouts, ge=1)
-    args: list[str] = Field(default_factory=list)
+#: keys of the grpo section that only the comllm stage (``--lacs sim``) passes
+LACS_KEYS = ("lacs_weight", "horizon", "rollouts", "other_policy", "drop_cost", "n_future")
 
 
-class DQNConfig(_Section):
-    """DRL baselines, one agent per algorithm and evaluation scenario (they cannot change N)."""
+def section_flags(section: BaseModel, skip: tuple[str, ...] = (), always: tuple[str, ...] = ()) -> list[str]:
+    """The flags that pass a stage section's keys to its command (under the command's own names):
+    those whose value is not the command's default, and ``always``."""
+    run = type(section).run_config  # type: ignore[attr-defined]
+    keys = [k for k in type(section).model_fields if k in run.model_fields and k not in skip]
+    try:
+        return command_flags(run, section, keys, always)
+    except ValueError as err:
+        raise ConfigError(f"config key {err}") from None
 
-    enabled: bool = True
-    algos: list[str] = Field(default_factory=lambda: ["dqn"])
-    steps: int = Field(60_000, ge=1)
-    args: list[str] = Field(default_factory=list)
+
+_ARGS = (list[str], Field(default_factory=list, description="extra flags passed to the command unchanged"))
+_ENABLED = (bool, Field(True, description="run this stage"))
+
+#: ``sft``: every option of ``comllm sft`` (:class:`comllm.sft_config.SFTConfig`) but the paths and the seed
+SFTConfig = stage_section(
+    "SFTConfig", SFTRunConfig, ("data", "out", "seed", "resume"), {"template": "annotated-compact"},
+    "The ``sft`` stage: ``comllm sft``'s options (defaults: the command's; template: annotated-compact).",
+    args=_ARGS,
+)  # fmt: skip
+
+#: ``grpo`` and ``comllm``: every option of ``comllm grpo`` (:class:`comllm.grpo.config.GRPORunConfig`)
+#: but the model (the sft stage's), the paths, the seed and ``lacs`` (off for ``grpo``, sim for ``comllm``)
+GRPOConfig = stage_section(
+    "GRPOConfig", GRPORunConfig, ("model", "data", "out", "seed", "resume", "lacs"), {"steps": 200},
+    "GRPO without LACS (the ablation) and with it (COMLLM): same settings but ``--lacs``.",
+    enabled=_ENABLED, args=_ARGS,
+)  # fmt: skip
+
+#: ``dqn``: every option of ``comllm dqn train`` (:class:`comllm.drl.config.TrainOptions`) but the
+#: algorithm and scenario (one run per ``algos`` x ``eval.scenarios``), the folder and the seed
+DQNConfig = stage_section(
+    "DQNConfig", TrainOptions, ("algo", "scenario", "out", "seed", "resume"), {"steps": 60_000},
+    "DRL baselines, one agent per algorithm and evaluation scenario (they cannot change N).",
+    enabled=_ENABLED, algos=(list[str], Field(default_factory=lambda: ["dqn"], description="algorithms trained")), args=_ARGS,
+)  # fmt: skip
+
+_SIM = SimulateConfig.model_fields
 
 
 class EvalConfig(_Section):
+    """Closed- and open-loop evaluation; ``slots``, ``warmup`` and ``seeds`` are ``comllm simulate``'s."""
+
     scenarios: list[str] = Field(default_factory=lambda: ["paper-6", "paper-11"])
     heavy_prob: float | None = Field(0.5, ge=0, le=1, description="second closed-loop table at this load")
     baselines: list[str] = Field(
         default_factory=lambda: ["greedy", "random", "local", "round-robin", "least-loaded", "lacs-planner"]
     )
-    slots: int = Field(2_000, ge=1)
-    warmup: int = Field(200, ge=0)
-    seeds: int = Field(3, ge=1)
+    slots: int = _SIM["slots"]
+    warmup: int = _SIM["warmup"]
+    seeds: int = _SIM["seeds"]
     loads: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
     load_slots: int = Field(1_000, ge=1)
     load_policies: list[str] | None = Field(None, description="policies of the load sweep (default: all but slow planners)")
@@ -114,6 +163,23 @@ class PipelineConfig(_Section):
 
 
 STAGES = ("data", "sft", "grpo", "comllm", "dqn", "eval", "report")
+
+
+class PipelineOptions(BaseModel):
+    """Every option of ``comllm pipeline`` (the command is generated from it): the config file and
+    what overrides its keys (``run_dir``; ``stage`` picks among ``stages``; ``--set`` any key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: str = Field(
+        ..., description="pipeline YAML (configs/paper.yaml, configs/tiny.yaml)", json_schema_extra={"flag": "--config"}
+    )
+    stage: list[str] = Field(default_factory=list, description="run only these stages", json_schema_extra={"flag": "--stage"})
+    force: bool = Field(False, description="rerun stages that are done already", json_schema_extra={"flag": "--force/--no-force"})
+    run_dir: str | None = Field(None, description="override the config's run_dir", json_schema_extra={"flag": "--run-dir"})
+    overrides: list[str] = Field(
+        default_factory=list, description="config override key=value, e.g. sft.steps=100", json_schema_extra={"flag": "--set"}
+    )
 
 
 def _message(err: ValidationError) -> str:

@@ -36,7 +36,8 @@ import yaml
 
 from comllm.checkpointing import atomic_write_text
 from comllm.errors import ComllmError
-from comllm.experiments.config import PipelineConfig
+from comllm.experiments.config import LACS_KEYS, PipelineConfig
+from comllm.experiments.config import section_flags as _flags
 from comllm.locking import lock_folder
 
 DONE = ".stage-done"
@@ -159,24 +160,21 @@ class Pipeline:
                              "--seed", str(c.seed + 100 + n), "--out", str(d / f"test-{n}.jsonl.gz")])  # fmt: skip
             return cmds
         if stage == "sft":
-            cmd = ["sft", "--model", c.sft.model, "--template", c.sft.template, "--data", str(d / "sft.jsonl.gz"),
+            cmd = ["sft", *_flags(c.sft, always=("model", "template")), "--data", str(d / "sft.jsonl.gz"),
                    "--out", str(run / "sft"), "--seed", str(c.seed)]  # fmt: skip
-            if c.sft.steps:
-                cmd += ["--steps", str(c.sft.steps)]
             return [cmd + c.sft.args]
         if stage in ("grpo", "comllm"):
             g = c.grpo
             cmd = ["grpo", "--model", str(run / "sft"), "--data", str(d / "grpo.jsonl.gz"), "--out", str(run / stage),
-                   "--steps", str(g.steps), "--seed", str(c.seed)]  # fmt: skip
-            if stage == "grpo":
-                cmd += ["--lacs", "off"]
+                   "--seed", str(c.seed)]  # fmt: skip
+            if stage == "grpo":  # the ablation: the look-ahead's keys do not apply
+                cmd += ["--lacs", "off", *_flags(g, skip=LACS_KEYS, always=("steps",))]
             else:
-                cmd += ["--lacs", "sim", "--lacs-weight", str(g.lacs_weight), "--horizon", str(g.horizon),
-                        "--rollouts", str(g.rollouts)]  # fmt: skip
+                cmd += ["--lacs", "sim", *_flags(g, always=("steps", "lacs_weight", "horizon", "rollouts"))]
             return [cmd + g.args]
         if stage == "dqn":
             return [
-                ["dqn", "train", "--algo", algo, "--scenario", sc, "--steps", str(c.dqn.steps), "--seed", str(c.seed),
+                ["dqn", "train", "--algo", algo, "--scenario", sc, *_flags(c.dqn, always=("steps",)), "--seed", str(c.seed),
                  "--out", str(run / "dqn" / f"{algo}-{sc}"), *c.dqn.args]  # fmt: skip
                 for algo in c.dqn.algos
                 for sc in c.eval.scenarios
