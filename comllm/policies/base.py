@@ -81,8 +81,9 @@ def policy_class(spec: str) -> type[Policy]:
     """The class a ``NAME[:ARG]`` spec builds (its capabilities: ``needs_simulator``, ``slow``, ...)."""
     name = spec.partition(":")[0].strip()
     if name not in _REGISTRY:
-        _load_plugins()
+        _load_plugins(name)
     if name not in _REGISTRY:
+        _load_plugins()  # the error lists every policy installed
         raise PolicyError(f"unknown policy '{spec}' (known: {', '.join(sorted(_REGISTRY))})")
     return _CLASSES[name]
 
@@ -93,17 +94,19 @@ def available_policies() -> dict[str, str]:
     return dict(sorted(_HELP.items()))
 
 
-def _load_plugins() -> None:
-    # Policies living in heavier modules register on import; import them lazily
-    # so that `comllm simulate --policy greedy` does not load torch.
-    import importlib
+def _load_plugins(name: str | None = None) -> None:
+    """Import the module that registers policy ``name`` (every policy module when None).
 
-    for mod in ("comllm.policies.heuristics", "comllm.policies.dqn", "comllm.lm.policy", "comllm.lacs.planner"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as err:
-            if err.name is None or not err.name.startswith("comllm"):
-                raise
+    Policies register where they live, on import; the entry points of group
+    ``comllm.policies`` (``pyproject.toml``, or any installed package's) map a policy name
+    to its module, so ``--policy greedy`` does not import torch and ``--policy dqn:6``
+    imports the DRL code only.
+    """
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="comllm.policies"):
+        if name is None or ep.name == name:
+            ep.load()
 
 
 def make_policy(spec: str, scenario: Scenario | None = None) -> Policy:
@@ -111,8 +114,9 @@ def make_policy(spec: str, scenario: Scenario | None = None) -> Policy:
     name, _, arg = spec.partition(":")
     name = name.strip()
     if name not in _REGISTRY:
-        _load_plugins()
+        _load_plugins(name)
     if name not in _REGISTRY:
+        _load_plugins()  # the error lists every policy installed
         raise PolicyError(f"unknown policy '{spec}' (known: {', '.join(sorted(_REGISTRY))})")
     try:
         policy = _REGISTRY[name](arg or None, scenario)
