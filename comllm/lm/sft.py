@@ -461,6 +461,7 @@ def train_sft(cfg: SFTConfig, log: Callable[[str], None] = print) -> dict[str, A
 
 
 def _train_sft(cfg: SFTConfig, log: Callable[[str], None]) -> dict[str, Any]:
+    """Check the folder, find the start point, load the data, train, save (one :class:`_SFTRun`)."""
     out = Path(cfg.out)
     threads = cfg.threads or auto_threads()
     torch.set_num_threads(threads)
@@ -468,6 +469,16 @@ def _train_sft(cfg: SFTConfig, log: Callable[[str], None]) -> dict[str, Any]:
     if not dp.main:
         log = _silent
     device = dp.init(pick_device(cfg.device))
+    ckpts = _check_folder(cfg, out, dp)
+    cfg, state, lm = _start_point(cfg, out, ckpts, device, dp, log)
+    lm, train_ex, evals = _training_data(cfg, lm, device, dp, out, log)
+    run = _SFTRun(cfg, out, lm, train_ex, evals, state, dp, device, threads, log)
+    run.train()
+    return run.finish()
+
+
+def _check_folder(cfg: SFTConfig, out: Path, dp: DataParallel) -> list[Path]:
+    """The run folder's checkpoints, after refusing a resume with nothing to resume or a fresh run into a used folder."""
     ckpts = _checkpoints(out) if out.is_dir() else []
     traces = out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir())
     if cfg.resume and not ckpts and not traces:
@@ -476,219 +487,274 @@ def _train_sft(cfg: SFTConfig, log: Callable[[str], None]) -> dict[str, Any]:
         raise SFTError(f"output folder '{out}' already holds a run; use --resume or another --out")
     dp.barrier()  # every rank has checked the folder before rank 0 writes into it
     out.mkdir(parents=True, exist_ok=True)
+    return ckpts
 
+
+def _start_point(
+    cfg: SFTConfig, out: Path, ckpts: list[Path], device: str, dp: DataParallel, log: Callable[[str], None]
+) -> tuple[SFTConfig, dict[str, Any] | None, LoadedLM | None]:
+    """Seed everything; on ``--resume``, the run's saved config, state and model (None: from step 0)."""
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    state: dict[str, Any] | None = None
-    if cfg.resume:
-        found = _resume_point(ckpts, device, log)
-        if found is None:
-            log(f"warning: '{out}' holds no complete checkpoint (interrupted before the first one): "
-                "training starts from step 0")  # fmt: skip
-            cfg = cfg.model_copy(update={"resume": False})
-            if dp.main:
-                shutil.rmtree(out / "tb", ignore_errors=True)  # the interrupted run's events
-        else:
-            last, state, saved, lm = found
-            # the schedule and data of the run being resumed win over new flags, except bookkeeping
-            cfg = saved.model_copy(update={"resume": True, "progress": cfg.progress, "threads": cfg.threads})
-            log(f"resuming from {last} (step {state['step']})")
-    data_cache = out / DATASET_FILE
+    if not cfg.resume:
+        return cfg, None, None
+    found = _resume_point(ckpts, device, log)
+    if found is None:
+        log(f"warning: '{out}' holds no complete checkpoint (interrupted before the first one): "
+            "training starts from step 0")  # fmt: skip
+        if dp.main:
+            shutil.rmtree(out / "tb", ignore_errors=True)  # the interrupted run's events
+        return cfg.model_copy(update={"resume": False}), None, None
+    last, state, saved, lm = found
+    # the schedule and data of the run being resumed win over new flags, except bookkeeping
+    cfg = saved.model_copy(update={"resume": True, "progress": cfg.progress, "threads": cfg.threads})
+    log(f"resuming from {last} (step {state['step']})")
+    return cfg, state, lm
 
+
+def _new_lm(cfg: SFTConfig, states: list[TaskState], device: str) -> LoadedLM:
+    """The model a fresh run starts from: a new embedded model, or a checkpoint / HF model."""
+    if cfg.model == "default":
+        shape = ModelShape(hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads, intermediate=cfg.intermediate)
+        pick = np.random.default_rng(cfg.seed).choice(len(states), min(len(states), 300), replace=False)
+        lm = new_embedded_lm(cfg.template, [states[i] for i in pick], shape, cfg.seed)  # type: ignore[arg-type]
+        lm.model.to(device)
+        return lm
+    lora = LoraSpec(r=cfg.lora_r, alpha=cfg.lora_alpha) if cfg.lora else None
+    try:
+        return load_lm(cfg.model, template=cfg.template, lora=lora, four_bit=cfg.four_bit, dtype=cfg.dtype,
+                       device=device, trainable=True)  # fmt: skip
+    except LMError as err:
+        raise SFTError(str(err)) from None
+
+
+def _eval_records(cfg: SFTConfig) -> tuple[list[TaskState], list[np.ndarray]]:
+    if not cfg.eval_data:
+        return [], []
+    states, _, costs = read_record_states([cfg.eval_data], cfg.eval_size)
+    return states, costs
+
+
+def _training_data(
+    cfg: SFTConfig, lm: LoadedLM | None, device: str, dp: DataParallel, out: Path, log: Callable[[str], None]
+) -> tuple[LoadedLM, Examples, tuple[list[TaskState], list[np.ndarray]]]:
+    """The model, the tokenized examples (the run's cache on resume) and the eval records."""
+    data_cache = out / DATASET_FILE
     train_ex = _read_examples(data_cache, log) if cfg.resume else None
     if train_ex is not None:
-        eval_states, eval_costs = [], []
-        if cfg.eval_data:
-            eval_states, _, eval_costs = read_record_states([cfg.eval_data], cfg.eval_size)
-    else:
-        t0 = time.time()
-        states, labels, costs = read_record_states(cfg.data, cfg.max_records)
-        log(f"read {len(states)} records in {time.time() - t0:.1f}s")
-        if not cfg.resume:
-            if cfg.model == "default":
-                shape = ModelShape(hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads, intermediate=cfg.intermediate)
-                pick = np.random.default_rng(cfg.seed).choice(len(states), min(len(states), 300), replace=False)
-                lm = new_embedded_lm(cfg.template, [states[i] for i in pick], shape, cfg.seed)
-                lm.model.to(device)
-            else:
-                lora = LoraSpec(r=cfg.lora_r, alpha=cfg.lora_alpha) if cfg.lora else None
-                try:
-                    lm = load_lm(cfg.model, template=cfg.template, lora=lora, four_bit=cfg.four_bit, dtype=cfg.dtype,
-                                 device=device, trainable=True)  # fmt: skip
-                except LMError as err:
-                    raise SFTError(str(err)) from None
-        t0 = time.time()
-        if cfg.cost_head > 0:
-            _add_cost_head(lm)
-        train_ex = encode_examples(lm, states, labels, costs, reasoning=cfg.reasoning, with_line_ends=cfg.cost_head > 0)
-        log(f"tokenized {len(train_ex)} examples in {time.time() - t0:.1f}s "
-            f"(mean length {train_ex.lengths().mean():.0f} tokens)")  # fmt: skip
-        eval_states, eval_costs = [], []
-        if cfg.eval_data:
-            eval_states, _, eval_costs = read_record_states([cfg.eval_data], cfg.eval_size)
-        if dp.main:
-            _write_examples(data_cache, train_ex)
+        assert lm is not None  # a resumed run has its model
+        return lm, train_ex, _eval_records(cfg)
+    t0 = time.time()
+    states, labels, costs = read_record_states(cfg.data, cfg.max_records)
+    log(f"read {len(states)} records in {time.time() - t0:.1f}s")
+    if not cfg.resume:
+        lm = _new_lm(cfg, states, device)
+    assert lm is not None
+    t0 = time.time()
+    if cfg.cost_head > 0:
+        _add_cost_head(lm)
+    train_ex = encode_examples(lm, states, labels, costs, reasoning=cfg.reasoning, with_line_ends=cfg.cost_head > 0)
+    log(f"tokenized {len(train_ex)} examples in {time.time() - t0:.1f}s "
+        f"(mean length {train_ex.lengths().mean():.0f} tokens)")  # fmt: skip
+    evals = _eval_records(cfg)
+    if dp.main:
+        _write_examples(data_cache, train_ex)
+    return lm, train_ex, evals
 
-    model = lm.model
-    model.train()
-    dp.broadcast_params(model.parameters())
-    n_words = lm.tokenizer.n_words if lm.is_embedded else None
-    pad_id = lm.tokenizer.pad_token_id
-    per_epoch = math.ceil(len(train_ex) / cfg.batch_size)
-    total = cfg.steps or max(1, math.ceil(cfg.epochs * per_epoch))
-    lr = cfg.lr or (1e-3 if lm.is_embedded else 1e-5)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.schedule, total, int(cfg.warmup * total)))
-    step, samples, elapsed = 0, 0, 0.0
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        step, samples, elapsed = state["step"], state["samples"], state["elapsed"]
-        _set_rng_state(state["rng"])
 
-    n_params = sum(p.numel() for p in model.parameters())
-    n_train = sum(p.numel() for p in params)
-    log(f"model {lm.source}: {n_params / 1e6:.2f} M parameters ({n_train / 1e6:.2f} M trained), "
-        f"template {lm.meta.template}, {total} steps of {cfg.batch_size}, lr {lr:g} {cfg.schedule}, {threads} threads"
-        + (f", {dp.world} data-parallel processes" if dp.active else ""))  # fmt: skip
+LOG_FIELDS = ["step", "samples", "loss", "aux_loss", "lr", "samples_per_s", "elapsed_s", "eval_acc", "eval_perf_ratio"]
 
-    from torch.utils.tensorboard import SummaryWriter
 
-    purge = state["step"] if state is not None and state["step"] > 0 else None
-    writer = SummaryWriter(str(out / "tb"), purge_step=purge) if dp.main else _NullWriter()
-    log_path = out / LOG_FILE
-    fields = ["step", "samples", "loss", "aux_loss", "lr", "samples_per_s", "elapsed_s", "eval_acc", "eval_perf_ratio"]
-    new_log = not log_path.exists() or state is None
-    if not new_log and dp.main:  # rows after the checkpoint are written again: drop them (and the final eval row)
-        at = int(state["step"])
-        truncate_csv(log_path, at, keep=lambda r: int(r["step"]) < at or bool(r.get("loss")))
-    log_file = open(log_path if dp.main else os.devnull, "w" if new_log else "a", newline="")
-    log_writer = csv.DictWriter(log_file, fieldnames=fields)
-    if new_log:
-        log_writer.writeheader()
+class _SFTRun:
+    """One SFT run once its model and data are ready: optimizer, schedule, logs, the step loop,
+    checkpoints and the final save. Its counters (``step``, ``samples``, ``elapsed``) and the
+    random states are what a checkpoint holds, so a resumed run continues exactly."""
 
-    def save_checkpoint() -> None:
+    def __init__(self, cfg: SFTConfig, out: Path, lm: LoadedLM, train_ex: Examples,
+                 evals: tuple[list[TaskState], list[np.ndarray]], state: dict[str, Any] | None, dp: DataParallel,
+                 device: str, threads: int, log: Callable[[str], None]) -> None:  # fmt: skip
+        self.cfg, self.out, self.lm, self.train_ex, self.dp, self.device, self.log = cfg, out, lm, train_ex, dp, device, log
+        self.eval_states, self.eval_costs = evals
+        self.threads = threads
+        self.model = lm.model
+        self.model.train()
+        dp.broadcast_params(self.model.parameters())
+        self.n_words = lm.tokenizer.n_words if lm.is_embedded else None
+        self.pad_id = lm.tokenizer.pad_token_id
+        self.per_epoch = math.ceil(len(train_ex) / cfg.batch_size)
+        self.total = cfg.steps or max(1, math.ceil(cfg.epochs * self.per_epoch))
+        lr = cfg.lr or (1e-3 if lm.is_embedded else 1e-5)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg.schedule, self.total, int(cfg.warmup * self.total)))
+        self.step, self.samples, self.elapsed = 0, 0, 0.0
+        if state is not None:
+            self.opt.load_state_dict(state["optimizer"])
+            self.sched.load_state_dict(state["scheduler"])
+            self.step, self.samples, self.elapsed = state["step"], state["samples"], state["elapsed"]
+            _set_rng_state(state["rng"])
+        n_params = sum(p.numel() for p in self.model.parameters())
+        n_train = sum(p.numel() for p in self.params)
+        log(f"model {lm.source}: {n_params / 1e6:.2f} M parameters ({n_train / 1e6:.2f} M trained), "
+            f"template {lm.meta.template}, {self.total} steps of {cfg.batch_size}, lr {lr:g} {cfg.schedule}, {threads} threads"
+            + (f", {dp.world} data-parallel processes" if dp.active else ""))  # fmt: skip
+        self._answers: dict[int, list[list[int]]] = {}
+        self.losses: list[float] = []
+        self.aux_losses: list[float] = []
+        self._open_logs(state)
+
+    def _open_logs(self, state: dict[str, Any] | None) -> None:
+        """TensorBoard events and ``train_log.csv``; on resume, the rows after the checkpoint are dropped."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        out, dp = self.out, self.dp
+        purge = state["step"] if state is not None and state["step"] > 0 else None
+        self.writer = SummaryWriter(str(out / "tb"), purge_step=purge) if dp.main else _NullWriter()
+        log_path = out / LOG_FILE
+        new_log = not log_path.exists() or state is None
+        if not new_log and dp.main:  # rows after the checkpoint are written again: drop them (and the final eval row)
+            at = int(state["step"])  # type: ignore[index]
+            truncate_csv(log_path, at, keep=lambda r: int(r["step"]) < at or bool(r.get("loss")))
+        self.log_file = open(log_path if dp.main else os.devnull, "w" if new_log else "a", newline="")
+        self.log_writer = csv.DictWriter(self.log_file, fieldnames=LOG_FIELDS)
+        if new_log:
+            self.log_writer.writeheader()
+
+    def save_checkpoint(self) -> None:
+        """``checkpoint-<step>``: the model and the trainer state, built under a temporary name."""
+        dp, out = self.dp, self.out
         if not dp.main:
             dp.barrier()
             return
-        with staged_dir(out / f"checkpoint-{step}") as tmp:  # renamed into place once complete
-            lm.save(tmp)
+        with staged_dir(out / f"checkpoint-{self.step}") as tmp:  # renamed into place once complete
+            self.lm.save(tmp)
             save_state(
                 tmp / STATE_FILE,
-                {"step": step, "samples": samples, "elapsed": elapsed, "optimizer": opt.state_dict(),
-                 "scheduler": sched.state_dict(), "rng": _rng_state(), "config": cfg.model_dump()},
+                {"step": self.step, "samples": self.samples, "elapsed": self.elapsed, "optimizer": self.opt.state_dict(),
+                 "scheduler": self.sched.state_dict(), "rng": _rng_state(), "config": self.cfg.model_dump()},
             )  # fmt: skip
-        for old in _checkpoints(out)[: -cfg.keep]:
+        for old in _checkpoints(out)[: -self.cfg.keep]:
             shutil.rmtree(old, ignore_errors=True)
         dp.barrier()
 
-    def evaluate() -> dict[str, float]:
-        if not eval_states or not dp.main:
+    def evaluate(self) -> dict[str, float]:
+        if not self.eval_states or not self.dp.main:
             return {}
-        res = quick_eval(lm, eval_states, eval_costs)
+        res = quick_eval(self.lm, self.eval_states, self.eval_costs)
         for k, v in res.items():
-            writer.add_scalar(f"eval/{k}", v, step)
+            self.writer.add_scalar(f"eval/{k}", v, self.step)
         return res
 
-    answer_cache: dict[int, list[list[int]]] = {}
-
-    def answer_ids(n: int) -> list[list[int]]:
-        if n not in answer_cache:
+    def answer_ids(self, n: int) -> list[list[int]]:
+        if n not in self._answers:
             from comllm.text import get_template
 
-            answer_cache[n] = [lm.encode_answer(a) for a in get_template(lm.meta.template).answers(n)]
-        return answer_cache[n]
+            self._answers[n] = [self.lm.encode_answer(a) for a in get_template(self.lm.meta.template).answers(n)]
+        return self._answers[n]
 
-    def line_tokens(n: int) -> list[int]:
+    def line_tokens(self, n: int) -> list[int]:
         """The token that names each action (last token of its answer before EOS)."""
-        return [a[-2] for a in answer_ids(n)]
+        return [a[-2] for a in self.answer_ids(n)]
 
-    lengths = train_ex.lengths()
-    epoch, pos = divmod(step, per_epoch)
-    batches = bucketed_batches(lengths, cfg.batch_size, cfg.seed + epoch)
-    losses: list[float] = []
-    aux_losses: list[float] = []
-    t_last, s_last = time.time(), samples
-    last_eval: dict[str, float] = {}
+    def train(self) -> None:
+        """Steps until ``total``: batches bucketed per epoch, a log row every ``log_every``, checkpoints."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        cfg = self.cfg
+        lengths = self.train_ex.lengths()
+        epoch, pos = divmod(self.step, self.per_epoch)
+        batches = bucketed_batches(lengths, cfg.batch_size, cfg.seed + epoch)
+        self.t_last, self.s_last = time.time(), self.samples
+        progress = Progress(
+            TextColumn("[bold]sft"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), disable=not (cfg.progress and self.dp.main),
+        )  # fmt: skip
+        with progress:
+            task = progress.add_task("sft", total=self.total, completed=self.step, loss="–")
+            while self.step < self.total:
+                if pos >= len(batches):
+                    epoch, pos = epoch + 1, 0
+                    batches = bucketed_batches(lengths, cfg.batch_size, cfg.seed + epoch)
+                batch = batches[pos]
+                pos += 1
+                loss = self._train_step(batch)
+                progress.update(task, advance=1, loss=f"{loss:.4f}")
+                if self.step % cfg.log_every == 0 or self.step == self.total:
+                    self._log_row()
+                if self.step % cfg.save_every == 0 and self.step != self.total:
+                    self.save_checkpoint()
+                    self.t_last = time.time()
 
-    progress = Progress(
-        TextColumn("[bold]sft"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), disable=not (cfg.progress and dp.main),
-    )  # fmt: skip
-    with progress:
-        task = progress.add_task("sft", total=total, completed=step, loss="–")
-        while step < total:
-            if pos >= len(batches):
-                epoch, pos = epoch + 1, 0
-                batches = bucketed_batches(lengths, cfg.batch_size, cfg.seed + epoch)
-            batch = batches[pos]
-            idx = dp.shard(batch)  # the whole batch unless several processes share it
-            pos += 1
-            ids, _, labels = collate(train_ex, idx, pad_id, n_words)
-            if cfg.cost_head > 0:
-                ce, aux = cost_head_loss(model, ids.to(device), labels.to(device), train_ex, idx, line_tokens)
-                loss = ce + cfg.cost_head * aux
-                aux_losses.append(aux.item())
-            elif cfg.listwise > 0:
-                ce, aux = listwise_loss(lm, train_ex, idx, answer_ids, cfg.listwise_tau)
-                loss = ce + cfg.listwise * aux
-                aux_losses.append(aux.item())
-            else:
-                loss = ce = answer_loss(model, ids.to(device), labels.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            dp.average_gradients(params)
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            opt.step()
-            sched.step()
-            step += 1
-            samples += len(batch)
-            losses.append(ce.item())  # the answer cross-entropy (the aux term is logged apart)
-            progress.update(task, advance=1, loss=f"{loss.item():.4f}")
-            if step % cfg.log_every == 0 or step == total:
-                now = time.time()
-                elapsed += now - t_last
-                rate = (samples - s_last) / max(now - t_last, 1e-9)
-                t_last, s_last = now, samples
-                row: dict[str, Any] = {"step": step, "samples": samples, "loss": float(np.mean(losses)),
-                                       "lr": sched.get_last_lr()[0], "samples_per_s": rate, "elapsed_s": elapsed}  # fmt: skip
-                losses = []
-                if aux_losses:
-                    row["aux_loss"] = float(np.mean(aux_losses))
-                    writer.add_scalar("train/aux_loss", row["aux_loss"], step)
-                    aux_losses = []
-                if cfg.eval_every and step % cfg.eval_every == 0 and step != total:
-                    last_eval = evaluate()
-                    dp.barrier()
-                    row["eval_acc"] = last_eval.get("acc")
-                    row["eval_perf_ratio"] = last_eval.get("perf_ratio")
-                    t_last = time.time()  # evaluation time is not training time
-                for k in ("loss", "lr", "samples_per_s"):
-                    writer.add_scalar(f"train/{k}", row[k], step)
-                log_writer.writerow(row)
-                log_file.flush()
-            if step % cfg.save_every == 0 and step != total:
-                save_checkpoint()
-                t_last = time.time()
+    def _train_step(self, batch: np.ndarray) -> float:
+        """One optimizer step on ``batch`` (this process's shard of it); the loss."""
+        cfg, device, model = self.cfg, self.device, self.model
+        idx = self.dp.shard(batch)  # the whole batch unless several processes share it
+        ids, _, labels = collate(self.train_ex, idx, self.pad_id, self.n_words)
+        if cfg.cost_head > 0:
+            ce, aux = cost_head_loss(model, ids.to(device), labels.to(device), self.train_ex, idx, self.line_tokens)
+            loss = ce + cfg.cost_head * aux
+            self.aux_losses.append(aux.item())
+        elif cfg.listwise > 0:
+            ce, aux = listwise_loss(self.lm, self.train_ex, idx, self.answer_ids, cfg.listwise_tau)
+            loss = ce + cfg.listwise * aux
+            self.aux_losses.append(aux.item())
+        else:
+            loss = ce = answer_loss(model, ids.to(device), labels.to(device))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.dp.average_gradients(self.params)
+        torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        self.samples += len(batch)
+        self.losses.append(ce.item())  # the answer cross-entropy (the aux term is logged apart)
+        return loss.item()
 
-    last_eval = evaluate()
-    if last_eval:
-        log_writer.writerow({"step": step, "samples": samples, "eval_acc": last_eval["acc"],
-                             "eval_perf_ratio": last_eval["perf_ratio"], "elapsed_s": elapsed})  # fmt: skip
-    log_file.close()
-    writer.close()
-    summary = {"steps": step, "samples": samples, "train_wall_s": round(elapsed, 1), "threads": threads,
-               "processes": dp.world, "eval": last_eval, "config": cfg.model_dump(exclude={"progress", "resume"})}  # fmt: skip
-    lm.meta.training = summary
-    save_checkpoint()  # first: a kill during what follows leaves the last step's checkpoint to resume from
-    if dp.main:
-        with staged_files(out) as tmp:
-            lm.save(tmp)
-        atomic_write_json(out / "train_summary.json", summary)
-    dp.close()
-    log(f"saved {out} after {step} steps, {samples} samples, {elapsed / 60:.1f} min of training")
-    return summary
+    def _log_row(self) -> None:
+        """A row of ``train_log.csv`` and TensorBoard (and an evaluation every ``eval_every``)."""
+        cfg, step = self.cfg, self.step
+        now = time.time()
+        self.elapsed += now - self.t_last
+        rate = (self.samples - self.s_last) / max(now - self.t_last, 1e-9)
+        self.t_last, self.s_last = now, self.samples
+        row: dict[str, Any] = {"step": step, "samples": self.samples, "loss": float(np.mean(self.losses)),
+                               "lr": self.sched.get_last_lr()[0], "samples_per_s": rate, "elapsed_s": self.elapsed}  # fmt: skip
+        self.losses = []
+        if self.aux_losses:
+            row["aux_loss"] = float(np.mean(self.aux_losses))
+            self.writer.add_scalar("train/aux_loss", row["aux_loss"], step)
+            self.aux_losses = []
+        if cfg.eval_every and step % cfg.eval_every == 0 and step != self.total:
+            ev = self.evaluate()
+            self.dp.barrier()
+            row["eval_acc"] = ev.get("acc")
+            row["eval_perf_ratio"] = ev.get("perf_ratio")
+            self.t_last = time.time()  # evaluation time is not training time
+        for k in ("loss", "lr", "samples_per_s"):
+            self.writer.add_scalar(f"train/{k}", row[k], step)
+        self.log_writer.writerow(row)
+        self.log_file.flush()
+
+    def finish(self) -> dict[str, Any]:
+        """The final evaluation, checkpoint, model and ``train_summary.json``; the summary."""
+        dp, out, cfg = self.dp, self.out, self.cfg
+        last_eval = self.evaluate()
+        if last_eval:
+            self.log_writer.writerow({"step": self.step, "samples": self.samples, "eval_acc": last_eval["acc"],
+                                      "eval_perf_ratio": last_eval["perf_ratio"], "elapsed_s": self.elapsed})  # fmt: skip
+        self.log_file.close()
+        self.writer.close()
+        summary = {"steps": self.step, "samples": self.samples, "train_wall_s": round(self.elapsed, 1),
+                   "threads": self.threads, "processes": dp.world, "eval": last_eval,
+                   "config": cfg.model_dump(exclude={"progress", "resume"})}  # fmt: skip
+        self.lm.meta.training = summary
+        self.save_checkpoint()  # first: a kill during what follows leaves the last step's checkpoint to resume from
+        if dp.main:
+            with staged_files(out) as tmp:
+                self.lm.save(tmp)
+            atomic_write_json(out / "train_summary.json", summary)
+        dp.close()
+        self.log(f"saved {out} after {self.step} steps, {self.samples} samples, {self.elapsed / 60:.1f} min of training")
+        return summary
