@@ -7,7 +7,11 @@ checkpoint, so it loads either kind; ``d3qn:`` insists on a D3QN-LSTM. The
 agent's best weights are used (the best closed-loop evaluation during
 training); ``PATH@last`` takes the final ones. On a scenario with another
 server count the policy refuses with a :class:`PolicyError`: a fixed-size
-network is tied to the topology it was trained on.
+network is tied to the topology it was trained on; so does a checkpoint of an
+older observation layout (:func:`comllm.drl.checkpoint.check_layout`). Under
+``decisions=sequential`` the policy is handed one task per call
+(:meth:`comllm.sim.MECSimulator.decide`), whose observation shows the slot's
+earlier decisions.
 """
 
 from __future__ import annotations
