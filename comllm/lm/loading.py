@@ -232,6 +232,95 @@ def _first_line(err: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def _checkpoint_meta(source: str, local: Path, template: str | None) -> tuple[LMMeta, bool]:
+    """The checkpoint's :class:`LMMeta` (``template`` overriding its template) and whether it is a LoRA adapter.
+
+    Raises :class:`LMError` for a file instead of a folder, a missing local folder, a model with no
+    ``comllm.json`` and no ``template``, and an adapter folder without safetensors weights.
+    """
+    meta = LMMeta.load(local) if local.is_dir() else None
+    adapter = local.is_dir() and (local / "adapter_config.json").is_file()
+    if local.exists() and not local.is_dir():
+        raise LMError(f"model path '{source}' is a file; give the checkpoint folder")
+    if not local.exists() and (source.startswith(("/", ".", "~")) or source.count("/") > 1):
+        raise LMError(f"cannot load model '{source}': no such folder")
+    if template is not None and (meta is None or meta.template != template):
+        fresh = LMMeta.for_template(template)
+        meta = fresh if meta is None else LMMeta(**{**asdict(meta), "template": template,
+                                                     "prompt_suffix": fresh.prompt_suffix,
+                                                     "answer_prefix": fresh.answer_prefix})  # fmt: skip
+    if meta is None:
+        raise LMError(f"model '{source}' has no {META_FILE}; pass a template (e.g. --template paper)")
+    if adapter and not (local / "adapter_model.safetensors").is_file():
+        raise LMError(f"adapter folder '{source}' has no adapter_model.safetensors (pickled adapter weights are not loaded)")
+    return meta, adapter
+
+
+def _load_weights(source: str, local: Path, adapter: bool, meta: LMMeta, kwargs: dict[str, Any], trainable: bool) -> Any:
+    """The model of ``source`` (an adapter on its base model, whose name goes into ``meta.base_model``).
+
+    Any failure other than a :class:`ComllmError` becomes an :class:`LMError` naming the weight files.
+    """
+    from transformers import AutoModelForCausalLM
+
+    try:
+        if adapter:
+            from peft import PeftConfig, PeftModel
+
+            base_name = PeftConfig.from_pretrained(source).base_model_name_or_path
+            base = AutoModelForCausalLM.from_pretrained(base_name, **kwargs)
+            model = PeftModel.from_pretrained(base, source, is_trainable=trainable)
+            meta.base_model = base_name
+        else:
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except ComllmError:
+        raise
+    except Exception as err:  # noqa: BLE001  (a corrupt or truncated weights file raises many kinds)
+        raise LMError(f"cannot load the weights of model '{source}'{_files(local, _WEIGHTS)}: {_first_line(err)}") from None
+    return model
+
+
+def _load_tokenizer(source: str, local: Path) -> Any:
+    """The tokenizer of ``source``, its pad token defaulting to EOS; :class:`LMError` if it fails to load or has no EOS."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    except ComllmError:
+        raise
+    except Exception as err:  # noqa: BLE001  (the tokenizers library raises a bare Exception)
+        raise LMError(f"cannot load the tokenizer of model '{source}'{_files(local, _TOKENIZER)}: {_first_line(err)}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.eos_token_id is None:
+        raise LMError(f"model '{source}' has no EOS token; answers need one")
+    return tokenizer
+
+
+def _add_lora(model: Any, lora: LoraSpec, source: str, adapter: bool, quantized: bool, meta: LMMeta) -> Any:
+    """``model`` wrapped in a fresh LoRA adapter on the targets it has; ``meta.base_model`` becomes ``source``.
+
+    Raises :class:`LMError` when ``source`` already holds an adapter or has none of ``lora.targets``.
+    """
+    if adapter:
+        raise LMError(f"'{source}' already holds a LoRA adapter; train it further without --lora")
+    from peft import LoraConfig, get_peft_model
+
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    targets = [t for t in lora.targets if t in present]
+    if not targets:
+        raise LMError(f"none of the LoRA targets {list(lora.targets)} exist in '{source}'")
+    if quantized:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model)
+    cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+                     task_type="CAUSAL_LM")  # fmt: skip
+    model = get_peft_model(model, cfg)
+    meta.base_model = source
+    return model
+
+
 def load_lm(
     spec: str | Path | None = "default",
     *,
@@ -249,77 +338,22 @@ def load_lm(
     model in a fresh LoRA adapter for training. ``four_bit`` quantizes with
     bitsandbytes (GPU only). ``trainable`` keeps a loaded adapter trainable.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     source = resolve_spec(spec)
     device = pick_device(device)
     torch_dtype = pick_dtype(dtype, device)
     local = Path(source)
-    meta = LMMeta.load(local) if local.is_dir() else None
-    adapter = local.is_dir() and (local / "adapter_config.json").is_file()
-    if local.exists() and not local.is_dir():
-        raise LMError(f"model path '{source}' is a file; give the checkpoint folder")
-    if not local.exists() and (source.startswith(("/", ".", "~")) or source.count("/") > 1):
-        raise LMError(f"cannot load model '{source}': no such folder")
-    if template is not None and (meta is None or meta.template != template):
-        fresh = LMMeta.for_template(template)
-        meta = fresh if meta is None else LMMeta(**{**asdict(meta), "template": template,
-                                                     "prompt_suffix": fresh.prompt_suffix,
-                                                     "answer_prefix": fresh.answer_prefix})  # fmt: skip
-    if meta is None:
-        raise LMError(f"model '{source}' has no {META_FILE}; pass a template (e.g. --template paper)")
-
-    if adapter and not (local / "adapter_model.safetensors").is_file():
-        raise LMError(f"adapter folder '{source}' has no adapter_model.safetensors (pickled adapter weights are not loaded)")
+    meta, adapter = _checkpoint_meta(source, local, template)
     quant = _quantization_config(four_bit, device)
     # data only: safetensors weights, never code shipped with a model (README, "What is safe")
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "use_safetensors": True, "trust_remote_code": False}
     if quant is not None:
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": device}
-    try:
-        if adapter:
-            from peft import PeftConfig, PeftModel
-
-            base_name = PeftConfig.from_pretrained(source).base_model_name_or_path
-            base = AutoModelForCausalLM.from_pretrained(base_name, **kwargs)
-            model = PeftModel.from_pretrained(base, source, is_trainable=trainable)
-            meta.base_model = base_name
-        else:
-            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except ComllmError:
-        raise
-    except Exception as err:  # noqa: BLE001  (a corrupt or truncated weights file raises many kinds)
-        raise LMError(f"cannot load the weights of model '{source}'{_files(local, _WEIGHTS)}: {_first_line(err)}") from None
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
-    except ComllmError:
-        raise
-    except Exception as err:  # noqa: BLE001  (the tokenizers library raises a bare Exception)
-        raise LMError(f"cannot load the tokenizer of model '{source}'{_files(local, _TOKENIZER)}: {_first_line(err)}") from None
-
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if tokenizer.eos_token_id is None:
-        raise LMError(f"model '{source}' has no EOS token; answers need one")
+    model = _load_weights(source, local, adapter, meta, kwargs, trainable)
+    tokenizer = _load_tokenizer(source, local)
     if quant is None:
         model = model.to(device)
     if lora is not None:
-        if adapter:
-            raise LMError(f"'{source}' already holds a LoRA adapter; train it further without --lora")
-        from peft import LoraConfig, get_peft_model
-
-        present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-        targets = [t for t in lora.targets if t in present]
-        if not targets:
-            raise LMError(f"none of the LoRA targets {list(lora.targets)} exist in '{source}'")
-        if quant is not None:
-            from peft import prepare_model_for_kbit_training
-
-            model = prepare_model_for_kbit_training(model)
-        cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
-                         task_type="CAUSAL_LM")  # fmt: skip
-        model = get_peft_model(model, cfg)
-        meta.base_model = source
+        model = _add_lora(model, lora, source, adapter, quant is not None, meta)
     model.train(trainable or lora is not None)
     return LoadedLM(model=model, tokenizer=tokenizer, meta=meta, source=source)
