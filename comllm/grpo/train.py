@@ -292,15 +292,12 @@ def train_grpo(cfg: GRPORunConfig, log: Callable[[str], None] = print) -> dict[s
         return _train_grpo(cfg, log)
 
 
-def _train_grpo(cfg: GRPORunConfig, log: Callable[[str], None]) -> dict[str, Any]:
-    from torch.utils.tensorboard import SummaryWriter
-    from transformers import PrinterCallback
-    from transformers.integrations import TensorBoardCallback
+def _start(cfg: GRPORunConfig, out: Path, log: Callable[[str], None]) -> tuple[GRPORunConfig, Path | None, int, str, Any]:
+    """The resolved config, the checkpoint to resume from, threads, device and reward config, checked before the model loads.
 
-    from comllm.lacs.rewards import make_reward_funcs
-
+    Raises :class:`GRPOError` for a missing data file; invalid reward options raise from ``cfg.reward_config()``.
+    """
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-    out = Path(cfg.out)
     cfg, last = _resolve_config(cfg, out, log if is_main_process() else (lambda msg: None))
     threads = cfg.threads or _auto_threads()
     torch.set_num_threads(threads)
@@ -309,23 +306,18 @@ def _train_grpo(cfg: GRPORunConfig, log: Callable[[str], None]) -> dict[str, Any
         if not Path(path).is_file():
             raise GRPOError(f"data file '{path}' does not exist")
     reward_config = cfg.reward_config()  # validates the reward options before the model loads
+    return cfg, last, threads, device, reward_config
 
-    lm = _load_model(cfg, device)
-    t0 = time.time()
-    dataset = build_dataset(lm, cfg.data, cfg.max_records)
-    log(f"{len(dataset)} prompts from {', '.join(cfg.data)} in {time.time() - t0:.1f}s (template {lm.meta.template})")
 
-    funcs = make_reward_funcs(reward_config)
-    funcs[0] = with_decision_metrics(funcs[0])
-    names = [f.__name__ for f in funcs]
-    lr = cfg.lr or (EMBEDDED_LR if lm.is_embedded else HF_LR)
-    bf16 = cfg.bf16 if cfg.bf16 is not None else (device.startswith("cuda") and torch.cuda.is_bf16_supported())
-    if bf16 and not device.startswith("cuda"):
-        raise GRPOError("--bf16 needs a CUDA GPU (bf16 on this CPU is slower than fp32)")
-    out.mkdir(parents=True, exist_ok=True)
-    if not cfg.resume and is_main_process():
-        atomic_write_json(out / CONFIG_FILE, cfg.model_dump(exclude={"resume", "progress"}))
-        shutil.rmtree(out / "tb", ignore_errors=True)  # events of a run interrupted before its first checkpoint
+def _build_trainer(
+    cfg: GRPORunConfig, out: Path, last: Path | None, lm: LoadedLM, dataset: Any, funcs: list, names: list[str],
+    lr: float, device: str, bf16: bool, log: Callable[[str], None],
+) -> tuple[Any, Any, Any]:  # fmt: skip
+    """(trainer, CSV log callback, TensorBoard writer): the frozen reference (``beta > 0`` without an adapter),
+    the CSV log and TensorBoard events cut back to ``last``'s step when resuming, and the trainer on them."""
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers import PrinterCallback
+    from transformers.integrations import TensorBoardCallback
 
     peft = hasattr(lm.model, "peft_config")
     ref = _frozen_copy(lm.model) if cfg.beta > 0 and not peft else None
@@ -349,13 +341,11 @@ def _train_grpo(cfg: GRPORunConfig, log: Callable[[str], None]) -> dict[str, Any
         comllm_meta=meta,
     )
     trainer.remove_callback(PrinterCallback)  # ours print (or draw) the logs
-    n_params = sum(p.numel() for p in lm.model.parameters())
-    n_train = sum(p.numel() for p in lm.model.parameters() if p.requires_grad)
-    log(f"model {lm.source}: {n_params / 1e6:.2f} M parameters ({n_train / 1e6:.2f} M trained), lacs={cfg.lacs} "
-        f"(lambda {cfg.lacs_weight}, H {cfg.horizon}, K {cfg.rollouts}), {cfg.prompts_per_step} prompts x G "
-        f"{cfg.num_generations} per step, lr {lr:g} {cfg.schedule}, beta {cfg.beta}, T {cfg.temperature}, "
-        f"{threads} threads, {device}" + (f"; resuming from {last}" if last else ""))  # fmt: skip
+    return trainer, csv_cb, writer
 
+
+def _fit(trainer: Any, last: Path | None) -> tuple[Any, float]:
+    """``trainer.train`` (resumed from ``last``) and its wall time; a checkpoint that is not plain data is a :class:`GRPOError`."""
     t0 = time.time()
     try:
         result = trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
@@ -364,18 +354,23 @@ def _train_grpo(cfg: GRPORunConfig, log: Callable[[str], None]) -> dict[str, Any
             raise
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
         raise GRPOError(f"checkpoint '{last}' holds a file that is not plain data; it is not loaded ({first})") from None
-    wall = time.time() - t0
-    writer.close()
+    return result, time.time() - t0
 
+
+def _summary(
+    cfg: GRPORunConfig, lm: LoadedLM, trainer: Any, result: Any, names: list[str], wall: float, elapsed_before: float,
+    threads: int, device: str, lr: float,
+) -> dict[str, Any]:  # fmt: skip
+    """The run's ``summary.json``: steps, wall times, the rewards averaged over the last tenth of the logged steps, config."""
     history = [h for h in trainer.state.log_history if "reward" in h]
     tail = history[-max(1, len(history) // 10) :] if history else []
     final = {k: sum(h[k] for h in tail if h.get(k) is not None) / max(1, sum(h.get(k) is not None for h in tail))
              for k in ("reward", *(f"rewards/{n}/mean" for n in names), "decisions/valid", "decisions/greedy_agree",
                        "decisions/cost_ratio", "kl")}  # fmt: skip
-    summary = {
+    return {
         "stage": "grpo",
         "steps": trainer.state.global_step,
-        "train_wall_s": round(csv_cb.elapsed_before + wall, 1),  # all sessions of a resumed run
+        "train_wall_s": round(elapsed_before + wall, 1),  # all sessions of a resumed run
         "session_wall_s": round(wall, 1),
         "threads": threads,
         "device": device,
@@ -386,6 +381,43 @@ def _train_grpo(cfg: GRPORunConfig, log: Callable[[str], None]) -> dict[str, Any
         "init_training": {k: lm.meta.training.get(k) for k in ("stage", "steps", "train_wall_s")} if lm.meta.training else None,
         "config": cfg.model_dump(exclude={"progress", "resume"}),
     }
+
+
+def _train_grpo(cfg: GRPORunConfig, log: Callable[[str], None]) -> dict[str, Any]:
+    """One (possibly resumed) GRPO session under ``cfg.out``: checks, model and prompts, training, then the final
+    model saved whole and ``summary.json`` written last (main process only); returns the summary."""
+    from comllm.lacs.rewards import make_reward_funcs
+
+    out = Path(cfg.out)
+    cfg, last, threads, device, reward_config = _start(cfg, out, log)
+    lm = _load_model(cfg, device)
+    t0 = time.time()
+    dataset = build_dataset(lm, cfg.data, cfg.max_records)
+    log(f"{len(dataset)} prompts from {', '.join(cfg.data)} in {time.time() - t0:.1f}s (template {lm.meta.template})")
+
+    funcs = make_reward_funcs(reward_config)
+    funcs[0] = with_decision_metrics(funcs[0])
+    names = [f.__name__ for f in funcs]
+    lr = cfg.lr or (EMBEDDED_LR if lm.is_embedded else HF_LR)
+    bf16 = cfg.bf16 if cfg.bf16 is not None else (device.startswith("cuda") and torch.cuda.is_bf16_supported())
+    if bf16 and not device.startswith("cuda"):
+        raise GRPOError("--bf16 needs a CUDA GPU (bf16 on this CPU is slower than fp32)")
+    out.mkdir(parents=True, exist_ok=True)
+    if not cfg.resume and is_main_process():
+        atomic_write_json(out / CONFIG_FILE, cfg.model_dump(exclude={"resume", "progress"}))
+        shutil.rmtree(out / "tb", ignore_errors=True)  # events of a run interrupted before its first checkpoint
+
+    trainer, csv_cb, writer = _build_trainer(cfg, out, last, lm, dataset, funcs, names, lr, device, bf16, log)
+    n_params = sum(p.numel() for p in lm.model.parameters())
+    n_train = sum(p.numel() for p in lm.model.parameters() if p.requires_grad)
+    log(f"model {lm.source}: {n_params / 1e6:.2f} M parameters ({n_train / 1e6:.2f} M trained), lacs={cfg.lacs} "
+        f"(lambda {cfg.lacs_weight}, H {cfg.horizon}, K {cfg.rollouts}), {cfg.prompts_per_step} prompts x G "
+        f"{cfg.num_generations} per step, lr {lr:g} {cfg.schedule}, beta {cfg.beta}, T {cfg.temperature}, "
+        f"{threads} threads, {device}" + (f"; resuming from {last}" if last else ""))  # fmt: skip
+
+    result, wall = _fit(trainer, last)
+    writer.close()
+    summary = _summary(cfg, lm, trainer, result, names, wall, csv_cb.elapsed_before, threads, device, lr)
     trained = LoadedLM(model=trainer.accelerator.unwrap_model(trainer.model), tokenizer=lm.tokenizer,
                        meta=LMMeta(**{**asdict(lm.meta), "training": summary}), source=str(out))  # fmt: skip
     if trainer.accelerator.is_main_process:
