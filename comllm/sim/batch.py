@@ -206,6 +206,11 @@ def rollout_system_into(
     from arrays and ``carry`` as the previous call left them (or copies of them). Slot
     ``t0`` reads no draws but ``ua[0]`` (random rule), so one run of it can serve every
     rollout of a candidate. ``out`` gets the ``OUT_*`` row of the slots run so far.
+
+    Why one long function: it is the loop of every LACS rollout, run for every slot of every
+    (state, action, rollout), and each task's work is a few arithmetic operations, so helper functions taking arrays,
+    called per task, cost several times the work itself (benchmarks/sim_speed.py,
+    benchmarks/lacs_speed.py measure it); the per-task steps are written out in one pass.
     """
     M, D = arr.shape
     N = server_rate.shape[0]

@@ -248,6 +248,11 @@ def run_slot_into(
     occupied places as a bit mask (bit k: place k), kept up to date here as tasks leave
     (the caller sets the bits of the tasks it places), so that no place need be read to
     find the tasks.
+
+    Why one long function: it is the innermost loop of the simulator and of every LACS rollout,
+    and each task's work is a few arithmetic operations, so helper functions taking arrays,
+    called per task, cost several times the work itself (benchmarks/sim_speed.py,
+    benchmarks/lacs_speed.py measure it); the per-task steps are written out in one pass.
     """
     M, D = arr.shape
     N = server_rate.shape[0]

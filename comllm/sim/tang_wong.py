@@ -203,6 +203,11 @@ def run_slot_tw(
     :func:`clear_traces`); ``served`` (N,) accumulates the Mbit each server
     computes. Outcomes are written from index ``n_out`` on; returns the new count.
     Scratch: ``share`` (N,), ``seen`` (N,) and ``order`` (D,) int64 (overwritten).
+
+    Why one long function: it is the inner loop of the simulator under these rules,
+    and each task's work is a few arithmetic operations, so helper functions taking arrays,
+    called per task, cost several times the work itself (benchmarks/sim_speed.py
+    measures it); the per-task steps are written out in one pass.
     """
     M, D = arr.shape
     N = server_rate.shape[0]
