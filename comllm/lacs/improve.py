@@ -69,7 +69,7 @@ class ImproveError(ComllmError, ValueError):
 
 @dataclass(frozen=True)
 class ImproveConfig:
-    """Settings of :func:`improve` (README, "COMLLM stage"); units: slots for times.
+    """Settings of :func:`improve` (README, "The all-action stage"); units: slots for times.
 
     ``model``: the starting model (a folder or ``default``); ``out``: the run folder.
     """
