@@ -36,14 +36,19 @@ from tests.oracles.reference_simulator import ReferenceSimulator  # noqa: E402
 CASES = [(50, 5), (20, 6), (20, 11)]
 
 
+def scenario(n_devices: int, n_servers: int, **fields: str):  # noqa: ANN201
+    """paper-6's physics with ``n_devices`` devices and ``n_servers`` servers cycling the three types."""
+    types = ["high-performance", "standard", "energy-saving"]
+    servers = [types[i % 3] for i in range(n_servers)]
+    return load_scenario("paper-6", {"n_devices": n_devices, "servers": servers, **fields})
+
+
 def measure(
     n_devices: int, n_servers: int, slots: int, repeats: int = 3, decisions: str = "simultaneous"
 ) -> tuple[float, float]:
     """Best of ``repeats``: device-slots/s and µs per slot. ``sequential`` goes through
     ``sim.decide`` (one policy call and one ``observe_turn`` per arriving task)."""
-    types = ["high-performance", "standard", "energy-saving"]
-    servers = [types[i % 3] for i in range(n_servers)]
-    sc = load_scenario("paper-6", {"n_devices": n_devices, "servers": servers, "decisions": decisions})
+    sc = scenario(n_devices, n_servers, decisions=decisions)
     sim = MECSimulator(sc, seed=0)
     rng = np.random.default_rng(0)
 
@@ -70,8 +75,7 @@ def measure(
 
 def measure_reference(n_devices: int, n_servers: int, slots: int) -> float:
     """The plain-Python reference on the same arrivals (recorded from a compiled run, untimed)."""
-    types = ["high-performance", "standard", "energy-saving"]
-    sc = load_scenario("paper-6", {"n_devices": n_devices, "servers": [types[i % 3] for i in range(n_servers)]})
+    sc = scenario(n_devices, n_servers)
     sim = MECSimulator(sc, seed=1)
     rng = np.random.default_rng(0)
     plan = []
@@ -89,9 +93,7 @@ def measure_reference(n_devices: int, n_servers: int, slots: int) -> float:
 
 def measure_rules(n_devices: int, n_servers: int, slots: int, slot_rules: str, repeats: int = 3) -> tuple[float, float]:
     """:func:`measure` (simultaneous decisions) under the given ``slot_rules``."""
-    types = ["high-performance", "standard", "energy-saving"]
-    servers = [types[i % 3] for i in range(n_servers)]
-    sc = load_scenario("paper-6", {"n_devices": n_devices, "servers": servers, "slot_rules": slot_rules})
+    sc = scenario(n_devices, n_servers, slot_rules=slot_rules)
     sim = MECSimulator(sc, seed=0)
     rng = np.random.default_rng(0)
     for _ in range(200):  # compile + warm
@@ -116,9 +118,7 @@ def measure_tang_wong_restatement(n_devices: int, n_servers: int, slots: int) ->
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.oracles
     from tests.oracles.tang_wong_rules import TangWongRules
 
-    types = ["high-performance", "standard", "energy-saving"]
-    servers = [types[i % 3] for i in range(n_servers)]
-    sc = load_scenario("paper-6", {"n_devices": n_devices, "servers": servers, "slot_rules": "tang-wong"})
+    sc = scenario(n_devices, n_servers, slot_rules="tang-wong")
     sim = MECSimulator(sc, seed=1)
     rng = np.random.default_rng(0)
     plan = []

@@ -428,6 +428,24 @@ def place_arrivals(t, arr, size, rem, act, stage, tid, dev, new_size, actions, f
 
 
 @njit(cache=True, nogil=True)
+def log_and_roll(n, out_tid, out_code, out_lat, log_code, log_lat, active_now, history, busy):
+    """After a slot: write its ``n`` outcomes into the task log (tracked tasks only), shift each
+    server's active-count ``history`` (N, H) by one slot with ``active_now`` as the newest, and
+    count the slot in ``busy`` for every server that had an active queue (both slot rules use it)."""
+    N, H = history.shape
+    for i in range(n):
+        if out_tid[i] >= 0:  # tasks restored from a JSON snapshot carry no log id
+            log_code[out_tid[i]] = out_code[i]
+            log_lat[out_tid[i]] = out_lat[i]
+    for j in range(N):
+        for h in range(H - 1):
+            history[j, h] = history[j, h + 1]
+        history[j, H - 1] = active_now[j]
+        if active_now[j] > 0:
+            busy[j] += 1
+
+
+@njit(cache=True, nogil=True)
 def step_simulator(
     t,
     arr,
@@ -458,7 +476,7 @@ def step_simulator(
     Returns the number of outcomes, or ``-1 - i`` when action ``i`` is out of range
     (then nothing has changed).
     """
-    N, H = history.shape
+    N = history.shape[0]
     for i in range(actions.shape[0]):
         if actions[i] < 0 or actions[i] > N:
             return -1 - i
@@ -468,16 +486,7 @@ def step_simulator(
         t, arr, size, rem, act, stage, tid, rate, local_rate, server_rate, active_now, served,
         out_code, out_lat, out_tid, out_act,
     )
-    for i in range(n):
-        if out_tid[i] >= 0:  # tasks restored from a JSON snapshot carry no log id
-            log_code[out_tid[i]] = out_code[i]
-            log_lat[out_tid[i]] = out_lat[i]
-    for j in range(N):
-        for h in range(H - 1):
-            history[j, h] = history[j, h + 1]
-        history[j, H - 1] = active_now[j]
-        if active_now[j] > 0:
-            busy[j] += 1
+    log_and_roll(n, out_tid, out_code, out_lat, log_code, log_lat, active_now, history, busy)
     return n
 
 

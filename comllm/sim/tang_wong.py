@@ -83,6 +83,7 @@ from comllm.sim.kernels import (
     STAGE_SERVER,
     STAGE_TX,
     _cttz,
+    log_and_roll,
     place_arrivals,
 )
 
@@ -317,7 +318,7 @@ def step_simulator(
     """One slot of the tracked simulator under the tang-wong rules; the contract of
     :func:`comllm.sim.kernels.step_simulator` (returns the number of outcomes, or
     ``-1 - i`` when action ``i`` is out of range, then nothing has changed)."""
-    N, H = history.shape
+    N = history.shape[0]
     D = arr.shape[1]
     for i in range(actions.shape[0]):
         if actions[i] < 0 or actions[i] > N:
@@ -331,14 +332,5 @@ def step_simulator(
         t, arr, size, rem, act, stage, tid, rate, local_rate, server_rate, active_now, served,
         out_code, out_lat, out_tid, out_act, 0, np.empty(N), seen, np.empty(D, dtype=np.int64),
     )  # fmt: skip
-    for i in range(n):
-        if out_tid[i] >= 0:  # tasks restored from a JSON snapshot carry no log id
-            log_code[out_tid[i]] = out_code[i]
-            log_lat[out_tid[i]] = out_lat[i]
-    for j in range(N):
-        for h in range(H - 1):
-            history[j, h] = history[j, h + 1]
-        history[j, H - 1] = active_now[j]
-        if active_now[j] > 0:
-            busy[j] += 1
+    log_and_roll(n, out_tid, out_code, out_lat, log_code, log_lat, active_now, history, busy)
     return n
