@@ -16,7 +16,11 @@ group in which every completion is the same answer. One iteration, read top to b
    fixes what the trained policy did with them (``simultaneous``: all of the slot's other
    tasks; ``sequential``: those decided before, as the planner does) and lets the greedy
    oracle decide the rest; ``greedy`` lets the greedy oracle decide them all, as the
-   dataset rewards do. Later slots are decided by the greedy oracle;
+   dataset rewards do. Later slots are decided by the greedy oracle. The states are scored
+   in parallel (:mod:`comllm.lacs.parallel`): in contiguous chunks by ``workers`` local
+   processes (0: one per CPU core, 1: in this process) or as Ray tasks on the cluster at
+   ``ray``; a state's rollout draws depend on the state and the iteration's seed only, so
+   the scores are the same, bit for bit, however they are split;
 3. **advantage**, group-relative over the action set: ``A(a) = -(score(a) - mean) / (std + 1e-6)``
    (lower score is better, so the best action has the largest advantage);
 4. **update**, ``epochs`` passes in minibatches of ``batch_size`` states with Adam:
@@ -44,7 +48,9 @@ import numpy as np
 import torch
 
 from comllm.errors import ComllmError
-from comllm.lacs.lookahead import LACS_DEFAULTS, LacsSettings, lacs_evaluate_batch
+from comllm.lacs.lookahead import LACS_DEFAULTS, LacsSettings
+from comllm.lacs.parallel import connect_ray, score_states
+from comllm.limits import MAX_WORKERS
 from comllm.scenario import Scenario, load_scenario
 from comllm.sim import MECSimulator, Snapshot
 from comllm.state import StateBatch
@@ -72,6 +78,10 @@ class ImproveConfig:
     """Settings of :func:`improve` (README, "The all-action stage"); units: slots for times.
 
     ``model``: the starting model (a folder or ``default``); ``out``: the run folder.
+    ``workers`` / ``ray``: where the scoring step runs (:mod:`comllm.lacs.parallel`): chunks of
+    the states in ``workers`` local processes (0: one per CPU core; 1: in this process), or
+    Ray tasks on the cluster at ``ray`` (``workers`` then sizes the chunks as the worker count
+    does, 0: the cluster's CPUs); the scores do not depend on it.
     """
 
     model: str = opt("default", "starting model: a folder written by `comllm sft`, or 'default'")
@@ -95,6 +105,8 @@ class ImproveConfig:
     eval_seeds: int = opt(1, "seeds of that evaluation (1000, 1001, ...)")
     seed: int = opt(0, "random seed of collection, rollouts and minibatches")
     threads: int = opt(0, "torch threads (0: torch's default)")
+    workers: int = opt(0, "processes scoring the states: 0 one per CPU core, 1 this process (with --ray: Ray tasks)")
+    ray: str | None = opt(None, "score the states as Ray tasks on the cluster at this address (HOST:PORT, auto)")
     resume: bool = opt(False, "continue from the last complete checkpoint in --out")
 
     def __post_init__(self) -> None:
@@ -104,8 +116,10 @@ class ImproveConfig:
 
         for name in ("iterations", "collect_slots", "states_per_slot", "rollouts", "epochs", "batch_size"):
             need(getattr(self, name) >= 1, name, "must be >= 1")
-        for name in ("warmup", "horizon", "eval_slots", "eval_seeds", "seed", "threads"):
+        for name in ("warmup", "horizon", "eval_slots", "eval_seeds", "seed", "threads", "workers"):
             need(getattr(self, name) >= 0, name, "must be >= 0")
+        need(self.workers <= MAX_WORKERS, "workers", f"must be <= {MAX_WORKERS}")
+        need(self.ray is None or bool(self.ray.strip()), "ray", "must be an address (HOST:PORT, auto)")
         need(self.others in OTHERS, "others", f"must be one of {', '.join(OTHERS)}")
         need(np.isfinite(self.lr) and self.lr > 0, "lr", "must be a finite number > 0")
         need(np.isfinite(self.beta) and self.beta >= 0, "beta", "must be a finite number >= 0")
@@ -174,9 +188,9 @@ def collect(policy: Any, scenario: Scenario, cfg: ImproveConfig, iteration: int)
 
 # ------------------------------------------------------------------ 2. score
 def score(data: Collected, cfg: ImproveConfig, iteration: int) -> np.ndarray:
-    """LACS score of every action of every recorded state, ``(S, N + 1)``, slots (lower is better)."""
-    res = lacs_evaluate_batch(data.snapshots, data.devices, cfg.lacs(iteration), None, data.fixed)
-    return np.stack([r.score for r in res])
+    """LACS score of every action of every recorded state, ``(S, N + 1)``, slots (lower is better);
+    in parallel over ``cfg.workers`` processes or Ray tasks on ``cfg.ray``, the same scores either way."""
+    return score_states(data.snapshots, data.devices, data.fixed, cfg.lacs(iteration), cfg.workers, cfg.ray)
 
 
 # -------------------------------------------------------------- 3. advantage
@@ -287,6 +301,8 @@ def improve(cfg: ImproveConfig, log: Callable[[str], None] = print, progress: An
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.ray is not None:  # a bad address fails now, in one line, not after the first collection
+        connect_ray(cfg.ray)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     scenario = load_scenario(cfg.scenario, list(cfg.overrides))
