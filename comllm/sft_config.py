@@ -5,6 +5,15 @@ model, saved in the checkpoint's ``comllm.json``, from which the command's optio
 It lives outside :mod:`comllm.lm` so that reading the options (``comllm sft --help``, the
 pipeline's config) loads neither torch nor transformers; :mod:`comllm.lm.sft` and
 :mod:`comllm.lm.model` re-export what they use.
+
+Robust training (``--perturb FAMILY``, repeatable, ``--perturb-prob``, ``--perturb-seed``):
+each training prompt is, with probability ``perturb_prob``, rendered by
+``perturbed_template(family, seed, base=<the model's template>)``
+(:mod:`comllm.text.perturb`), the family drawn uniformly from ``perturb`` and the
+perturbation seed from :data:`TRAIN_PERTURB_SEEDS` (1_000_000 and up), so the seeds
+0..999 that the robustness evaluation uses are never seen in training. The draws come
+from a generator seeded by ``perturb_seed`` alone (:func:`comllm.lm.sft.perturbation_draws`):
+the same config encodes the same examples, on a resume too.
 """
 
 from __future__ import annotations
@@ -44,6 +53,14 @@ class ModelShape:
 
 
 _SHAPE = ModelShape()
+
+#: the families of :data:`comllm.text.perturb.PERTURBATIONS` (written here so that reading the
+#: options loads no template; a test keeps the two equal)
+PERTURB_FAMILIES = ("shuffle-fields", "paraphrase", "units", "numbers", "shuffle-servers", "all")
+#: perturbation seeds of the robustness evaluation: 0 .. EVAL_PERTURB_SEEDS - 1 (never drawn for training)
+EVAL_PERTURB_SEEDS = 1000
+#: perturbation seeds drawn for training prompts: [start, stop)
+TRAIN_PERTURB_SEEDS = (1_000_000, 1_000_000 + 2**31)
 
 
 def _flag(*names: str) -> dict[str, Any]:
@@ -102,6 +119,21 @@ class SFTConfig(BaseModel):
     listwise: float = Field(0.0, ge=0, description="weight of a listwise loss over every valid answer (soft oracle)")
     listwise_tau: float = Field(0.5, gt=0, description="temperature (slots) of the listwise soft-oracle target")
     progress: bool = Field(True, description="progress bar", json_schema_extra=_flag("--progress/--no-progress"))
+    # robust training: perturbed training prompts (comllm.text.perturb; comllm.lm.sft.perturbation_draws)
+    perturb: list[str] = Field(
+        default_factory=list,
+        description="robust training: perturb training prompts with this family of comllm.text.perturb"
+        f" ({' | '.join(PERTURB_FAMILIES)}); one drawn per sample when several are given",
+        json_schema_extra=_flag("--perturb"),
+    )
+    perturb_prob: float = Field(0.5, ge=0, le=1, description="with --perturb: probability that a training prompt is perturbed")
+    perturb_seed: int = Field(
+        0,
+        ge=0,
+        description="with --perturb: seed of the draws (which prompts, which family, which perturbation seed); the"
+        f" perturbation seeds are drawn from {TRAIN_PERTURB_SEEDS[0]}..{TRAIN_PERTURB_SEEDS[1] - 1}, so the"
+        f" robustness evaluation's seeds 0..{EVAL_PERTURB_SEEDS - 1} are never trained on",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "SFTConfig":
@@ -110,7 +142,21 @@ class SFTConfig(BaseModel):
         if self.listwise > 0 and (self.reasoning or self.cost_head > 0):
             raise FieldError("listwise", self.listwise, "combines with neither reasoning answers nor the cost head")
         ModelShape(hidden=self.hidden, layers=self.layers, heads=self.heads, intermediate=self.intermediate)
+        self._check_perturb()
         return self
+
+    def _check_perturb(self) -> None:
+        """Known families (those of :data:`comllm.text.perturb.PERTURBATIONS`), none with the cost head."""
+        if not self.perturb:
+            return
+        from comllm.text.perturb import PERTURBATIONS
+
+        for family in self.perturb:
+            if family not in PERTURBATIONS:
+                raise FieldError("perturb", family, f"unknown --perturb family (known: {', '.join(PERTURBATIONS)})")
+        if self.cost_head > 0:
+            raise FieldError("perturb", self.perturb[0], "--perturb does not combine with --cost-head"
+                             " (the cost head reads the action lines in their canonical order)")  # fmt: skip
 
 
 def make_config(**kwargs: Any) -> SFTConfig:

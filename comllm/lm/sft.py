@@ -6,6 +6,18 @@ Each example is ``prompt + answer_prefix + answer + EOS``; the loss is the
 mean cross-entropy over the answer tokens only (value tokens, which the
 embedded model reads but never writes, are not targets).
 
+Robust training (``--perturb FAMILY``, ``--perturb-prob``, ``--perturb-seed``): each
+training prompt is, with probability ``perturb_prob``, written by
+``perturbed_template(family, seed, base=<the model's template>)`` (:mod:`comllm.text.perturb`;
+the answer is unchanged), its family drawn uniformly from the ``--perturb`` list and its
+perturbation seed from 1_000_000 up (:data:`~comllm.sft_config.TRAIN_PERTURB_SEEDS`), so the
+robustness evaluation's seeds 0..999 are never trained on (:func:`perturbation_draws`:
+one generator seeded by ``perturb_seed``, the same draws for the same config, on resume
+too). A family the template cannot take (a template without a style, or ``paraphrase`` on
+``paper-zh``) stops the run at its start. A new embedded model built for such a run holds
+every word the perturbations write (:func:`perturbation_corpus`); a checkpoint whose
+vocabulary lacks some gets a warning (they are read as ``<unk>``).
+
 Batches: each epoch is a seeded permutation, cut into chunks of 64 batches
 whose examples are sorted by length before being cut into batches (bucketing:
 the embedded model's prompts have one length per server count, so batches
@@ -63,7 +75,7 @@ from comllm.lm.loading import LMError, LMMeta, LoadedLM, LoraSpec, load_lm, pick
 from comllm.lm.model import ModelShape, build_model
 from comllm.lm.tokenizer import ComllmTokenizer
 from comllm.locking import LOCK_FILE, is_main_process, lock_folder
-from comllm.sft_config import SFTConfig, SFTError, make_config
+from comllm.sft_config import EVAL_PERTURB_SEEDS, TRAIN_PERTURB_SEEDS, SFTConfig, SFTError, make_config  # noqa: F401
 from comllm.state import TaskState
 
 STATE_FILE = "trainer_state.safetensors"
@@ -128,6 +140,62 @@ def action_line_ends(lm: LoadedLM, template: Any, prompt: list[int], n_servers: 
     return ends
 
 
+#: a training prompt's perturbation: (family, perturbation seed), or None (the canonical prompt)
+Draw = tuple[str, int] | None
+
+
+def perturbation_draws(n: int, families: list[str] | tuple[str, ...], prob: float, seed: int) -> list[Draw]:
+    """Which of ``n`` training prompts are perturbed, and how: deterministic in the arguments.
+
+    One generator seeded by ``seed`` draws, for every sample, whether it is perturbed
+    (probability ``prob``), its family (uniform over ``families``) and its perturbation
+    seed (uniform in :data:`~comllm.sft_config.TRAIN_PERTURB_SEEDS`, 1_000_000 and up:
+    the robustness evaluation's seeds 0..999 never occur). All three are drawn for every
+    sample, so sample ``i``'s draw depends only on ``i`` and the arguments.
+    """
+    if not families or prob <= 0 or n == 0:
+        return [None] * n
+    rng = np.random.default_rng(int(seed))
+    hit = rng.random(n) < prob
+    family = rng.integers(len(families), size=n)
+    pseed = rng.integers(TRAIN_PERTURB_SEEDS[0], TRAIN_PERTURB_SEEDS[1], size=n)
+    return [(families[int(f)], int(k)) if h else None for h, f, k in zip(hit, family, pseed)]
+
+
+def check_perturbations(template: Any, families: Iterable[str]) -> None:
+    """Refuse, before any prompt is rendered, a family the template cannot take (the TextError's message)."""
+    from comllm.text import get_template
+    from comllm.text.errors import TextError
+    from comllm.text.perturb import perturbed_template
+
+    base = get_template(template) if isinstance(template, str) else template
+    for family in dict.fromkeys(families):
+        try:
+            perturbed_template(family, TRAIN_PERTURB_SEEDS[0], base=base)
+        except TextError as err:
+            raise SFTError(f"--perturb {family}: {err}") from None
+
+
+def training_prompts(lm: LoadedLM, states: list[TaskState], draws: list[Draw] | None = None) -> list[str]:
+    """The prompt texts of training states as the model reads them; a drawn one perturbed.
+
+    A perturbed prompt is ``perturbed_template(family, seed, base=<the model's template>)``'s,
+    followed by the model's prompt suffix, like :meth:`LoadedLM.prompt_text`.
+    """
+    if draws is None or not any(draws):
+        return [lm.prompt_text(s) for s in states]
+    from comllm.text import get_template
+    from comllm.text.perturb import perturbed_template
+
+    base = get_template(lm.meta.template)
+    check_perturbations(base, {d[0] for d in draws if d is not None})
+    suffix = lm.meta.prompt_suffix
+    return [
+        lm.prompt_text(s) if d is None else perturbed_template(d[0], d[1], base=base).render_prompt(s) + suffix
+        for s, d in zip(states, draws)
+    ]
+
+
 def encode_examples(
     lm: LoadedLM,
     states: list[TaskState],
@@ -135,12 +203,21 @@ def encode_examples(
     costs: list[np.ndarray],
     reasoning: bool = False,
     with_line_ends: bool = False,
+    perturb: list[str] | tuple[str, ...] = (),
+    perturb_prob: float = 0.5,
+    perturb_seed: int = 0,
 ) -> Examples:
-    """Render prompts with the model's template and tokenize prompts and answers."""
+    """Render prompts with the model's template and tokenize prompts and answers.
+
+    ``perturb`` (robust training, ``--perturb``): each prompt is perturbed with probability
+    ``perturb_prob`` by a family drawn from ``perturb`` (:func:`perturbation_draws`,
+    seeded by ``perturb_seed``); answers are never perturbed.
+    """
     from comllm.text import get_template
 
     template = get_template(lm.meta.template)
-    prompts = lm.encode_prompts([lm.prompt_text(s) for s in states])
+    draws = perturbation_draws(len(states), list(perturb), perturb_prob, perturb_seed)
+    prompts = lm.encode_prompts(training_prompts(lm, states, draws))
     cache: dict[int, list[int]] = {}
     completions = []
     for s, a in zip(states, labels):
@@ -286,8 +363,72 @@ def lr_lambda(schedule: str, total: int, warmup_steps: int) -> Callable[[int], f
 
 
 # ---------------------------------------------------------------- models
-def new_embedded_lm(template: str, corpus_states: list[TaskState], shape: ModelShape, seed: int) -> LoadedLM:
-    """A fresh embedded model whose word vocabulary covers every registered template and answer."""
+#: perturbed prompts per template and family in a new model's vocabulary corpus
+PERTURBED_CORPUS_PROMPTS = 8
+
+
+def perturbation_corpus(
+    templates: Iterable[Any], states: list[TaskState], per_family: int = PERTURBED_CORPUS_PROMPTS
+) -> list[str]:
+    """Texts holding every word the perturbations of ``templates`` write (:mod:`comllm.text.perturb`).
+
+    For each template with a style: every word of its word tables (what ``paraphrase``
+    picks from, all of them, each alone and each as a label of a rendered prompt), and
+    ``per_family`` prompts of each family it takes, with seeds ``0..per_family - 1``
+    (units, number formats, field orders: words at a line start), the states cycled;
+    their number does not depend on how many states there are. The states with the fewest
+    servers (at least 2) are used: the words do not depend on the server count.
+    """
+    from dataclasses import replace
+
+    from comllm.text.errors import TextError
+    from comllm.text.perturb import PERTURBATIONS, perturbed_template
+
+    states = sorted(states, key=lambda s: (s.n_servers < 2, s.n_servers))[:8]
+    out: list[str] = []
+    for t in templates:
+        style = t.style
+        if style is None:
+            continue
+        if "labels" in style.PERTURBABLE:
+            tables = style.word_tables()
+            out.extend(w for table in tables for words in table.values() for w in words)
+            width = max((len(words) for table in tables for words in table.values()), default=0)
+            for i in range(width):  # every key's i-th word (its last one when it has fewer) at once
+                labels = {**style.labels, **{k: w[min(i, len(w) - 1)] for table in tables for k, w in table.items()}}
+                out.extend(t.with_style(replace(style, labels=labels)).render_prompt(s) for s in states[:4])
+        for name in PERTURBATIONS:
+            try:
+                perturbed_template(name, 0, base=t)
+            except TextError:
+                continue  # a family the template does not take writes nothing
+            out.extend(
+                perturbed_template(name, k, base=t).render_prompt(states[k % len(states)]) for k in range(per_family)
+            )
+    return _distinct_lines(out)
+
+
+def _distinct_lines(texts: Iterable[str]) -> list[str]:
+    """The distinct lines of ``texts``, numbers written ``0``: the same words for the vocabulary, far less text.
+
+    (Numbers are no words: the vocabulary builder drops them, and an integer it keeps, a
+    server id, is always in the vocabulary; no word piece spans a line break.)
+    """
+    number = re.compile(r"\d+(?:\.\d+)?")
+    return list(dict.fromkeys(number.sub("0", line) for text in texts for line in text.split("\n")))
+
+
+def new_embedded_lm(
+    template: str, corpus_states: list[TaskState], shape: ModelShape, seed: int, perturbation_words: bool = False
+) -> LoadedLM:
+    """A fresh embedded model whose word vocabulary covers every registered template and answer.
+
+    ``perturbation_words`` (what ``comllm sft --perturb`` asks for): every word the prompt
+    perturbations write too (:func:`perturbation_corpus`), so that no perturbed prompt
+    meets an unknown word. Without it the vocabulary, hence the initialisation, is the
+    one of before (the perturbations' words are left out: a model that never reads them
+    in training gains nothing from having them).
+    """
     from comllm.text import TEMPLATES
 
     corpus: list[str] = []
@@ -297,6 +438,8 @@ def new_embedded_lm(template: str, corpus_states: list[TaskState], shape: ModelS
         n_max = max(s.n_servers for s in corpus_states)
         corpus.extend(" " + a for a in t.answers(max(n_max, 32)))
         corpus.append(t.render_answer(1, t.reasoning_trace(corpus_states[0])))
+    if perturbation_words:
+        corpus.extend(perturbation_corpus(TEMPLATES.values(), corpus_states))
     for suffix in ("\nanswer:", "\n决策："):
         corpus.append(suffix)
     build_dir = tempfile.mkdtemp(prefix="comllm-tok-")
@@ -469,6 +612,8 @@ def _train_sft(cfg: SFTConfig, log: Callable[[str], None]) -> dict[str, Any]:
     if not dp.main:
         log = _silent
     device = dp.init(pick_device(cfg.device))
+    if cfg.perturb and cfg.template and not cfg.resume:  # fail at the start, before the data and the model
+        check_perturbations(cfg.template, cfg.perturb)
     ckpts = _check_folder(cfg, out, dp)
     cfg, state, lm = _start_point(cfg, out, ckpts, device, dp, log)
     lm, train_ex, evals = _training_data(cfg, lm, device, dp, out, log)
@@ -518,7 +663,8 @@ def _new_lm(cfg: SFTConfig, states: list[TaskState], device: str) -> LoadedLM:
     if cfg.model == "default":
         shape = ModelShape(hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads, intermediate=cfg.intermediate)
         pick = np.random.default_rng(cfg.seed).choice(len(states), min(len(states), 300), replace=False)
-        lm = new_embedded_lm(cfg.template, [states[i] for i in pick], shape, cfg.seed)  # type: ignore[arg-type]
+        lm = new_embedded_lm(cfg.template, [states[i] for i in pick], shape, cfg.seed,  # type: ignore[arg-type]
+                             perturbation_words=bool(cfg.perturb))  # fmt: skip
         lm.model.to(device)
         return lm
     lora = LoraSpec(r=cfg.lora_r, alpha=cfg.lora_alpha) if cfg.lora else None
@@ -554,13 +700,35 @@ def _training_data(
     t0 = time.time()
     if cfg.cost_head > 0:
         _add_cost_head(lm)
-    train_ex = encode_examples(lm, states, labels, costs, reasoning=cfg.reasoning, with_line_ends=cfg.cost_head > 0)
+    if cfg.perturb:  # a template the families cannot perturb stops here, before any prompt is rendered
+        check_perturbations(lm.meta.template, cfg.perturb)
+    train_ex = encode_examples(lm, states, labels, costs, reasoning=cfg.reasoning, with_line_ends=cfg.cost_head > 0,
+                               perturb=cfg.perturb, perturb_prob=cfg.perturb_prob, perturb_seed=cfg.perturb_seed)  # fmt: skip
     log(f"tokenized {len(train_ex)} examples in {time.time() - t0:.1f}s "
         f"(mean length {train_ex.lengths().mean():.0f} tokens)")  # fmt: skip
+    if cfg.perturb:
+        draws = perturbation_draws(len(states), cfg.perturb, cfg.perturb_prob, cfg.perturb_seed)
+        hit = sum(d is not None for d in draws)
+        log(f"perturbed {hit} of {len(states)} prompts ({', '.join(cfg.perturb)}; "
+            f"p {cfg.perturb_prob:g}, seed {cfg.perturb_seed})")  # fmt: skip
+        unknown = _prompts_with_unknown_words(lm, train_ex)
+        if unknown:
+            log(f"warning: {unknown} training prompts hold words outside the vocabulary of '{lm.source}' (read as <unk>):"
+                " its tokenizer predates the perturbations' words; a new model (--model default) has them all")  # fmt: skip
     evals = _eval_records(cfg)
     if dp.main:
         _write_examples(data_cache, train_ex)
     return lm, train_ex, evals
+
+
+def _prompts_with_unknown_words(lm: LoadedLM, ex: Examples) -> int:
+    """How many prompts hold the embedded tokenizer's unknown word (0 for a HF model)."""
+    if not lm.is_embedded:
+        return 0
+    from comllm.lm.tokenizer import UNK
+
+    unk = lm.tokenizer.convert_tokens_to_ids(UNK)
+    return sum(bool((p == unk).any()) for p in ex.prompt)
 
 
 LOG_FIELDS = ["step", "samples", "loss", "aux_loss", "lr", "samples_per_s", "elapsed_s", "eval_acc", "eval_perf_ratio"]

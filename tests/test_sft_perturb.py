@@ -1,0 +1,201 @@
+"""Robust SFT (``comllm sft --perturb``): perturbed training prompts, their draws, their words, a run.
+
+Each training prompt is, with probability ``--perturb-prob``, written by
+``perturbed_template(family, seed, base=<the model's template>)`` with a family drawn from
+the ``--perturb`` list and a perturbation seed from 1_000_000 up (never the evaluation's 0..999).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from comllm.cli import app
+from comllm.lm.loading import LMMeta, load_lm
+from comllm.lm.sft import (
+    DATASET_FILE,
+    SFTError,
+    _read_examples,
+    encode_examples,
+    make_config,
+    new_embedded_lm,
+    perturbation_draws,
+    read_record_states,
+    train_sft,
+    training_prompts,
+)
+from comllm.lm.tokenizer import UNK
+from comllm.sft_config import EVAL_PERTURB_SEEDS, PERTURB_FAMILIES, TRAIN_PERTURB_SEEDS, SFTConfig
+from comllm.text import get_template
+from comllm.text.perturb import PERTURBATIONS
+from tests.test_lm_support import TINY as TINY_SHAPE
+from tests.test_lm_support import make_records, record_states
+
+FAMILIES = list(PERTURBATIONS)
+TINY = dict(hidden=32, layers=1, heads=2, intermediate=64, batch_size=8, progress=False, threads=1)
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory) -> Path:
+    return make_records(tmp_path_factory.mktemp("perturb") / "train.jsonl", 240, servers="2-4", seed=3)
+
+
+@pytest.fixture(scope="module")
+def states(records: Path) -> list:
+    return record_states(records)
+
+
+@pytest.fixture(scope="module")
+def lean(states: list):
+    """A freshly built embedded model on ``lean-v2`` for robust training (as ``comllm sft --perturb`` builds it)."""
+    return new_embedded_lm("lean-v2", states[:20], TINY_SHAPE, 0, perturbation_words=True)
+
+
+def _on(lm, template: str):  # type: ignore[no-untyped-def]
+    """The same model and tokenizer reading ``template``'s prompts."""
+    return dataclasses.replace(lm, meta=LMMeta.for_template(template))
+
+
+def test_the_families_are_those_of_the_perturbations() -> None:
+    assert PERTURB_FAMILIES == tuple(PERTURBATIONS)
+    help_ = SFTConfig.model_fields["perturb"].description
+    assert all(f in help_ for f in PERTURBATIONS)
+    assert str(EVAL_PERTURB_SEEDS - 1) in SFTConfig.model_fields["perturb_seed"].description
+
+
+def test_perturbed_paper_v2_prompts_read_back_to_the_state(lean, states: list) -> None:
+    t = get_template("paper-v2")
+    lm = _on(lean, "paper-v2")
+    qs = [t.quantize(s) for s in states[:120]]
+    draws = perturbation_draws(len(qs), FAMILIES, 1.0, seed=7)
+    texts = training_prompts(lm, qs, draws)
+    canonical = [lm.prompt_text(q) for q in qs]
+    suffix = lm.meta.prompt_suffix
+    assert suffix and all(x.endswith(suffix) for x in texts)
+    changed = 0
+    for q, text, plain in zip(qs, texts, canonical):
+        assert t.parse_prompt(text[: len(text) - len(suffix)]) == q
+        changed += text != plain
+    assert changed >= 0.9 * len(qs)
+    assert {d[0] for d in draws} == set(FAMILIES)  # every family was drawn
+
+
+@pytest.mark.parametrize("template", ["lean-v2", "annotated-compact-v2"])
+def test_perturbed_compact_prompts_have_no_unknown_word(lean, states: list, template: str) -> None:
+    lm = _on(lean, template)
+    unk = lm.tokenizer.convert_tokens_to_ids(UNK)
+    ex = encode_examples(lm, states, np.zeros(len(states), dtype=np.int64), [np.zeros(s.n_servers + 1) for s in states],
+                         perturb=FAMILIES, perturb_prob=1.0, perturb_seed=11)  # fmt: skip
+    plain = lm.encode_prompts([lm.prompt_text(s) for s in states])
+    assert sum(not np.array_equal(p, q) for p, q in zip(ex.prompt, plain)) >= 0.9 * len(states)
+    bad = [i for i, p in enumerate(ex.prompt) if unk in p.tolist()]
+    assert not bad, lm.tokenizer.decode(ex.prompt[bad[0]].tolist())
+
+
+def test_only_a_model_built_for_robust_training_has_the_perturbation_words(lean, states: list) -> None:
+    plain = new_embedded_lm("lean-v2", states[:20], TINY_SHAPE, 0)
+    words, robust = set(plain.tokenizer.get_vocab()), set(lean.tokenizer.get_vocab())
+    assert words < robust and {" enroute", " Gcycles", " MHz"} <= robust - words
+    ex = encode_examples(plain, states[:60], np.zeros(60, dtype=np.int64), [np.zeros(s.n_servers + 1) for s in states[:60]],
+                         perturb=["paraphrase"], perturb_prob=1.0)  # fmt: skip
+    unk = plain.tokenizer.convert_tokens_to_ids(UNK)
+    assert any(unk in p.tolist() for p in ex.prompt)  # what the warning of a run from such a checkpoint is about
+
+
+def test_the_fraction_perturbed_is_about_p_and_the_seeds_are_for_training() -> None:
+    for p in (0.2, 0.5, 0.8):
+        draws = perturbation_draws(600, FAMILIES, p, seed=1)
+        hit = [d for d in draws if d is not None]
+        assert abs(len(hit) / 600 - p) < 0.06, p
+        seeds = np.array([d[1] for d in hit])
+        assert (seeds >= TRAIN_PERTURB_SEEDS[0]).all() and (seeds < TRAIN_PERTURB_SEEDS[1]).all()
+        assert (seeds >= EVAL_PERTURB_SEEDS).all() and len(set(seeds.tolist())) == len(seeds)
+        counts = np.array([sum(d[0] == f for d in hit) for f in FAMILIES])
+        assert counts.min() > 0.5 * len(hit) / len(FAMILIES)  # about uniform
+    assert perturbation_draws(50, FAMILIES, 0.0, seed=1) == [None] * 50
+    assert perturbation_draws(50, [], 1.0, seed=1) == [None] * 50
+    assert None not in perturbation_draws(50, ["units"], 1.0, seed=1)
+
+
+def test_the_same_config_encodes_the_same_examples(lean, states: list) -> None:
+    labels = np.arange(len(states)) % 2
+    costs = [np.zeros(s.n_servers + 1) for s in states]
+    kw = dict(perturb=["units", "paraphrase", "shuffle-servers"], perturb_prob=0.5, perturb_seed=4)
+    a = encode_examples(lean, states, labels, costs, **kw)
+    b = encode_examples(lean, states, labels, costs, **kw)
+    assert all(np.array_equal(x, y) for x, y in zip(a.prompt, b.prompt))
+    assert all(np.array_equal(x, y) for x, y in zip(a.completion, b.completion))
+    c = encode_examples(lean, states, labels, costs, **{**kw, "perturb_seed": 5})
+    assert not all(np.array_equal(x, y) for x, y in zip(a.prompt, c.prompt))
+    plain = encode_examples(lean, states, labels, costs)
+    assert all(np.array_equal(x, y) for x, y in zip(a.completion, plain.completion))  # answers are never perturbed
+
+
+def test_a_bad_family_names_the_option_and_the_value(records: Path, tmp_path: Path) -> None:
+    with pytest.raises(SFTError, match=r"perturb.*'nope'.*--perturb") as err:
+        make_config(template="lean-v2", data=[str(records)], out=str(tmp_path / "o"), perturb=["units", "nope"])
+    assert "\n" not in str(err.value) and "shuffle-fields" in str(err.value)
+    with pytest.raises(SFTError, match="perturb_prob"):
+        make_config(template="lean-v2", data=[str(records)], out=str(tmp_path / "o"), perturb=["units"], perturb_prob=1.5)
+    res = CliRunner().invoke(app, ["sft", "--data", str(records), "--out", str(tmp_path / "cli"), "--template", "lean-v2",
+                                   "--perturb", "nope"])  # fmt: skip
+    assert res.exit_code != 0 and isinstance(res.exception, SFTError)
+    assert "--perturb" in str(res.exception) and "'nope'" in str(res.exception)
+
+
+@pytest.mark.parametrize("template,blamed,message", [
+    ("estimates", "shuffle-servers", "perturbations apply to the templates with a style"),  # no style: any family
+    ("paper-zh", "paraphrase", "perturbation 'paraphrase' is not defined for the"),  # its shuffles are fine
+])  # fmt: skip
+def test_a_template_the_family_does_not_fit_stops_the_run_at_its_start(tmp_path: Path, template: str, blamed: str,
+                                                                        message: str) -> None:  # fmt: skip
+    # the data file does not exist: the refusal comes before the data are read
+    cfg = make_config(template=template, data=[str(tmp_path / "none.jsonl")], out=str(tmp_path / "run"),
+                      perturb=["shuffle-servers", "paraphrase"], **TINY)  # fmt: skip
+    with pytest.raises(SFTError, match=message) as err:
+        train_sft(cfg, log=lambda s: None)
+    assert str(err.value).startswith(f"--perturb {blamed}: ")
+    assert not (tmp_path / "run" / DATASET_FILE).exists()
+
+
+def test_a_tiny_robust_sft_run_end_to_end(records: Path, tmp_path: Path) -> None:
+    out = tmp_path / "robust"
+    res = CliRunner().invoke(app, ["sft", "--data", str(records), "--out", str(out), "--template", "lean-v2",
+                                   "--perturb", "units", "--perturb", "paraphrase", "--perturb", "all",
+                                   "--perturb-prob", "0.7", "--perturb-seed", "3", "--steps", "4", "--batch-size", "8",
+                                   "--hidden", "32", "--layers", "1", "--heads", "2", "--intermediate", "64",
+                                   "--no-progress", "--threads", "1"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "perturbed" in res.output
+    summary = json.loads((out / "train_summary.json").read_text())
+    want = {"perturb": ["units", "paraphrase", "all"], "perturb_prob": 0.7, "perturb_seed": 3}
+    assert summary["steps"] == 4 and {k: summary["config"][k] for k in want} == want
+    meta = json.loads((out / "comllm.json").read_text())
+    assert {k: meta["training"]["config"][k] for k in want} == want
+    # what a resume would tokenize again is what the run trained on, with no unknown word
+    lm = load_lm(out)
+    states, labels, costs = read_record_states([str(records)])
+    again = encode_examples(lm, states, labels, costs, **want)
+    saved = _read_examples(out / DATASET_FILE, log=lambda s: None)
+    assert saved is not None and len(saved) == len(again) == len(states)
+    assert all(np.array_equal(x, y) for x, y in zip(saved.prompt, again.prompt))
+    unk = lm.tokenizer.convert_tokens_to_ids(UNK)
+    assert not any(unk in p.tolist() for p in saved.prompt)
+    plain = lm.encode_prompts([lm.prompt_text(s) for s in states])
+    frac = np.mean([not np.array_equal(p, q) for p, q in zip(saved.prompt, plain)])
+    assert 0.55 < frac < 0.85
+
+
+def test_a_checkpoint_without_the_words_gets_a_warning(records: Path, states: list, tmp_path: Path) -> None:
+    new_embedded_lm("lean-v2", states[:20], TINY_SHAPE, 0).save(tmp_path / "plain")
+    logs: list[str] = []
+    cfg = make_config(model=str(tmp_path / "plain"), data=[str(records)], out=str(tmp_path / "run"), steps=1,
+                      perturb=["paraphrase"], **TINY)  # fmt: skip
+    train_sft(cfg, log=logs.append)
+    assert any(m.startswith("perturbed ") for m in logs)
+    assert any(m.startswith("warning: ") and "outside the vocabulary" in m for m in logs), logs
