@@ -255,6 +255,13 @@ class StateBatch:
         """The tasks at ``idx`` as a new batch."""
         return StateBatch(**{k: v[idx] for k, v in self.arrays().items()})
 
+    @classmethod
+    def concat(cls, batches: Sequence["StateBatch"]) -> "StateBatch":
+        """The tasks of ``batches`` (same server count) one after the other, as one batch."""
+        if len({b.n_servers for b in batches}) > 1:
+            raise ValueError(f"cannot concatenate batches of {sorted({b.n_servers for b in batches})} servers")
+        return cls.from_arrays({k: np.concatenate([getattr(b, k) for b in batches]) for k in cls.ARRAYS})
+
     def state(self, i: int) -> TaskState:
         """Task ``i`` as a :class:`TaskState`."""
         servers = []

@@ -10,6 +10,12 @@ actions). The slot's tasks are decided by the scenario's protocol
 task per call in a seeded order under ``sequential``). A policy with
 ``needs_simulator`` (the LACS planner) is handed each episode's live simulator by ``bind(sim)``
 before the episode starts; it must not advance it.
+
+A ``stateless`` policy (its decisions depend on the batch only: the greedy oracle, a
+language model in score mode) runs the seeds in lockstep (:func:`run_episodes`): at every
+decision of the protocol, the batches of all seeds go to the policy in one call, which a
+batched model turns into one forward pass (under ``sequential``: a batch of one task per
+seed instead of one). The results are those of running the seeds one after the other.
 """
 
 from __future__ import annotations
@@ -57,27 +63,103 @@ def run_episode(
     on_slot: Callable[[], None] | None = None,
 ) -> EpisodeMetrics:
     """Run one seed of the closed-loop protocol and measure it."""
-    sim = MECSimulator(scenario, seed=seed)
-    policy.reset(seed)
+    return run_episodes(scenario, policy, slots, [seed], warmup, keep_latencies, on_slot, lockstep=False)[0]
+
+
+def run_episodes(
+    scenario: Scenario,
+    policy: Policy,
+    slots: int,
+    seeds: list[int],
+    warmup: int = 200,
+    keep_latencies: bool = False,
+    on_slot: Callable[[], None] | None = None,
+    lockstep: bool | None = None,
+) -> list[EpisodeMetrics]:
+    """Run the closed-loop protocol for every seed; in lockstep when the policy is ``stateless``
+    (``lockstep=None``) or when asked (``True``; ``False``: one seed after the other)."""
+    together = (policy.stateless and not policy.needs_simulator) if lockstep is None else lockstep
+    if not together or len(seeds) == 1:
+        return [_run_lockstep(scenario, policy, slots, [s], warmup, keep_latencies, on_slot)[0] for s in seeds]
+    return _run_lockstep(scenario, policy, slots, seeds, warmup, keep_latencies, on_slot)
+
+
+def _run_lockstep(
+    scenario: Scenario,
+    policy: Policy,
+    slots: int,
+    seeds: list[int],
+    warmup: int,
+    keep_latencies: bool,
+    on_slot: Callable[[], None] | None,
+) -> list[EpisodeMetrics]:
+    sims = [MECSimulator(scenario, seed=s) for s in seeds]
+    policy.reset(seeds[0])
     if policy.needs_simulator:  # policies that plan on the simulator itself (lacs-planner) get it here
-        policy.bind(sim)
+        if len(sims) > 1:
+            raise ValueError(f"policy '{policy.name}' plans on one live simulator: it cannot run seeds in lockstep")
+        policy.bind(sims[0])
+
     def advance() -> None:
-        sim.step(sim.decide(policy.act))  # the scenario's decision protocol
+        if len(sims) == 1:
+            sims[0].step(sims[0].decide(policy.act))  # the scenario's decision protocol
+        else:
+            for sim, actions in zip(sims, decide_together(sims, policy.act)):
+                sim.step(actions)
         if on_slot is not None:
-            on_slot()
+            for _ in sims:
+                on_slot()
 
     for _ in range(warmup):
         advance()
-    first_task = sim.log.n
-    served0 = sim.served.copy()
+    first_task = [sim.log.n for sim in sims]
+    served0 = [sim.served.copy() for sim in sims]
     for _ in range(slots):
         advance()
-    last_task = sim.log.n
-    served = sim.served - served0
+    last_task = [sim.log.n for sim in sims]
+    served = [sim.served - s0 for sim, s0 in zip(sims, served0)]
     for _ in range(scenario.deadline):
         advance()
+    return [
+        _measure(sim, scenario, seed, slice(a, b), srv, slots, keep_latencies)
+        for sim, seed, a, b, srv in zip(sims, seeds, first_task, last_task, served)
+    ]
+
+
+def decide_together(sims: list[MECSimulator], act: Callable[[Any], Any]) -> list[np.ndarray]:
+    """Every simulator's slot decided by its protocol, one ``act`` call per turn for all of them.
+
+    Each simulator's :meth:`~comllm.sim.MECSimulator.decisions` generator yields the batch it
+    wants decided; the pending batches are concatenated, decided at once and split back.
+    """
+    from comllm.state import StateBatch
+
+    out: list[np.ndarray | None] = [None] * len(sims)
+    gens = [sim.decisions() for sim in sims]
+    pending: dict[int, Any] = {}
+    for i, g in enumerate(gens):
+        try:
+            pending[i] = next(g)
+        except StopIteration as done:
+            out[i] = done.value
+    while pending:
+        order = list(pending)
+        batches = [pending[i] for i in order]
+        actions = np.asarray(act(StateBatch.concat(batches)), dtype=np.int64).reshape(-1)
+        cuts = np.cumsum([len(b) for b in batches])[:-1]
+        pending = {}
+        for i, a in zip(order, np.split(actions, cuts)):
+            try:
+                pending[i] = gens[i].send(a)
+            except StopIteration as done:
+                out[i] = done.value
+    return out  # type: ignore[return-value]
+
+
+def _measure(
+    sim: MECSimulator, scenario: Scenario, seed: int, sl: slice, served: np.ndarray, slots: int, keep_latencies: bool
+) -> EpisodeMetrics:
     log = sim.log
-    sl = slice(first_task, last_task)
     code = log.code[sl]
     lat = log.latency[sl]
     act = log.action[sl]
@@ -127,8 +209,5 @@ def evaluate_closed_loop(
 ) -> tuple[dict[str, Any], list[EpisodeMetrics]]:
     """Evaluate ``policy`` on ``scenario`` over seeds; returns the summary and the episodes."""
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    episodes = [
-        run_episode(scenario, policy, slots, s, warmup=warmup, keep_latencies=keep_latencies, on_slot=on_slot)
-        for s in seed_list
-    ]
+    episodes = run_episodes(scenario, policy, slots, seed_list, warmup, keep_latencies, on_slot)
     return summarize(episodes, policy, scenario), episodes

@@ -9,6 +9,8 @@ weights; its base model is named in the adapter config and loaded first.
 ``spec`` forms accepted by :func:`load_lm`:
 
 * ``"default"``: the shipped default checkpoint (``comllm/checkpoints/lm-default``);
+* a shipped name (:data:`SHIPPED`): ``sft``, ``comllm``, ``grpo``, ``paper6``, ``estimates``
+  -> ``comllm/checkpoints/lm-<name>`` (``sft`` is the default's folder);
 * a local folder written by ``comllm sft`` or ``save_pretrained``;
 * a Hugging Face model name (``Qwen/Qwen2.5-0.5B``), loaded through the Auto classes.
 
@@ -207,12 +209,22 @@ def _quantization_config(four_bit: bool, device: str) -> Any:
     )
 
 
+#: the shipped checkpoints by name (``llm:NAME``): folder names under ``comllm/checkpoints``
+SHIPPED: dict[str, str] = {
+    "default": "lm-default", "sft": "lm-default", "comllm": "lm-comllm", "grpo": "lm-grpo",
+    "paper6": "lm-paper6", "estimates": "lm-estimates",
+}  # fmt: skip
+
+
 def resolve_spec(spec: str | Path | None) -> str:
-    """``None``/``"default"`` -> the shipped checkpoint; anything else unchanged."""
-    if spec is None or str(spec) == "default":
-        path = default_checkpoint()
+    """``None``/``"default"``/a :data:`SHIPPED` name -> the shipped checkpoint; anything else unchanged.
+
+    A local folder of the same name as a shipped one wins only when written as a path (``./comllm``)."""
+    if spec is None or str(spec) in SHIPPED:
+        path = default_checkpoint().parent / SHIPPED[str(spec or "default")]
         if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
-            raise LMError(f"the shipped default checkpoint is missing ({path}); reinstall comllm or train one")
+            name = str(spec or "default")
+            raise LMError(f"the shipped checkpoint '{name}' is missing ({path}); reinstall comllm or train one")
         return str(path)
     return str(spec)
 

@@ -17,6 +17,10 @@ or ``llm:mode=sample``. Options:
   valid action is replaced by the ``fallback`` (``greedy``: the one-step cost
   oracle, default; ``local``; ``random``) and counted in :attr:`LMPolicy.stats`
   (``invalid``, ``invalid_rate``, ``decisions``);
+* ``fast`` (default ``true``): score mode on the embedded model goes through
+  :class:`comllm.lm.fast.FastScorer` (the same numbers without the library's per-call
+  overhead); ``fast=false`` runs the model's own forward (the reference path). Other
+  models always take the reference path;
 * ``batch`` (default 64): states per forward pass; ``device`` (``auto``);
   ``template`` (override the checkpoint's); ``max_new_tokens`` (sample mode);
   ``threads`` (torch CPU threads; default: leave torch's setting).
@@ -62,6 +66,7 @@ class DecodeOptions:
     fallback: str = "greedy"
     batch: int = 64
     max_new_tokens: int | None = None
+    fast: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -98,7 +103,13 @@ class LMPolicy(Policy):
         self.lm.model.eval()
         self._answers: dict[int, list[list[int]]] = {}
         self._warned_length = False
+        self._fast: Any = None
         self.reset(seed)
+
+    @property
+    def stateless(self) -> bool:  # type: ignore[override]
+        """Score mode decides from the batch alone (seeds can share a forward pass); sampling does not."""
+        return self.options.mode == "score"
 
     # ------------------------------------------------------------------ Policy
     def reset(self, seed: int | None = None) -> None:
@@ -144,9 +155,25 @@ class LMPolicy(Policy):
     def scores(self, states: list[TaskState]) -> torch.Tensor:
         """Log-likelihood of every valid answer, ``(len(states), N + 1)``; states share one N."""
         n = states[0].n_servers
-        return score_candidates(
-            self.lm.model, self.prompt_ids(states), self.answer_ids(n), self.lm.tokenizer.pad_token_id, self.options.norm
-        )
+        prompts, answers, pad = self.prompt_ids(states), self.answer_ids(n), self.lm.tokenizer.pad_token_id
+        fast = self.fast_scorer
+        if fast is None:
+            return score_candidates(self.lm.model, prompts, answers, pad, self.options.norm)
+        scores = fast.logprobs(prompts, answers, pad)
+        if self.options.norm == "mean":
+            scores = scores / torch.tensor([len(a) for a in answers], dtype=scores.dtype)
+        return scores
+
+    @property
+    def fast_scorer(self) -> Any:
+        """The :class:`~comllm.lm.fast.FastScorer` of the model, or ``None`` (option off, or not the embedded model)."""
+        from comllm.lm.fast import FastScorer, supports_fast
+
+        if not self.options.fast or not supports_fast(self.lm.model) or self.lm.model.training:
+            return None
+        if self._fast is None or self._fast.model is not self.lm.model:
+            self._fast = FastScorer(self.lm.model)
+        return self._fast
 
     def _decide_group(self, states: list[TaskState], n: int, batch: StateBatch | None) -> np.ndarray:
         if self.options.mode == "score":
@@ -268,8 +295,16 @@ def parse_spec(arg: str | None) -> tuple[str | None, dict[str, str]]:
 
 _OPTION_TYPES: dict[str, Any] = {
     "mode": str, "temperature": float, "top_p": float, "norm": str, "fallback": str, "batch": int,
-    "max_new_tokens": int, "seed": int, "device": str, "template": str, "threads": int, "dtype": str,
+    "max_new_tokens": int, "fast": lambda v: _boolean("fast", v), "seed": int, "device": str, "template": str, "threads": int, "dtype": str,
 }  # fmt: skip
+
+
+def _boolean(name: str, value: str) -> bool:
+    if value.lower() in ("true", "1", "yes", "on"):
+        return True
+    if value.lower() in ("false", "0", "no", "off"):
+        return False
+    raise PolicyError(f"llm option {name}='{value}' is not true or false")
 
 
 def make_lm_policy(arg: str | None, scenario: Scenario | None = None) -> LMPolicy:
@@ -281,6 +316,8 @@ def make_lm_policy(arg: str | None, scenario: Scenario | None = None) -> LMPolic
             raise PolicyError(f"unknown llm option '{k}' (known: {', '.join(sorted(_OPTION_TYPES))})")
         try:
             opts[k] = _OPTION_TYPES[k](v)
+        except PolicyError:
+            raise
         except ValueError:
             raise PolicyError(f"llm option {k}='{v}' is not a valid {_OPTION_TYPES[k].__name__}") from None
     if "threads" in opts:

@@ -99,25 +99,76 @@ def score_candidates(
     return scores.cpu()
 
 
-def candidate_logprobs(
-    model: torch.nn.Module, prompts: list[list[int]], candidates: list[list[int]], pad_id: int
-) -> torch.Tensor:
-    """Summed log-probabilities ``(B, C)`` of the candidates (differentiable; see :func:`score_candidates`)."""
-    tree = CandidateTree.build(candidates)
-    device = next(model.parameters()).device
+@dataclass
+class TreeLayout:
+    """One batch of ``[prompt | candidate tree]`` rows, laid out for a single forward pass.
+
+    ``ids`` ``(B, T)`` (prompts left-padded), ``positions`` ``(rows, T)`` and the boolean
+    attention ``mask`` ``(rows, T, T)`` (``rows`` is 1 when no prompt is padded: one mask for
+    the whole batch); ``keep``: the columns whose logits are needed (the prompt's last token and
+    every tree node with children); ``path_rows`` / ``path_toks`` / ``valid`` ``(C, depth)``:
+    which kept row and token each candidate's tokens are read from.
+    """
+
+    ids: torch.Tensor
+    positions: torch.Tensor
+    mask: torch.Tensor
+    keep: torch.Tensor
+    path_rows: torch.Tensor
+    path_toks: torch.Tensor
+    valid: torch.Tensor
+
+    def gather(self, logp: torch.Tensor) -> torch.Tensor:
+        """Summed log-probabilities ``(B, C)`` from ``logp`` ``(B, len(keep), V)``."""
+        picked = logp[:, self.path_rows, self.path_toks]  # (B, C, depth)
+        return (picked * self.valid.to(picked.device)).sum(dim=-1)
+
+
+class _TreeParts:
+    """What a candidate set contributes to every layout (built once per candidate set)."""
+
+    def __init__(self, candidates: list[list[int]]) -> None:
+        tree = CandidateTree.build(candidates)
+        self.k = len(tree)
+        self.tokens = torch.tensor(tree.tokens, dtype=torch.long)
+        self.depth = torch.tensor(tree.depth)
+        self.ancestors = tree.ancestor_mask()
+        self.has_child = sorted({p for p in tree.parent if p >= 0})
+        row_of = {-1: 0, **{n: i + 1 for i, n in enumerate(self.has_child)}}
+        padded = tree.paths_padded()
+        self.path_rows = torch.tensor([[row_of[tree.parent[n]] for n in path] for path in padded])
+        self.path_toks = torch.tensor([[tree.tokens[n] for n in path] for path in padded])
+        self.valid = torch.tensor([[j < len(path) for j in range(self.path_rows.shape[1])] for path in tree.paths])
+
+
+_PARTS: dict[tuple[tuple[int, ...], ...], _TreeParts] = {}
+
+
+def tree_layout(prompts: list[list[int]], candidates: list[list[int]], pad_id: int) -> TreeLayout:
+    """The :class:`TreeLayout` of ``prompts`` with the shared ``candidates`` (see the module docstring)."""
+    key = tuple(tuple(c) for c in candidates)
+    parts = _PARTS.get(key)
+    if parts is None:
+        with torch.inference_mode(False):  # cached tensors must also serve a training pass
+            parts = _TreeParts(candidates)
+        if len(_PARTS) < 256:
+            _PARTS[key] = parts
     b = len(prompts)
     lengths = torch.tensor([len(p) for p in prompts])
     if int(lengths.min()) < 1:
         raise ValueError("every prompt needs at least one token")
     lmax = int(lengths.max())
-    k = len(tree)
+    k = parts.k
     total = lmax + k
     same = bool((lengths == lmax).all())  # no padding: one mask for the whole batch
 
     ids = torch.full((b, total), pad_id, dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, lmax - len(p) : lmax] = torch.tensor(p, dtype=torch.long)
-    ids[:, lmax:] = torch.tensor(tree.tokens, dtype=torch.long)
+    if same:
+        ids[:, :lmax] = torch.tensor(prompts, dtype=torch.long)
+    else:
+        for i, p in enumerate(prompts):
+            ids[i, lmax - len(p) : lmax] = torch.tensor(p, dtype=torch.long)
+    ids[:, lmax:] = parts.tokens
 
     rows = 1 if same else b
     pos_in_row = torch.arange(lmax)
@@ -125,31 +176,37 @@ def candidate_logprobs(
     real = pos_in_row[None, :] >= start[:, None]  # (rows, Lmax)
     positions = torch.zeros(rows, total, dtype=torch.long)
     positions[:, :lmax] = (pos_in_row[None, :] - start[:, None]).clamp(min=0)
-    positions[:, lmax:] = lengths[:rows, None] - 1 + torch.tensor(tree.depth)[None, :]
+    positions[:, lmax:] = lengths[:rows, None] - 1 + parts.depth[None, :]
 
     mask = torch.zeros(rows, total, total, dtype=torch.bool)
     causal = torch.tril(torch.ones(lmax, lmax, dtype=torch.bool))
     mask[:, :lmax, :lmax] = causal[None] & real[:, None, :]
     mask[:, :lmax, :lmax] |= torch.eye(lmax, dtype=torch.bool)[None]  # pad rows see themselves (no NaN)
     mask[:, lmax:, :lmax] = real[:, None, :]
-    mask[:, lmax:, lmax:] = tree.ancestor_mask()[None]
-
+    mask[:, lmax:, lmax:] = parts.ancestors[None]
     # logits are needed after the prompt's last token and after every tree node with children
-    has_child = sorted({p for p in tree.parent if p >= 0})
-    keep = [lmax - 1] + [lmax + n for n in has_child]
-    row_of = {-1: 0, **{n: i + 1 for i, n in enumerate(has_child)}}
+    keep = torch.tensor([lmax - 1] + [lmax + n for n in parts.has_child])
+    return TreeLayout(ids, positions, mask, keep, parts.path_rows, parts.path_toks, parts.valid)
+
+
+def candidate_logprobs(
+    model: torch.nn.Module, prompts: list[list[int]], candidates: list[list[int]], pad_id: int
+) -> torch.Tensor:
+    """Summed log-probabilities ``(B, C)`` of the candidates (differentiable; see :func:`score_candidates`).
+
+    The reference path: the model's own ``forward`` (any causal LM that takes a 4-D mask).
+    """
+    lay = tree_layout(prompts, candidates, pad_id)
+    device = next(model.parameters()).device
+    b, total = lay.ids.shape
+    rows = lay.mask.shape[0]
     dtype = next(model.parameters()).dtype
-    attn = torch.zeros(rows, 1, total, total, dtype=dtype).masked_fill(~mask[:, None], torch.finfo(dtype).min)
+    attn = torch.zeros(rows, 1, total, total, dtype=dtype).masked_fill(~lay.mask[:, None], torch.finfo(dtype).min)
     out = model(
-        input_ids=ids.to(device),
+        input_ids=lay.ids.to(device),
         attention_mask=attn.expand(b, 1, total, total).to(device),
-        position_ids=positions.expand(b, total).to(device),
-        logits_to_keep=torch.tensor(keep, device=device),
+        position_ids=lay.positions.expand(b, total).to(device),
+        logits_to_keep=lay.keep.to(device),
         use_cache=False,
     )
-    logp = torch.log_softmax(out.logits.float(), dim=-1)  # (B, len(keep), V)
-    path_rows = torch.tensor([[row_of[tree.parent[n]] for n in path] for path in tree.paths_padded()])
-    path_toks = torch.tensor([[tree.tokens[n] for n in path] for path in tree.paths_padded()])
-    valid = torch.tensor([[j < len(path) for j in range(path_rows.shape[1])] for path in tree.paths])
-    picked = logp[:, path_rows, path_toks]  # (B, C, depth)
-    return (picked * valid.to(picked.device)).sum(dim=-1)
+    return lay.gather(torch.log_softmax(out.logits.float(), dim=-1))

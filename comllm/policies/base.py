@@ -31,13 +31,17 @@ class Policy:
     * ``slow``: a decision costs milliseconds or more (a language model, the planner), so
       quick evaluations may leave it out;
     * ``batchable``: :meth:`act` decides a whole batch in one call (False: it is called with
-      one task at a time, as under ``decisions=sequential`` anyway).
+      one task at a time, as under ``decisions=sequential`` anyway);
+    * ``stateless``: its decisions depend on the batch only (no per-episode memory or
+      randomness), so the closed-loop evaluator may decide several seeds' tasks in one call
+      (:func:`comllm.evaluate.closed_loop.run_episodes`).
     """
 
     name: str = "policy"
     needs_simulator: bool = False
     slow: bool = False
     batchable: bool = True
+    stateless: bool = False
 
     def act(self, batch: StateBatch) -> np.ndarray:
         """One action per task of ``batch``, shape ``(len(batch),)``, ints in 0..N."""

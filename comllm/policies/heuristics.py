@@ -33,6 +33,7 @@ class LocalPolicy(Policy):
     """Always run locally (puts no load on any server)."""
 
     name = "local"
+    stateless = True
 
     def act(self, batch: StateBatch) -> np.ndarray:
         return np.zeros(len(batch), dtype=np.int64)
@@ -47,6 +48,7 @@ class GreedyPolicy(Policy):
     """
 
     name = "greedy"
+    stateless = True
 
     def __init__(self, incoming: bool = False, incoming_active: bool = False) -> None:
         self.incoming = incoming
@@ -94,6 +96,7 @@ class LeastLoadedPolicy(Policy):
     """
 
     name = "least-loaded"
+    stateless = True
 
     def act(self, batch: StateBatch) -> np.ndarray:
         backlog = batch.queued * batch.server_cycles_per_bit / 1000.0 / (batch.server_ghz * batch.slot_s[:, None])

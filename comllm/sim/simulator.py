@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 import numpy as np
 
@@ -366,16 +366,28 @@ class MECSimulator:
         with :meth:`observe_turn`, in :meth:`decision_order`. :attr:`decided` maps the
         devices decided so far in this slot to their actions while it runs (cleared on return).
         """
+        turns = self.decisions()
+        try:
+            batch = next(turns)
+            while True:
+                batch = turns.send(act(batch))
+        except StopIteration as done:
+            return done.value
+
+    def decisions(self) -> Generator[StateBatch, Any, np.ndarray]:
+        """:meth:`decide` as a generator: it yields each batch to decide, is sent its actions,
+        and returns the slot's actions (device order). What several episodes run in lockstep use
+        (one policy call for all of them: :func:`comllm.evaluate.closed_loop.run_episodes`)."""
         n = len(self._arrivals)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         if not self.sequential:
-            return np.asarray(act(self.observe()), dtype=np.int64).reshape(-1)
+            return np.asarray((yield self.observe()), dtype=np.int64).reshape(-1)
         actions = np.zeros(n, dtype=np.int64)
         self.decided = {}
         try:
             for i, pos in enumerate(self.decision_order().tolist()):
-                a = np.asarray(act(self.observe_turn(i, actions)), dtype=np.int64).reshape(-1)
+                a = np.asarray((yield self.observe_turn(i, actions)), dtype=np.int64).reshape(-1)
                 if len(a) != 1:
                     raise ValueError(f"a policy returned {len(a)} actions for one task (sequential decisions)")
                 actions[pos] = a[0]

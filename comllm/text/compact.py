@@ -170,6 +170,7 @@ class CompactStyle:
     local_attrs: tuple[str, ...] = LOCAL_ATTRS
     server_attrs: tuple[str, ...] = SERVER_ATTRS
     server_order: tuple[int, ...] | None = None
+    bar: bool = True  # " |" after an estimate written first (the lean template writes none)
 
     def label(self, key: str) -> str:
         return self.labels.get(key, ALL_WORDS[key][0])
@@ -201,6 +202,7 @@ class CompactTemplate(Template):
     with_estimates = True
     with_raw = True
     fresh_view = False  # the -v2 templates: the fresh view, the incoming-aware estimate and a legend line
+    legend = True  # -v2 with estimates: a first line saying which estimate is printed
 
     def __init__(self, style: CompactStyle | None = None) -> None:
         self.style = style if style is not None else self.default_style()
@@ -226,7 +228,7 @@ class CompactTemplate(Template):
         """Index of the prompt line of action 0 (local); action ``a`` is on line ``action_line_start + a``
 
         (in the canonical server order; a ``server_order`` moves the server lines)."""
-        legend = self.fresh_view and self.with_estimates
+        legend = self.fresh_view and self.with_estimates and self.legend
         task_line = self.with_raw or self.fresh_view
         return int(legend) + int(task_line)
 
@@ -252,7 +254,7 @@ class CompactTemplate(Template):
             # density equal to the device's)
             keys = [k for k in order if k in values]
             out = [values[k] if k == "type" else f"{st.label(k)} {values[k]}" for k in keys]
-            if len(keys) > 1 and keys[0] == "est":
+            if st.bar and len(keys) > 1 and keys[0] == "est":
                 out[0] += " |"  # the bar ends an estimate written first, before the raw attributes
             return out
 
@@ -264,7 +266,7 @@ class CompactTemplate(Template):
             return {"est": time(est[k]), **values} if est is not None else values
 
         lines = []
-        if self.fresh_view and self.with_estimates:  # the -v2 templates say which estimate they print
+        if self.fresh_view and self.with_estimates and self.legend:  # the -v2 templates say which estimate
             words = {k: st.label(k) for k in ("est", "incoming", "queue")}
             lines.append(ESTIMATE_LEGEND.format(**words))
         task: dict[str, str] = {}
@@ -353,6 +355,39 @@ class RawCompactV2(RawCompact):
     description = "raw state + the fresh view, one short line per action (embedded model)"
 
 
+class LeanV2(CompactTemplate):
+    """The fresh view in as few tokens as the decision needs (the fast default of the embedded model).
+
+    Each action's incoming-aware estimate first on its line, then the server's active tasks,
+    queued Mbit and incoming Mbit; the task line has the task's size and the slot's counts.
+    No legend, no bar, no units, no static fields (server type, CPU: the estimate prices
+    them). 88 tokens at 6 servers (``annotated-compact-v2``: 241)::
+
+        task 4.19 arrivals 4 unseen 3
+        local: est 7.98 wait 3
+        server 1: est 3.52 active 0 queue 0 incoming 3.2
+        server 2: est 6.4 active 2 queue 7.27 incoming 0
+        answer:
+    """
+
+    name = "lean-v2"
+    fresh_view = True
+    legend = False
+    description = "fast: incoming-aware estimate, active, queue and incoming per action line, the slot's counts"
+
+    @classmethod
+    def default_style(cls) -> CompactStyle:
+        return CompactStyle(
+            task_attrs=LEAN_TASK_ATTRS, local_attrs=LEAN_LOCAL_ATTRS, server_attrs=LEAN_SERVER_ATTRS,
+            data_unit="", rate_unit="", freq_unit="", slot_unit="", bar=False,
+        )  # fmt: skip
+
+
+#: the lean template's attributes (a subset of the ``-v2`` ones, same canonical order)
+LEAN_TASK_ATTRS: tuple[str, ...] = ("task", "arrivals", "unseen")
+LEAN_LOCAL_ATTRS: tuple[str, ...] = ("est", "wait")
+LEAN_SERVER_ATTRS: tuple[str, ...] = ("est", "active", "queue", "incoming")
+
 COMPACT_TEMPLATES = (EstimatesCompact(), AnnotatedCompact(), RawCompact())
-COMPACT_TEMPLATES_V2 = (EstimatesCompactV2(), AnnotatedCompactV2(), RawCompactV2())
+COMPACT_TEMPLATES_V2 = (EstimatesCompactV2(), AnnotatedCompactV2(), RawCompactV2(), LeanV2())
 
