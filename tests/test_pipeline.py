@@ -50,7 +50,7 @@ def test_configs_shipped_are_valid_and_commands_are_what_a_user_types(tmp_path):
         assert data[0][:1] == ["data"] and "--out" in data[0]
         assert {f"test-{n}.jsonl.gz" for n in pipe.test_counts()} <= {Path(c[-1]).name for c in data}
         (comllm_cmd,) = pipe.stage_commands("comllm")
-        assert comllm_cmd[comllm_cmd.index("--lacs") + 1] == "sim"
+        assert comllm_cmd[0] == "improve" and comllm_cmd[comllm_cmd.index("--model") + 1].endswith("sft")
         (grpo_cmd,) = pipe.stage_commands("grpo")
         assert grpo_cmd[grpo_cmd.index("--lacs") + 1] == "off"
         assert len(pipe.stage_commands("dqn")) == len(cfg.dqn.algos) * len(cfg.eval.scenarios)

@@ -190,12 +190,12 @@ def test_pipeline_passes_its_keys_to_the_commands_under_their_flags(tmp_path) ->
     from comllm.experiments.config import load_config
     from comllm.experiments.pipeline import Pipeline
 
-    paths = {"sft": ("sft",), "grpo": ("grpo",), "comllm": ("grpo",), "dqn": ("dqn", "train")}
+    paths = {"sft": ("sft",), "grpo": ("grpo",), "comllm": ("improve",), "dqn": ("dqn", "train")}
     for yaml_file in ("configs/tiny.yaml", "configs/paper.yaml"):
         cfg = load_config(ROOT / yaml_file, {"run_dir": str(tmp_path)})
         pipe = Pipeline(cfg, log=lambda m: None)
         for stage, path in paths.items():
-            section = getattr(cfg, "grpo" if stage == "comllm" else stage)
+            section = getattr(cfg, "improve" if stage == "comllm" else stage)
             argv = pipe.stage_commands(stage)[0][len(path):]
             argv = argv[: len(argv) - len(section.args)] if section.args else argv
             params = _command(*path).make_context(path[-1], list(argv)).params
@@ -206,3 +206,15 @@ def test_pipeline_passes_its_keys_to_the_commands_under_their_flags(tmp_path) ->
                         got = list(got or [])
                     assert got == want, (yaml_file, stage, key, got, want)
         assert "--lacs" in pipe.stage_commands("grpo")[0] and "off" in pipe.stage_commands("grpo")[0]
+
+
+def test_the_comllm_stage_runs_the_all_action_stage_or_trl_grpo_with_lacs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from comllm.experiments.config import load_config
+    from comllm.experiments.pipeline import Pipeline
+
+    cfg = load_config(ROOT / "configs/tiny.yaml", {"run_dir": str(tmp_path)}, ["improve.iterations=3"])
+    cmd = Pipeline(cfg, log=lambda m: None).stage_commands("comllm")[0]
+    assert cmd[0] == "improve" and cmd[cmd.index("--iterations") + 1] == "3" and cmd[cmd.index("--model") + 1].endswith("sft")
+    cfg = load_config(ROOT / "configs/tiny.yaml", {"run_dir": str(tmp_path)}, ["improve.method=grpo"])
+    cmd = Pipeline(cfg, log=lambda m: None).stage_commands("comllm")[0]
+    assert cmd[0] == "grpo" and cmd[cmd.index("--lacs") + 1] == "sim"

@@ -1,8 +1,8 @@
 """The pipeline's configuration: one YAML file, validated (unknown keys and wrong types are errors).
 
-The ``sft``, ``grpo`` and ``dqn`` sections are generated from the run configs of their
-commands (:func:`stage_section`): every option of ``comllm sft``, ``comllm grpo`` and
-``comllm dqn train`` but the paths, the seed and what the pipeline decides is a key of the
+The ``sft``, ``grpo``, ``improve`` and ``dqn`` sections are generated from the run configs of
+their commands (:func:`stage_section`): every option of ``comllm sft``, ``comllm grpo``,
+``comllm improve`` and ``comllm dqn train`` but the paths, the seed and what the pipeline decides is a key of the
 same name, type, constraint and default (the pipeline's own defaults: ``sft.template``,
 ``grpo.steps``, ``dqn.steps``), passed to the command under the command's flag when it
 differs from the command's default (:func:`section_flags`). The ``eval`` section's
@@ -23,7 +23,8 @@ from comllm.drl.config import TrainOptions
 from comllm.errors import ComllmError, format_validation_error
 from comllm.evaluate.config import SimulateConfig
 from comllm.grpo.config import GRPORunConfig
-from comllm.run_config import command_flags
+from comllm.lacs.improve import ImproveConfig as ImproveRunConfig
+from comllm.run_config import _MISSING, command_flags, config_fields
 from comllm.sft_config import SFTConfig as SFTRunConfig
 
 
@@ -57,7 +58,7 @@ def stage_section(name: str, run: type[BaseModel], set_by_pipeline: tuple[str, .
     the field's type, constraints and help, and its default, or the pipeline's in ``defaults``;
     ``own`` adds the section's own keys (``(type, Field)``)."""
     fields: dict[str, Any] = {}
-    for key, info in run.model_fields.items():
+    for key, info in _field_infos(run).items():
         if key in set_by_pipeline:
             continue
         if key in defaults:
@@ -70,6 +71,19 @@ def stage_section(name: str, run: type[BaseModel], set_by_pipeline: tuple[str, .
     return section
 
 
+def _field_infos(run: type) -> dict[str, FieldInfo]:
+    """A pydantic model's fields, or a dataclass's as pydantic fields (type, default, help)."""
+    if isinstance(run, type) and issubclass(run, BaseModel):
+        return dict(run.model_fields)
+    out = {}
+    for f in config_fields(run):
+        default = ... if f.default is _MISSING else (list(f.default) if isinstance(f.default, tuple) else f.default)
+        annotation = list[str] if f.default == () or isinstance(f.default, tuple) else f.kind
+        info = FieldInfo.from_annotated_attribute(annotation, Field(default, description=f.help))
+        out[f.name] = info
+    return out
+
+
 #: keys of the grpo section that only the comllm stage (``--lacs sim``) passes
 LACS_KEYS = ("lacs_weight", "horizon", "rollouts", "other_policy", "drop_cost", "n_future")
 
@@ -78,7 +92,8 @@ def section_flags(section: BaseModel, skip: tuple[str, ...] = (), always: tuple[
     """The flags that pass a stage section's keys to its command (under the command's own names):
     those whose value is not the command's default, and ``always``."""
     run = type(section).run_config  # type: ignore[attr-defined]
-    keys = [k for k in type(section).model_fields if k in run.model_fields and k not in skip]
+    names = {f.name for f in config_fields(run)}
+    keys = [k for k in type(section).model_fields if k in names and k not in skip]
     try:
         return command_flags(run, section, keys, always)
     except ValueError as err:
@@ -101,6 +116,16 @@ GRPOConfig = stage_section(
     "GRPOConfig", GRPORunConfig, ("model", "data", "out", "seed", "resume", "lacs"), {"steps": 200},
     "GRPO without LACS (the ablation) and with it (COMLLM): same settings but ``--lacs``.",
     enabled=_ENABLED, args=_ARGS,
+)  # fmt: skip
+
+#: ``improve``: every option of ``comllm improve`` (:class:`comllm.lacs.improve.ImproveConfig`, the
+#: all-action LACS stage) but the model (the sft stage's), the folder and the seed; ``method``
+#: picks what the ``comllm`` stage runs: ``all-actions`` (``comllm improve``, the default) or
+#: ``grpo`` (TRL's sampled GRPO with the LACS reward, ``comllm grpo --lacs sim``, the paper's recipe)
+ImproveSection = stage_section(
+    "ImproveSection", ImproveRunConfig, ("model", "out", "seed", "resume"), {},
+    "The ``comllm`` stage: all-action LACS improvement of the SFT model (or TRL GRPO + LACS, ``method: grpo``).",
+    method=(str, Field("all-actions", pattern="^(all-actions|grpo)$", description="all-actions | grpo")), args=_ARGS,
 )  # fmt: skip
 
 #: ``dqn``: every option of ``comllm dqn train`` (:class:`comllm.drl.config.TrainOptions`) but the
@@ -157,6 +182,7 @@ class PipelineConfig(_Section):
     data: DataConfig = DataConfig()
     sft: SFTConfig = SFTConfig()
     grpo: GRPOConfig = GRPOConfig()
+    improve: ImproveSection = ImproveSection()  # type: ignore[valid-type]
     dqn: DQNConfig = DQNConfig()
     eval: EvalConfig = EvalConfig()
     launcher: LauncherConfig = LauncherConfig()

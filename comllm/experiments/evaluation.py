@@ -37,9 +37,15 @@ def _needs_simulator(spec: str) -> bool:
 
 
 def lm_policies(pipe: "Pipeline") -> dict[str, str]:
-    """Label -> policy spec of the language models this run trained."""
+    """Label -> policy spec of the language models this run trained (``comllm improve`` leaves
+    its model in ``final/`` of the stage folder; the other commands in the folder itself)."""
+
+    def folder(stage: str) -> Path:
+        final = pipe.run_dir / stage / "final"
+        return final if (final / "config.json").is_file() else pipe.run_dir / stage
+
     return {
-        label(stage): f"llm:{pipe.run_dir / stage}"
+        label(stage): f"llm:{folder(stage)}"
         for stage in LM_STAGES
         if pipe.is_done(stage) and (pipe.run_dir / stage).is_dir()
     }

@@ -163,6 +163,10 @@ class Pipeline:
             cmd = ["sft", *_flags(c.sft, always=("model", "template")), "--data", str(d / "sft.jsonl.gz"),
                    "--out", str(run / "sft"), "--seed", str(c.seed)]  # fmt: skip
             return [cmd + c.sft.args]
+        if stage == "comllm" and c.improve.method == "all-actions":
+            cmd = ["improve", "--model", str(run / "sft"), "--out", str(run / stage), "--seed", str(c.seed),
+                   *_flags(c.improve, skip=("method", "args"))]  # fmt: skip
+            return [cmd + c.improve.args]
         if stage in ("grpo", "comllm"):
             g = c.grpo
             cmd = ["grpo", "--model", str(run / "sft"), "--data", str(d / "grpo.jsonl.gz"), "--out", str(run / stage),

@@ -58,7 +58,7 @@ from comllm.state import StateBatch
 OTHERS = ("policy", "greedy")
 LOG_FIELDS = (
     "iteration", "states", "loss", "expected_advantage", "kl", "agree_best", "entropy",
-    "eval_latency", "eval_drop_rate", "eval_jain", "collect_s", "score_s", "update_s", "eval_s",
+    "eval_latency", "eval_drop_rate", "eval_jain", "collect_s", "score_s", "update_s", "eval_s", "mix",
 )  # fmt: skip
 _ARRAYS = ("arr", "size", "rem", "act", "stage", "chan", "chan_im", "rate", "phase", "new_mask", "new_size")
 
@@ -88,6 +88,10 @@ class ImproveConfig:
     out: str = opt("runs/improve", "run folder: checkpoints, logs, reference and final model")
     scenario: str = opt("paper-6", "scenario preset or YAML the policy is trained on")
     overrides: tuple[str, ...] = opt((), "scenario override key=value, e.g. decisions=sequential", "--set")
+    mix: tuple[str, ...] = opt(
+        (), "override sets taken in turn, one per iteration, ';'-separated: e.g. "
+        "--mix 'arrival_prob=0.3' --mix 'arrival_prob=0.5;decisions=sequential'",
+    )
     iterations: int = opt(10, "collect -> score -> update -> evaluate iterations")
     warmup: int = opt(50, "slots run before recording (collection) or scoring (evaluation)")
     collect_slots: int = opt(100, "slots of closed loop recorded per iteration")
@@ -270,7 +274,7 @@ def update(
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             w = len(idx) / len(data)
-            sums["loss"] += float(loss) * w
+            sums["loss"] += float(loss.detach()) * w
             for k, v in m.items():
                 sums[k] += v * w
     model.eval()
@@ -305,7 +309,8 @@ def improve(cfg: ImproveConfig, log: Callable[[str], None] = print, progress: An
         connect_ray(cfg.ray)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    scenario = load_scenario(cfg.scenario, list(cfg.overrides))
+    scenarios = [load_scenario(cfg.scenario, list(cfg.overrides) + [kv for kv in m.split(";") if kv.strip()])
+                 for m in (cfg.mix or ("",))]  # fmt: skip
     with lock_folder(out, "comllm improve"):
         start, state = 0, None
         last = _last_checkpoint(out, log)
@@ -330,6 +335,7 @@ def improve(cfg: ImproveConfig, log: Callable[[str], None] = print, progress: An
         policy = LMPolicy(lm)
         writer = _tensorboard(out / "tb")
         for it in range(start + 1, cfg.iterations + 1):
+            scenario = scenarios[(it - 1) % len(scenarios)]
             t0 = time.perf_counter()
             data = collect(policy, scenario, cfg, it)
             t1 = time.perf_counter()
@@ -347,11 +353,12 @@ def improve(cfg: ImproveConfig, log: Callable[[str], None] = print, progress: An
             ev = evaluate(policy, scenario, cfg)
             t4 = time.perf_counter()
             row = {"iteration": it, "states": len(data), **metrics, "agree_best": float((chosen == best).mean()), **ev,
-                   "collect_s": t1 - t0, "score_s": t2 - t1, "update_s": t3 - t2, "eval_s": t4 - t3}  # fmt: skip
+                   "collect_s": t1 - t0, "score_s": t2 - t1, "update_s": t3 - t2, "eval_s": t4 - t3,
+                   "mix": cfg.mix[(it - 1) % len(cfg.mix)] if cfg.mix else ""}  # fmt: skip
             _append_csv(out / "train_log.csv", row)
             if writer is not None:
                 for k, v in row.items():
-                    if k != "iteration":
+                    if k not in ("iteration", "mix"):
                         writer.add_scalar(f"improve/{k}", float(v), it)
                 writer.flush()
             with staged_dir(out / f"checkpoint-{it}") as tmp:
