@@ -1,14 +1,19 @@
-"""Language-model policy speed: decisions per second, and SFT samples per second (our loop vs TRL).
+"""Language-model policy speed: decisions per second beside greedy's, closed-loop wall time, SFT samples/s.
 
-    python benchmarks/lm_speed.py [--model default|PATH] [--threads 2] [--servers 6,11,16,24] [--train]
+    python benchmarks/lm_speed.py [--model paper6 --model comllm ...] [--threads 2] [--servers 6,11,16]
+                                  [--closed-loop] [--train]
 
-Decisions: states from a paper-6-like simulator run with N servers (a mixed
-server set), rendered in the model's template; each row times
-``LMPolicy.decide`` (prompt rendering, tokenization and the model) at batch 1
-and 64, in ``score`` mode (every valid answer scored, one forward pass per
-batch) and ``sample`` mode (generation with temperature 0.7 / top-p 0.9).
-Best of 3 repeats after a warm-up. Target: >= 500 decisions/s at batch 64 and 6
-servers on this 2-core machine.
+Decisions: states from a paper-6-like simulator run with N servers (a mixed server set);
+each row times ``LMPolicy.decide`` (prompt rendering, tokenization and the model) at batch 1
+and 64 in ``score`` mode, through the fast path (:mod:`comllm.lm.fast`, the default) and the
+reference path (``fast=false``: the model's own forward), and, side by side in the same run,
+the greedy oracle's ``act`` on the same states. Best of 3 repeats after a warm-up. Goals
+(issue 13, this 2-core machine, 6 servers): >= 300 decisions/s at batch 1 and >= 1,000 at
+batch 64 for every shipped language model.
+
+``--closed-loop``: the wall time of ``comllm simulate --scenario paper-6 --policy llm:MODEL
+--slots 2000 --seeds 3`` (200 slots of warm-up) in both decision protocols (the seeds run in
+lockstep: one forward pass per turn for all three), in this process. Goal: under 3 minutes.
 
 ``--train``: samples per second of SFT on the same model shape and records,
 our bucketed loop vs TRL's SFTTrainer (prompt/completion data, completion-only
@@ -46,35 +51,73 @@ def sample_states(n_servers: int, k: int, seed: int = 0) -> list[TaskState]:
     return out[:k]
 
 
-def decisions_per_s(policy: LMPolicy, states: list[TaskState], batch: int, repeats: int = 3) -> float:
-    policy.options.batch = batch
+def decisions_per_s(policy, states: list[TaskState], batch: int, repeats: int = 3) -> float:
+    """Decisions per second of ``policy`` (an LMPolicy or any Policy) on ``states`` at ``batch``."""
+    from comllm.state import StateBatch
+
     work = states[: max(batch, 64 if batch == 1 else batch * 2)]
-    policy.decide(work[:batch])  # warm-up
+    if isinstance(policy, LMPolicy):
+        policy.options.batch = batch
+        run = lambda: policy.decide(work)  # noqa: E731
+        policy.decide(work[:batch])  # warm-up
+    else:
+        batches = [StateBatch.from_states(work[i : i + batch]) for i in range(0, len(work), batch)]
+        run = lambda: [policy.act(b) for b in batches]  # noqa: E731
+        run()
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        policy.decide(work)
+        run()
         best = min(best, time.perf_counter() - t0)
     return len(work) / best
 
 
-def decision_table(model: str, servers: list[int]) -> Table:
-    lm = load_lm(model)
-    n_params = sum(p.numel() for p in lm.model.parameters())
-    table = Table(title=f"llm decisions/s — {lm.source} ({n_params / 1e6:.2f} M params, template {lm.meta.template}, "
-                        f"{torch.get_num_threads()} threads)")  # fmt: skip
-    for col in ("servers", "prompt tokens", "score b=1", "score b=64", "sample b=1", "sample b=64"):
+def decision_table(models: list[str], servers: list[int]) -> Table:
+    from comllm.policies import make_policy
+
+    table = Table(title=f"decisions/s, score mode ({torch.get_num_threads()} torch threads)")
+    for col in ("policy", "params", "servers", "prompt tokens", "fast b=1", "fast b=64", "reference b=1",
+                "reference b=64"):  # fmt: skip
         table.add_column(col, justify="right")
+    greedy = make_policy("greedy:incoming")
     for n in servers:
         states = sample_states(n, 128, seed=n)
-        score = LMPolicy(lm, DecodeOptions(mode="score"))
-        sample = LMPolicy(lm, DecodeOptions(mode="sample"))
-        tokens = np.mean([len(p) for p in score.prompt_ids(states[:32])])
-        row = [str(n), f"{tokens:.0f}"]
-        for pol in (score, sample):
-            for b in (1, 64):
-                row.append(f"{decisions_per_s(pol, states, b):,.0f}")
+        row = ["greedy:incoming", "–", str(n), "–"]
+        row += [f"{decisions_per_s(greedy, states, b):,.0f}" for b in (1, 64)] + ["", ""]
         table.add_row(*row)
+        for model in models:
+            lm = load_lm(model)
+            n_params = sum(p.numel() for p in lm.model.parameters())
+            fast = LMPolicy(lm, DecodeOptions(mode="score"))
+            ref = LMPolicy(lm, DecodeOptions(mode="score", fast=False))
+            tokens = np.mean([len(p) for p in fast.prompt_ids(states[:32])])
+            row = [f"llm:{model} ({lm.meta.template})", f"{n_params / 1e6:.2f} M", str(n), f"{tokens:.0f}"]
+            speeds = [decisions_per_s(fast, states, b) for b in (1, 64)] if fast.fast_scorer is not None else [None, None]
+            row += [f"{v:,.0f}" if v else "–" for v in speeds]
+            row += [f"{decisions_per_s(ref, states, b):,.0f}" for b in (1, 64)]
+            table.add_row(*row)
+    return table
+
+
+def closed_loop_table(models: list[str]) -> Table:
+    from comllm.evaluate.closed_loop import evaluate_closed_loop
+    from comllm.policies import make_policy
+
+    table = Table(title="closed loop: paper-6, 2,000 scored slots x 3 seeds (200 warm-up), wall time")
+    for col in ("policy", "decisions", "simultaneous s", "sequential s", "latency sim / seq"):
+        table.add_column(col, justify="right")
+    for model in models:
+        row, lat = [f"llm:{model}"], []
+        for d in ("simultaneous", "sequential"):
+            sc = load_scenario("paper-6", {"decisions": d})
+            pol = make_policy(f"llm:{model}", sc)
+            t0 = time.perf_counter()
+            summary, eps = evaluate_closed_loop(sc, pol, slots=2000, seeds=3, warmup=200)
+            if len(row) == 1:
+                row.append(f"{sum(e.n_tasks for e in eps):,} scored")
+            row.append(f"{time.perf_counter() - t0:.0f}")
+            lat.append(f"{summary['avg_latency']:.3f}")
+        table.add_row(*row, " / ".join(lat))
     return table
 
 
@@ -142,18 +185,22 @@ def _shape(cfg):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="default", help="'default' (the shipped checkpoint) or a checkpoint folder")
+    ap.add_argument("--model", action="append", help="a shipped name (default, paper6, comllm, ...) or a folder; repeatable")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--servers", default="6,11,16,24")
+    ap.add_argument("--servers", default="6,11,16")
+    ap.add_argument("--closed-loop", action="store_true", help="also time the 2,000-slot x 3-seed closed loop")
     ap.add_argument("--train", action="store_true", help="also time SFT: our loop vs TRL's SFTTrainer")
     ap.add_argument("--train-records", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=32)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     console = Console()
-    console.print(decision_table(args.model, [int(s) for s in args.servers.split(",")]))
+    models = args.model or ["default"]
+    console.print(decision_table(models, [int(s) for s in args.servers.split(",")]))
+    if args.closed_loop:
+        console.print(closed_loop_table(models))
     if args.train:
-        console.print(train_table(args.model, args.train_records, args.batch))
+        console.print(train_table(models[0], args.train_records, args.batch))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@
 # Every stage sees paper-6 states only (six servers of the three preset types, 30 devices):
 # 60,000 records from closed-loop trajectories at p 0.3 and 0.5, half under each decision
 # protocol, labelled by `greedy:incoming` (the fresh view's one-step oracle); SFT of a new
-# embedded value-aware decoder (2 layers, 96 wide) on the short fresh-view template `lean-v2`,
-# half of the prompts perturbed (every family but `units`, which is held out of training).
+# embedded value-aware decoder (3 layers, 128 wide) on the short fresh-view template `lean-v2`,
+# 30 % of the prompts perturbed (every family but `units`, which is held out of training).
 # Shipped as comllm/checkpoints/lm-paper6. Wall time: README.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +26,8 @@ for p in 0.3 0.5; do
 done
 [ -f "$OUT/sft/model.safetensors" ] || $C sft --model default --template lean-v2 \
   $(for f in "$OUT"/sft-*.jsonl.gz; do echo --data "$f"; done) \
-  --hidden 96 --layers 2 --heads 3 --intermediate 256 --steps 2500 --batch-size 48 --lr 2e-3 --seed 0 \
-  --perturb shuffle-fields --perturb paraphrase --perturb numbers --perturb shuffle-servers --perturb-prob 0.5 \
+  --hidden 128 --layers 3 --heads 4 --intermediate 384 --steps 3000 --batch-size 48 --lr 2e-3 --seed 0 \
+  --perturb shuffle-fields --perturb paraphrase --perturb numbers --perturb shuffle-servers --perturb-prob 0.3 \
   --eval-data "$OUT/test-0.3.jsonl.gz" --eval-every 500 --eval-size 1000 --save-every 500 --threads 2 --no-progress \
   --out "$OUT/sft"
 rm -rf comllm/checkpoints/lm-paper6 && mkdir -p comllm/checkpoints/lm-paper6

@@ -113,6 +113,7 @@ def eval_data(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="skip malformed records (and count them)"),
     limit: Optional[int] = typer.Option(None, min=1, help="evaluate only the first LIMIT records"),
+    oracle: str = typer.Option("paper", help="scored against: paper (the cost model) | incoming (the fresh view's)"),
 ) -> None:
     """Open-loop evaluation: a policy decides every state of a data file, scored by the cost model."""
     check_input("--data", data)
@@ -122,7 +123,7 @@ def eval_data(
     for spec, pol in zip(policy, pols):
         reader = read_records(data, skip_bad=skip_bad)
         records = (r for i, r in zip(range(limit), reader)) if limit else reader
-        summary = evaluate_open_loop(records, pol)
+        summary = evaluate_open_loop(records, pol, oracle=oracle)
         summary["policy"] = spec
         summary["data"] = str(data)
         summary["skipped"] = reader.n_bad

@@ -8,6 +8,11 @@ delay counts as a drop at the deadline (``avg_cost`` caps each cost there, as
 the closed-loop metrics count a drop; ``*_raw`` keep the uncapped estimates).
 An action outside 0..N is invalid and counts as a drop.
 
+``oracle="incoming"`` scores against the fresh view's one-step oracle instead
+(``action_costs(batch, incoming=True)``: incoming Mbit counted as queued, the
+``greedy:incoming`` policy, docs/model.md §6): the target of the models trained on
+the ``-v2`` templates. The default, ``"paper"``, is the paper's cost model.
+
 States are grouped by server count into :class:`~comllm.state.StateBatch` es and
 handed to ``policy.act``: a language-model policy renders them in its own
 template, whatever prompt text the file holds.
@@ -32,6 +37,7 @@ class _Group:
     """Running sums for the states with one server count."""
 
     n_servers: int
+    incoming: bool = False
     n: int = 0
     correct: int = 0
     cost_match: int = 0
@@ -48,7 +54,7 @@ class _Group:
         self.counts = np.zeros(self.n_servers + 1, dtype=np.int64)
 
     def add(self, batch: StateBatch, actions: np.ndarray) -> None:
-        costs = action_costs(batch)
+        costs = action_costs(batch, incoming=self.incoming)
         b = len(batch)
         deadline = batch.max_delay.astype(np.float64)
         oracle = oracle_from_costs(costs)
@@ -97,7 +103,12 @@ def _state_of(item: Any) -> TaskState:
     raise ComllmError(f"open-loop evaluation takes records or task states, not {type(item).__name__}")
 
 
-def evaluate_open_loop(records: Iterable[Any], policy: Policy, chunk: int = 2048, seed: int = 0) -> dict[str, Any]:
+ORACLES = ("paper", "incoming")
+
+
+def evaluate_open_loop(
+    records: Iterable[Any], policy: Policy, chunk: int = 2048, seed: int = 0, oracle: str = "paper"
+) -> dict[str, Any]:
     """Score ``policy`` on the states of ``records`` (Records or TaskStates), streamed in chunks.
 
     Returns a JSON-ready dict: ``n``, ``accuracy``, ``cost_match`` (share of decisions as
@@ -107,6 +118,8 @@ def evaluate_open_loop(records: Iterable[Any], policy: Policy, chunk: int = 2048
     over server counts when the set mixes them), ``offload_share`` and ``by_servers``
     (the same per server count).
     """
+    if oracle not in ORACLES:
+        raise ComllmError(f"oracle '{oracle}' must be one of {', '.join(ORACLES)}")
     policy.reset(seed)
     invalid0 = float(policy.stats.get("invalid", 0))
     groups: dict[int, _Group] = {}
@@ -120,7 +133,7 @@ def evaluate_open_loop(records: Iterable[Any], policy: Policy, chunk: int = 2048
         actions = np.asarray(policy.act(batch)).reshape(-1)
         if len(actions) != len(batch):
             raise ComllmError(f"policy '{policy.name}' returned {len(actions)} actions for {len(batch)} states")
-        groups.setdefault(n, _Group(n)).add(batch, actions.astype(np.int64))
+        groups.setdefault(n, _Group(n, oracle == "incoming")).add(batch, actions.astype(np.int64))
 
     for item in records:
         s = _state_of(item)
@@ -145,6 +158,7 @@ def evaluate_open_loop(records: Iterable[Any], policy: Policy, chunk: int = 2048
     offloaded = sum(int(g.counts[1:].sum()) for g in groups.values())
     return {
         "policy": policy.name,
+        "oracle": oracle,
         "n": total,
         "accuracy": sums["correct"] / total,
         "cost_match": sums["cost_match"] / total,
