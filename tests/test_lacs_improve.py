@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from comllm.lacs.improve import (
-    Collected, ImproveConfig, ImproveError, advantages, all_action_loss, collect, improve, score,
+    Collected, ImproveConfig, ImproveError, advantages, all_action_loss, collect, improve, score, soft_best_loss,
+    soft_targets,
 )  # fmt: skip
 from comllm.lacs.lookahead import lacs_evaluate
 from comllm.policies import make_policy
@@ -173,3 +174,17 @@ def test_a_tiny_models_closed_loop_latency_does_not_get_worse_over_two_iteration
     improve(cfg, log=lambda s: None)
     after = [float(r["eval_latency"]) for r in _log(tmp_path / "run" / "train_log.csv")]
     assert max(after) <= before and after[-1] < before, (before, after)  # measured: 8.64 -> 8.64, 5.58
+
+
+def test_soft_best_targets_rank_every_action_and_the_loss_moves_toward_the_lowest_score():
+    scores = np.array([[4.0, 3.0, 9.0], [2.0, 2.0, 2.5]])
+    q = soft_targets(scores, tau=0.5)
+    np.testing.assert_allclose(q.sum(axis=1), 1.0)
+    assert q[0].argmax() == 1 and q[1, 0] == pytest.approx(q[1, 1])
+    np.testing.assert_allclose(soft_targets(scores, 1e-3)[0], [0, 1, 0], atol=1e-9)
+    logits = torch.zeros(2, 3, requires_grad=True)
+    ref = torch.log_softmax(torch.zeros(2, 3), dim=-1)
+    loss, m = soft_best_loss(logits, torch.as_tensor(q, dtype=torch.float32), ref, beta=0.0)
+    assert float(loss) == pytest.approx(float(-(torch.as_tensor(q) * torch.log(torch.full((2, 3), 1 / 3))).sum(1).mean()))
+    loss.backward()
+    assert int(torch.argmin(logits.grad[0])) == 1  # gradient descent raises the best action's logit

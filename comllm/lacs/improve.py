@@ -25,7 +25,9 @@ group in which every completion is the same answer. One iteration, read top to b
    (lower score is better, so the best action has the largest advantage);
 4. **update**, ``epochs`` passes in minibatches of ``batch_size`` states with Adam:
    ``loss = -Σ_a π(a|s)·A(a) + β·KL(π(·|s) ‖ π_ref(·|s))``, ``π_ref`` the model the run started
-   from (frozen);
+   from (frozen); or, with ``objective="soft-best"``, the cross-entropy to the look-ahead's
+   ranking ``q = softmax(-(score - min) / tau)`` plus the same KL (on-policy imitation of LACS;
+   the log's ``expected_advantage`` column then holds ``-CE``);
 5. **evaluate**: closed-loop latency, drops and Jain of the updated model on
    ``eval_slots`` × ``eval_seeds`` (seeds from 1000, never those of collection), logged.
 
@@ -56,6 +58,7 @@ from comllm.sim import MECSimulator, Snapshot
 from comllm.state import StateBatch
 
 OTHERS = ("policy", "greedy")
+OBJECTIVES = ("advantage", "soft-best")
 LOG_FIELDS = (
     "iteration", "states", "loss", "expected_advantage", "kl", "agree_best", "entropy",
     "eval_latency", "eval_drop_rate", "eval_jain", "collect_s", "score_s", "update_s", "eval_s", "mix",
@@ -105,6 +108,11 @@ class ImproveConfig:
     batch_size: int = opt(32, "states per optimizer step")
     lr: float = opt(5e-5, "Adam learning rate")
     beta: float = opt(0.05, "weight of KL(pi || pi_ref), pi_ref the starting model")
+    objective: str = opt(
+        "advantage", "advantage: -sum_a pi(a|s) A(a) | soft-best: cross-entropy to softmax(-score / tau) "
+        "(the look-ahead's ranking of every action as the target)",
+    )
+    tau: float = opt(0.25, "soft-best: temperature of the target, slots of LACS score")
     eval_slots: int = opt(200, "scored slots of the closed-loop evaluation after each iteration (0: none)")
     eval_seeds: int = opt(1, "seeds of that evaluation (1000, 1001, ...)")
     seed: int = opt(0, "random seed of collection, rollouts and minibatches")
@@ -125,6 +133,8 @@ class ImproveConfig:
         need(self.workers <= MAX_WORKERS, "workers", f"must be <= {MAX_WORKERS}")
         need(self.ray is None or bool(self.ray.strip()), "ray", "must be an address (HOST:PORT, auto)")
         need(self.others in OTHERS, "others", f"must be one of {', '.join(OTHERS)}")
+        need(self.objective in OBJECTIVES, "objective", f"must be one of {', '.join(OBJECTIVES)}")
+        need(np.isfinite(self.tau) and self.tau > 0, "tau", "must be a finite number > 0")
         need(np.isfinite(self.lr) and self.lr > 0, "lr", "must be a finite number > 0")
         need(np.isfinite(self.beta) and self.beta >= 0, "beta", "must be a finite number >= 0")
         need(np.isfinite(self.lam) and self.lam >= 0, "lam", "must be a finite number >= 0")
@@ -198,6 +208,14 @@ def score(data: Collected, cfg: ImproveConfig, iteration: int) -> np.ndarray:
 
 
 # -------------------------------------------------------------- 3. advantage
+def soft_targets(scores: np.ndarray, tau: float) -> np.ndarray:
+    """``softmax(-(score - min) / tau)`` over each state's actions: the look-ahead's ranking as a
+    distribution (``tau`` in slots; small: the LACS best action, large: uniform)."""
+    z = -(scores - scores.min(axis=1, keepdims=True)) / tau
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def advantages(scores: np.ndarray) -> np.ndarray:
     """Group-relative advantage over each state's action set: ``-(s - mean) / (std + 1e-6)``."""
     mean = scores.mean(axis=1, keepdims=True)
@@ -222,6 +240,24 @@ def all_action_loss(
     entropy = -(p * logp).sum(dim=-1).mean()
     with torch.no_grad():
         metrics = {"expected_advantage": float(expected.mean()), "kl": float(kl.mean()), "entropy": float(entropy)}
+    return loss, metrics
+
+
+def soft_best_loss(
+    logits: torch.Tensor, target: torch.Tensor, ref_logp: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """``CE(q, π) + β·KL(π ‖ π_ref)``, mean over states, ``q`` = :func:`soft_targets` (B, A).
+
+    On-policy imitation of the look-ahead (DAgger with LACS as the expert, every action
+    ranked): the states are the trained policy's own, the target their LACS ranking."""
+    logp = torch.log_softmax(logits, dim=-1)
+    p = logp.exp()
+    ce = -(target * logp).sum(dim=-1)
+    kl = (p * (logp - ref_logp)).sum(dim=-1)
+    loss = (ce + beta * kl).mean()
+    with torch.no_grad():
+        metrics = {"expected_advantage": float(-ce.mean()), "kl": float(kl.mean()),
+                   "entropy": float(-(p * logp).sum(dim=-1).mean())}  # fmt: skip
     return loss, metrics
 
 
@@ -268,7 +304,10 @@ def update(
         for lo in range(0, len(order), cfg.batch_size):
             idx = order[lo : lo + cfg.batch_size].tolist()
             logits = scorer.logits(model, [data.states[i] for i in idx]).float()
-            loss, m = all_action_loss(logits, adv_t[idx], ref_logp[idx], cfg.beta)
+            if cfg.objective == "soft-best":
+                loss, m = soft_best_loss(logits, adv_t[idx], ref_logp[idx], cfg.beta)
+            else:
+                loss, m = all_action_loss(logits, adv_t[idx], ref_logp[idx], cfg.beta)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -340,7 +379,7 @@ def improve(cfg: ImproveConfig, log: Callable[[str], None] = print, progress: An
             data = collect(policy, scenario, cfg, it)
             t1 = time.perf_counter()
             scores = score(data, cfg, it)
-            adv = advantages(scores)
+            adv = soft_targets(scores, cfg.tau) if cfg.objective == "soft-best" else advantages(scores)
             t2 = time.perf_counter()
             metrics = update(lm.model, ref, scorer, opt, data, adv, cfg, rng)
             with torch.no_grad():
