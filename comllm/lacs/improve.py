@@ -394,12 +394,7 @@ def improve(cfg: ImproveConfig, log: Callable[[str], None] = print, progress: An
             row = {"iteration": it, "states": len(data), **metrics, "agree_best": float((chosen == best).mean()), **ev,
                    "collect_s": t1 - t0, "score_s": t2 - t1, "update_s": t3 - t2, "eval_s": t4 - t3,
                    "mix": cfg.mix[(it - 1) % len(cfg.mix)] if cfg.mix else ""}  # fmt: skip
-            _append_csv(out / "train_log.csv", row)
-            if writer is not None:
-                for k, v in row.items():
-                    if k not in ("iteration", "mix"):
-                        writer.add_scalar(f"improve/{k}", float(v), it)
-                writer.flush()
+            _log_row(out, writer, row)
             with staged_dir(out / f"checkpoint-{it}") as tmp:
                 lm.save(tmp)
                 save_state(tmp / "state.safetensors", {
@@ -434,6 +429,16 @@ def _last_checkpoint(out: Path, log: Callable[[str], None]) -> tuple[int, Path] 
         except CheckpointError as err:
             log(f"warning: skipping incomplete checkpoint {d}: {err}")
     return None
+
+
+def _log_row(out: Path, writer: Any, row: dict[str, Any]) -> None:
+    """One iteration's row to ``train_log.csv`` and TensorBoard (numbers only there)."""
+    _append_csv(out / "train_log.csv", row)
+    if writer is not None:
+        for k, v in row.items():
+            if k not in ("iteration", "mix"):
+                writer.add_scalar(f"improve/{k}", float(v), row["iteration"])
+        writer.flush()
 
 
 def _append_csv(path: Path, row: dict[str, Any]) -> None:
