@@ -64,6 +64,16 @@ line says so (:data:`ESTIMATE_LEGEND`); so :attr:`action_line_start` is 2 for bo
     server 3: eco cpu 22 GHz density 1200.5 active 5 queue 31.5 Mbit incoming 12.5 Mbit uploading 3 load 5 6 4.5 5 7
     answer:
 
+``lean-v2`` (the fast template of the fresh-view models: each action's incoming-aware
+estimate first, then active tasks, queued and incoming Mbit; no units, no static fields)::
+
+    task 4.19 arrivals 4 unseen 3
+    local: est 7.98 wait 3
+    server 1: est 3.52 active 0 queue 0 incoming 3.2
+    server 2: est 6.4 active 2 queue 7.27 incoming 0
+    server 3: est 160.78 active 5 queue 31.5 incoming 12.5
+    answer:
+
 Every choice of wording, unit, number format and order is a field of a
 :class:`CompactStyle`; a template's default style writes the text above byte
 for byte (checkpoints and data depend on it). The robustness perturbations
