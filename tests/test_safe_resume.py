@@ -411,3 +411,21 @@ def test_pipeline_dqn_stage_rerun_after_interruption(tmp_path: Path) -> None:
     assert manifest["stages"]["dqn"]["status"] == "done"
     assert "--resume" in (tmp_path / "run" / "logs" / "dqn.log").read_text()
     assert CheckpointMeta.read(out).steps_done == 250
+
+
+def test_grpo_stopped_after_its_last_checkpoint_resumes_without_an_extra_step(grpo_ref, tmp_path: Path) -> None:
+    """Killed between the last checkpoint and the final save: the resume trains nothing more
+    (it used to run one step past ``steps``) and writes the checkpoint's weights."""
+    import shutil
+
+    from comllm.grpo import make_config as grpo_config, train_grpo
+
+    ref, opts, _ = grpo_ref
+    out = tmp_path / "stopped"
+    shutil.copytree(ref, out)
+    for name in ("model.safetensors", "train_summary.json", "summary.json"):
+        (out / name).unlink(missing_ok=True)
+    summary = train_grpo(grpo_config(out=str(out), resume=True, **opts), **QUIET)
+    assert summary["steps"] == 6
+    assert same_weights(ref / "model.safetensors", out / "model.safetensors")
+    assert log_steps(out / "train_log.csv") == [1, 2, 3, 4, 5, 6]

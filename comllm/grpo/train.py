@@ -347,6 +347,17 @@ def _build_trainer(
 def _fit(trainer: Any, last: Path | None) -> tuple[Any, float]:
     """``trainer.train`` (resumed from ``last``) and its wall time; a checkpoint that is not plain data is a :class:`GRPOError`."""
     t0 = time.time()
+    if last is not None and int(last.name.split("-")[1]) >= trainer.args.max_steps:
+        # the run was stopped after its last checkpoint: nothing is left to train (resuming there
+        # would run one step past max_steps); take the checkpoint's weights and state as they are
+        from types import SimpleNamespace
+
+        from transformers import TrainerState
+
+        trainer._load_from_checkpoint(str(last))
+        trainer.state = TrainerState.load_from_json(str(last / "trainer_state.json"))
+        losses = [h["train_loss"] for h in trainer.state.log_history if "train_loss" in h]
+        return SimpleNamespace(training_loss=losses[-1] if losses else float("nan")), time.time() - t0
     try:
         result = trainer.train(resume_from_checkpoint=str(last) if last is not None else None)
     except pickle.UnpicklingError as err:  # transformers reads the checkpoint with torch.load(weights_only=True)
