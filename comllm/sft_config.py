@@ -146,7 +146,7 @@ class SFTConfig(BaseModel):
         return self
 
     def _check_perturb(self) -> None:
-        """Known families (those of :data:`comllm.text.perturb.PERTURBATIONS`), none with the cost head."""
+        """Known families (those of :data:`comllm.text.perturb.PERTURBATIONS`)."""
         if not self.perturb:
             return
         from comllm.text.perturb import PERTURBATIONS
@@ -154,9 +154,6 @@ class SFTConfig(BaseModel):
         for family in self.perturb:
             if family not in PERTURBATIONS:
                 raise FieldError("perturb", family, f"unknown --perturb family (known: {', '.join(PERTURBATIONS)})")
-        if self.cost_head > 0:
-            raise FieldError("perturb", self.perturb[0], "--perturb does not combine with --cost-head"
-                             " (the cost head reads the action lines in their canonical order)")  # fmt: skip
 
 
 def make_config(**kwargs: Any) -> SFTConfig:

@@ -199,3 +199,36 @@ def test_a_checkpoint_without_the_words_gets_a_warning(records: Path, states: li
     train_sft(cfg, log=logs.append)
     assert any(m.startswith("perturbed ") for m in logs)
     assert any(m.startswith("warning: ") and "outside the vocabulary" in m for m in logs), logs
+
+
+def test_the_cost_head_trains_on_the_canonical_prompts_of_a_robust_run(lean, states: list) -> None:
+    import torch
+
+    from comllm.cost import action_costs
+    from comllm.lm.sft import _add_cost_head, cost_head_loss
+    from comllm.state import StateBatch
+
+    labels = np.zeros(len(states), dtype=np.int64)
+    stale = [np.full(s.n_servers + 1, 7.0) for s in states]
+    draws = perturbation_draws(len(states), ["shuffle-servers", "paraphrase"], 0.5, 2)
+    ex = encode_examples(lean, states, labels, stale, with_line_ends=True, perturb=["shuffle-servers", "paraphrase"],
+                         perturb_prob=0.5, perturb_seed=2)  # fmt: skip
+    assert ex.line_ends is not None
+    # canonical prompts keep one line end per action, perturbed ones none (their lines may move)
+    assert [len(e) for e in ex.line_ends] == [0 if d else s.n_servers + 1 for s, d in zip(states, draws)]
+    # a fresh-view template's targets are the estimates its prompt prints, not the records' stale costs
+    assert len({s.n_servers for s in states}) > 1
+    for c, s in zip(ex.costs, states):
+        assert np.allclose(c, action_costs(StateBatch.from_states([s]), incoming=True)[0])
+    lm = dataclasses.replace(lean)
+    _add_cost_head(lm)
+    idx = np.arange(16)
+    from comllm.lm.sft import collate
+
+    ids, _, lab = collate(ex, idx, lm.tokenizer.pad_token_id, lm.tokenizer.n_words)
+    ce, aux = cost_head_loss(lm.model, ids, lab, ex, idx, lambda n: [1] * (n + 1))
+    assert torch.isfinite(ce) and torch.isfinite(aux) and aux > 0
+    only = np.array([i for i in range(len(states)) if draws[i]][:4])  # a batch of perturbed prompts only
+    ids, _, lab = collate(ex, only, lm.tokenizer.pad_token_id, lm.tokenizer.n_words)
+    _, aux = cost_head_loss(lm.model, ids, lab, ex, only, lambda n: [1] * (n + 1))
+    assert torch.isfinite(aux)

@@ -16,7 +16,10 @@ one generator seeded by ``perturb_seed``, the same draws for the same config, on
 too). A family the template cannot take (a template without a style, or ``paraphrase`` on
 ``paper-zh``) stops the run at its start. A new embedded model built for such a run holds
 every word the perturbations write (:func:`perturbation_corpus`); a checkpoint whose
-vocabulary lacks some gets a warning (they are read as ``<unk>``).
+vocabulary lacks some gets a warning (they are read as ``<unk>``). With ``--cost-head`` the
+auxiliary line losses are computed on the canonical prompts only (a perturbed prompt's lines
+may be reordered or reworded); the least-cost regression at the prompt's end is kept for all.
+A fresh-view template's cost head regresses the incoming-aware estimates its prompt prints.
 
 Batches: each epoch is a seeded permutation, cut into chunks of 64 batches
 whose examples are sorted by length before being cut into batches (bucketing:
@@ -229,7 +232,14 @@ def encode_examples(
             completions.append(cache[int(a)])
     line_ends = None
     if with_line_ends:
-        line_ends = [action_line_ends(lm, template, p, s.n_servers) for p, s in zip(prompts, states)]
+        # a perturbed prompt's lines may be reordered or rewritten: its auxiliary line losses are skipped
+        none = np.zeros(0, dtype=np.int64)
+        line_ends = [
+            action_line_ends(lm, template, p, s.n_servers) if d is None else none
+            for p, s, d in zip(prompts, states, draws)
+        ]
+        if getattr(template, "fresh_view", False):
+            costs = printed_estimates(states)
     return Examples(
         line_ends=line_ends,
         prompt=[np.asarray(p, dtype=np.int64) for p in prompts],
@@ -238,6 +248,26 @@ def encode_examples(
         n_servers=np.array([s.n_servers for s in states], dtype=np.int64),
         costs=[np.asarray(c, dtype=np.float64) for c in costs],
     )
+
+
+def printed_estimates(states: list[TaskState]) -> list[np.ndarray]:
+    """Each state's incoming-aware one-step estimates (slots): what a fresh-view prompt prints as ``est``.
+
+    The cost head of a fresh-view model regresses these rather than the records' ``costs`` (the
+    paper's stale formula, which such a prompt does not show).
+    """
+    from comllm.cost import action_costs
+    from comllm.state import StateBatch
+
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, s in enumerate(states):
+        groups.setdefault((s.n_servers, len(s.servers[0].history) if s.servers else 0), []).append(i)
+    out: list[np.ndarray] = [np.zeros(0)] * len(states)
+    for members in groups.values():
+        est = action_costs(StateBatch.from_states([states[i] for i in members]), incoming=True)
+        for row, i in enumerate(members):
+            out[i] = est[row]
+    return out
 
 
 def bucketed_batches(lengths: np.ndarray, batch_size: int, seed: int, chunk_batches: int = 64) -> list[np.ndarray]:
@@ -294,16 +324,20 @@ def cost_head_loss(
     ce = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), labels[:, first:].reshape(-1), ignore_index=-100
     )
-    ends_r = np.concatenate([np.full(len(ex.line_ends[i]), r) for r, i in enumerate(idx)])
-    ends_c = np.concatenate([ex.line_ends[i] for i in idx])
+    lined = [i for i in idx if len(ex.line_ends[i])]  # perturbed prompts have no line targets
+    rows = {i: r for r, i in enumerate(idx)}
+    ends_r = np.concatenate([np.full(len(ex.line_ends[i]), rows[i]) for i in lined] or [np.zeros(0, np.int64)])
+    ends_c = np.concatenate([ex.line_ends[i] for i in lined] or [np.zeros(0, np.int64)])
     line_hidden = hidden[torch.from_numpy(ends_r), torch.from_numpy(ends_c)]
     last_hidden = hidden[torch.arange(len(idx)), torch.from_numpy(np.array([len(ex.prompt[i]) - 1 for i in idx]))]
-    target = np.concatenate([np.concatenate([ex.costs[i] for i in idx]), [ex.costs[i].min() for i in idx]])
+    target = np.concatenate([np.concatenate([ex.costs[i] for i in lined] or [np.zeros(0)]), [ex.costs[i].min() for i in idx]])
     target = torch.from_numpy(np.log1p(np.minimum(target, 100.0))).float().to(hidden.device)
     pred = model.cost_head(torch.cat([line_hidden, last_hidden])).squeeze(-1).float()
-    names = torch.from_numpy(np.concatenate([line_tokens(int(ex.n_servers[i])) for i in idx])).to(hidden.device)
-    name_ce = torch.nn.functional.cross_entropy(model.lm_head(line_hidden).float(), names)
-    return ce, torch.nn.functional.mse_loss(pred, target) + name_ce
+    aux = torch.nn.functional.mse_loss(pred, target)
+    if lined:
+        names = torch.from_numpy(np.concatenate([line_tokens(int(ex.n_servers[i])) for i in lined])).to(hidden.device)
+        aux = aux + torch.nn.functional.cross_entropy(model.lm_head(line_hidden).float(), names)
+    return ce, aux
 
 
 def listwise_loss(
