@@ -135,6 +135,16 @@ class SFTConfig(BaseModel):
         f" robustness evaluation's seeds 0..{EVAL_PERTURB_SEEDS - 1} are never trained on",
     )
 
+    # zero-shot server counts: server ids beyond those of the training scenario (comllm.lm.sft.renumber_draws)
+    renumber: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="probability that a training prompt's servers are named by random increasing ids from"
+        " 1..--renumber-max (the answer names the new id), so that every id's token is trained",
+    )
+    renumber_max: int = Field(24, ge=1, le=128, description="with --renumber: the largest id drawn")
+
     @model_validator(mode="after")
     def _check(self) -> "SFTConfig":
         if self.model == "default" and not self.template:

@@ -232,3 +232,43 @@ def test_the_cost_head_trains_on_the_canonical_prompts_of_a_robust_run(lean, sta
     ids, _, lab = collate(ex, only, lm.tokenizer.pad_token_id, lm.tokenizer.n_words)
     _, aux = cost_head_loss(lm.model, ids, lab, ex, only, lambda n: [1] * (n + 1))
     assert torch.isfinite(aux)
+
+
+def test_renumbered_prompts_name_other_ids_and_their_answers_follow(lean, states: list) -> None:
+    from comllm.lm.sft import renumber_draws
+
+    n = np.array([s.n_servers for s in states])
+    ids = renumber_draws(n, 0.5, 24, 3)
+    assert ids == renumber_draws(n, 0.5, 24, 3) and ids != renumber_draws(n, 0.5, 24, 4)
+    hit = [i for i in ids if i is not None]
+    assert 0.35 < len(hit) / len(ids) < 0.65
+    for i, k in zip(ids, n):
+        if i is not None:
+            assert len(i) == k and list(i) == sorted(set(i)) and 1 <= i[0] and i[-1] <= 24
+    assert max(x for i in hit for x in i) > 6  # ids no 2-4-server state has
+    labels = np.array([s.n_servers for s in states])  # the last server: its id is renamed
+    costs = [np.zeros(s.n_servers + 1) for s in states]
+    ex = encode_examples(lean, states, labels, costs, with_line_ends=True, renumber=0.5, renumber_max=24,
+                         renumber_seed=3)  # fmt: skip
+    plain = encode_examples(lean, states, labels, costs, with_line_ends=True)
+    tok = lean.tokenizer
+    for k, (s, i) in enumerate(zip(states, ids)):
+        text = tok.decode(ex.prompt[k].tolist())
+        answer = tok.decode(ex.completion[k].tolist())
+        if i is None:
+            assert np.array_equal(ex.prompt[k], plain.prompt[k]) and np.array_equal(ex.completion[k], plain.completion[k])
+        else:
+            assert f"server {i[-1]}:" in text and answer.strip().startswith(f"server {i[-1]}")
+            # the line names of the cost head are the new ids' tokens
+            assert ex.line_names is not None
+            assert ex.line_names[k].tolist()[1:] == [tok.convert_tokens_to_ids(f" {x}") for x in i]
+    # a perturbed prompt keeps its ids
+    mixed = encode_examples(lean, states, labels, costs, perturb=["paraphrase"], perturb_prob=1.0, renumber=1.0)
+    assert all(np.array_equal(a, b) for a, b in zip(mixed.completion, plain.completion))
+
+
+def test_renumbering_needs_a_compact_template(states: list) -> None:
+    lm = new_embedded_lm("paper-v2", states[:20], TINY_SHAPE, 0)
+    labels = np.zeros(len(states), dtype=np.int64)
+    with pytest.raises(SFTError, match="--renumber needs a compact template"):
+        encode_examples(lm, states, labels, [np.zeros(s.n_servers + 1) for s in states], renumber=1.0)

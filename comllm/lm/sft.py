@@ -54,7 +54,7 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -99,6 +99,7 @@ class Examples:
     n_servers: np.ndarray
     costs: list[np.ndarray]
     line_ends: list[np.ndarray] | None = None  # token position ending each action's line (cost head)
+    line_names: list[np.ndarray] | None = None  # the answer token naming each action's line (cost head)
 
     def __len__(self) -> int:
         return len(self.prompt)
@@ -179,6 +180,27 @@ def check_perturbations(template: Any, families: Iterable[str]) -> None:
             raise SFTError(f"--perturb {family}: {err}") from None
 
 
+def renumber_draws(n_servers: np.ndarray, prob: float, max_id: int, seed: int) -> list[tuple[int, ...] | None]:
+    """Which training prompts name their servers by other ids, and which ids: deterministic in the arguments.
+
+    A drawn prompt's N servers get N distinct ids from 1..``max_id``, increasing (the
+    canonical order, other names), so a model trained on 6 servers also reads and writes
+    the ids of larger topologies (README "Zero-shot"). All draws are made for every sample.
+    """
+    if prob <= 0 or len(n_servers) == 0:
+        return [None] * len(n_servers)
+    rng = np.random.default_rng([int(seed), 7919])
+    hit = rng.random(len(n_servers)) < prob
+    keys = rng.random((len(n_servers), max_id))
+    out: list[tuple[int, ...] | None] = []
+    for h, k, n in zip(hit, keys, n_servers.tolist()):
+        if not h or n > max_id:
+            out.append(None)
+        else:
+            out.append(tuple(int(x) + 1 for x in np.sort(np.argsort(k)[:n])))
+    return out
+
+
 def training_prompts(lm: LoadedLM, states: list[TaskState], draws: list[Draw] | None = None) -> list[str]:
     """The prompt texts of training states as the model reads them; a drawn one perturbed.
 
@@ -209,29 +231,56 @@ def encode_examples(
     perturb: list[str] | tuple[str, ...] = (),
     perturb_prob: float = 0.5,
     perturb_seed: int = 0,
+    renumber: float = 0.0,
+    renumber_max: int = 24,
+    renumber_seed: int = 0,
 ) -> Examples:
     """Render prompts with the model's template and tokenize prompts and answers.
 
     ``perturb`` (robust training, ``--perturb``): each prompt is perturbed with probability
     ``perturb_prob`` by a family drawn from ``perturb`` (:func:`perturbation_draws`,
-    seeded by ``perturb_seed``); answers are never perturbed.
+    seeded by ``perturb_seed``); answers are never perturbed. ``renumber`` (``--renumber``):
+    each prompt left canonical names its servers by other ids with that probability
+    (:func:`renumber_draws`), and its answer names the label's new id.
     """
     from comllm.text import get_template
 
     template = get_template(lm.meta.template)
     draws = perturbation_draws(len(states), list(perturb), perturb_prob, perturb_seed)
-    prompts = lm.encode_prompts(training_prompts(lm, states, draws))
+    texts = training_prompts(lm, states, draws)
+    n_servers = np.array([s.n_servers for s in states], dtype=np.int64)
+    ids = renumber_draws(n_servers, renumber, renumber_max, renumber_seed)
+    ids = [None if d is not None else i for i, d in zip(ids, draws)]  # a perturbed prompt keeps its ids
+    if any(ids):
+        if getattr(template, "style", None) is None or not hasattr(template.style, "server_ids"):
+            raise SFTError(f"--renumber needs a compact template (a style with server ids), not '{template.name}'")
+        for k, (s, i) in enumerate(zip(states, ids)):
+            if i is not None:
+                texts[k] = type(template)(replace(template.style, server_ids=i)).render_prompt(s) + lm.meta.prompt_suffix
+    prompts = lm.encode_prompts(texts)
+
+    def named(a: int, i: tuple[int, ...] | None) -> int:
+        return a if a == 0 or i is None else i[a - 1]
+
     cache: dict[int, list[int]] = {}
     completions = []
-    for s, a in zip(states, labels):
+    for s, a, i in zip(states, labels, ids):
+        a = named(int(a), i)
         if reasoning:
-            completions.append(lm.encode_answer(template.render_answer(int(a), template.reasoning_trace(s))))
+            if i is not None:
+                raise SFTError("--renumber does not combine with --reasoning (the trace names servers by index)")
+            completions.append(lm.encode_answer(template.render_answer(a, template.reasoning_trace(s))))
         else:
-            if int(a) not in cache:
-                cache[int(a)] = lm.encode_answer(template.render_answer(int(a)))
-            completions.append(cache[int(a)])
-    line_ends = None
+            if a not in cache:
+                cache[a] = lm.encode_answer(template.render_answer(a))
+            completions.append(cache[a])
+    line_ends = line_names = None
     if with_line_ends:
+        name_of: dict[int, int] = {}
+        for a in {named(a, i) for s, i in zip(states, ids) for a in range(s.n_servers + 1)}:
+            name_of[a] = lm.encode_answer(template.render_answer(a))[-2]  # the id's token, before EOS
+        line_names = [np.array([name_of[named(a, i)] for a in range(s.n_servers + 1)], dtype=np.int64)
+                      for s, i in zip(states, ids)]  # fmt: skip
         # a perturbed prompt's lines may be reordered or rewritten: its auxiliary line losses are skipped
         none = np.zeros(0, dtype=np.int64)
         line_ends = [
@@ -242,6 +291,7 @@ def encode_examples(
             costs = printed_estimates(states)
     return Examples(
         line_ends=line_ends,
+        line_names=line_names,
         prompt=[np.asarray(p, dtype=np.int64) for p in prompts],
         completion=[np.asarray(c, dtype=np.int64) for c in completions],
         label=np.asarray(labels, dtype=np.int64),
@@ -335,7 +385,8 @@ def cost_head_loss(
     pred = model.cost_head(torch.cat([line_hidden, last_hidden])).squeeze(-1).float()
     aux = torch.nn.functional.mse_loss(pred, target)
     if lined:
-        names = torch.from_numpy(np.concatenate([line_tokens(int(ex.n_servers[i])) for i in lined])).to(hidden.device)
+        per = (lambda i: ex.line_names[i]) if ex.line_names is not None else (lambda i: line_tokens(int(ex.n_servers[i])))
+        names = torch.from_numpy(np.concatenate([per(i) for i in lined])).to(hidden.device)
         aux = aux + torch.nn.functional.cross_entropy(model.lm_head(line_hidden).float(), names)
     return ce, aux
 
@@ -413,8 +464,6 @@ def perturbation_corpus(
     their number does not depend on how many states there are. The states with the fewest
     servers (at least 2) are used: the words do not depend on the server count.
     """
-    from dataclasses import replace
-
     from comllm.text.errors import TextError
     from comllm.text.perturb import PERTURBATIONS, perturbed_template
 
@@ -597,6 +646,7 @@ def _write_examples(path: Path, ex: Examples) -> None:
     save_state(path, {
         "prompt": _pack(ex.prompt), "completion": _pack(ex.completion), "label": ex.label, "n_servers": ex.n_servers,
         "costs": _pack(ex.costs), "line_ends": None if ex.line_ends is None else _pack(ex.line_ends),
+        "line_names": None if ex.line_names is None else _pack(ex.line_names),
     })  # fmt: skip
 
 
@@ -611,6 +661,7 @@ def _read_examples(path: Path, log: Callable[[str], None]) -> Examples | None:
             prompt=_unpack(blob["prompt"]), completion=_unpack(blob["completion"]),
             label=np.asarray(blob["label"], dtype=np.int64), n_servers=np.asarray(blob["n_servers"], dtype=np.int64),
             costs=_unpack(blob["costs"]), line_ends=None if blob.get("line_ends") is None else _unpack(blob["line_ends"]),
+            line_names=None if blob.get("line_names") is None else _unpack(blob["line_names"]),
         )  # fmt: skip
     except (CheckpointError, ValueError, KeyError, TypeError) as err:
         log(f"warning: tokenizing the data again: {err}")
@@ -737,7 +788,13 @@ def _training_data(
     if cfg.perturb:  # a template the families cannot perturb stops here, before any prompt is rendered
         check_perturbations(lm.meta.template, cfg.perturb)
     train_ex = encode_examples(lm, states, labels, costs, reasoning=cfg.reasoning, with_line_ends=cfg.cost_head > 0,
-                               perturb=cfg.perturb, perturb_prob=cfg.perturb_prob, perturb_seed=cfg.perturb_seed)  # fmt: skip
+                               perturb=cfg.perturb, perturb_prob=cfg.perturb_prob, perturb_seed=cfg.perturb_seed,
+                               renumber=cfg.renumber, renumber_max=cfg.renumber_max, renumber_seed=cfg.seed)  # fmt: skip
+    if cfg.renumber > 0:
+        kept = perturbation_draws(len(states), cfg.perturb, cfg.perturb_prob, cfg.perturb_seed)
+        ids = renumber_draws(train_ex.n_servers, cfg.renumber, cfg.renumber_max, cfg.seed)
+        hit = sum(i is not None and d is None for i, d in zip(ids, kept))
+        log(f"renumbered the servers of {hit} of {len(states)} prompts (ids 1..{cfg.renumber_max})")
     log(f"tokenized {len(train_ex)} examples in {time.time() - t0:.1f}s "
         f"(mean length {train_ex.lengths().mean():.0f} tokens)")  # fmt: skip
     if cfg.perturb:

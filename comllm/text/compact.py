@@ -158,7 +158,9 @@ class CompactStyle:
     word written (default: the canonical one). ``*_attrs`` are the attributes of each
     line in the order written (an attribute the template does not write is skipped).
     ``server_order`` is a permutation of server indices (ids are kept, only the lines
-    move; ``local`` stays first); ``None`` keeps 1..N. Units are spellings of
+    move; ``local`` stays first); ``None`` keeps 1..N. ``server_ids`` renames the servers
+    (server index i is written ``server <server_ids[i]>``; a training device, see
+    ``comllm sft --renumber``: answers must then name the new ids); ``None``: ids 1..N. Units are spellings of
     :data:`comllm.text.units.UNITS` ('': the canonical unit, not written: slots for
     times, cycles/bit for densities); ``numbers`` is one of :data:`NUMBER_FORMATS`.
     """
@@ -180,6 +182,7 @@ class CompactStyle:
     local_attrs: tuple[str, ...] = LOCAL_ATTRS
     server_attrs: tuple[str, ...] = SERVER_ATTRS
     server_order: tuple[int, ...] | None = None
+    server_ids: tuple[int, ...] | None = None
     bar: bool = True  # " |" after an estimate written first (the lean template writes none)
 
     def label(self, key: str) -> str:
@@ -303,8 +306,10 @@ class CompactTemplate(Template):
             }
         lines.append(action_line(action_name(0), with_est(0, local)))
         order = st.server_order if st.server_order is not None else range(state.n_servers)
+        if st.server_ids is not None and len(st.server_ids) < state.n_servers:
+            raise ValueError(f"style server_ids={st.server_ids} names fewer than the state's {state.n_servers} servers")
         for i in order:
-            s, j = state.servers[i], i + 1
+            s, j = state.servers[i], (i + 1 if st.server_ids is None else st.server_ids[i])
             raw = {}
             if self.with_raw:
                 raw = {
@@ -319,7 +324,7 @@ class CompactTemplate(Template):
             if self.fresh_view:
                 raw["incoming"] = val(s.incoming_mbit, data_f, st.data_unit)
                 raw["uploading"] = num.count(s.incoming_tasks)
-            lines.append(action_line(action_name(j), with_est(j, raw)))
+            lines.append(action_line(action_name(j), with_est(i + 1, raw)))
         lines.append("answer:")
         return "\n".join(lines)
 
