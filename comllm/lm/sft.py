@@ -556,8 +556,16 @@ def auto_threads() -> int:
 # ---------------------------------------------------------------- evaluation
 @torch.no_grad()
 def quick_eval(lm: LoadedLM, states: list[TaskState], costs: list[np.ndarray], batch: int = 64) -> dict[str, float]:
-    """Score-mode accuracy and perf ratio (oracle cost / chosen cost), overall and per server count."""
+    """Score-mode accuracy and perf ratio (oracle cost / chosen cost), overall and per server count.
+
+    A fresh-view model is scored against the estimates its prompt prints (the fresh view's
+    oracle, ``greedy:incoming``), not ``costs`` (the paper's formula).
+    """
     from comllm.lm.policy import DecodeOptions, LMPolicy
+    from comllm.text import get_template
+
+    if getattr(get_template(lm.meta.template), "fresh_view", False):
+        costs = printed_estimates(states)
 
     was_training = lm.model.training
     policy = LMPolicy(lm, DecodeOptions(mode="score", batch=batch))
