@@ -272,3 +272,15 @@ def test_renumbering_needs_a_compact_template(states: list) -> None:
     labels = np.zeros(len(states), dtype=np.int64)
     with pytest.raises(SFTError, match="--renumber needs a compact template"):
         encode_examples(lm, states, labels, [np.zeros(s.n_servers + 1) for s in states], renumber=1.0)
+
+
+def test_the_quick_eval_of_a_fresh_view_model_is_against_the_printed_estimates(lean, states: list) -> None:
+    from comllm.lm.policy import LMPolicy
+    from comllm.lm.sft import printed_estimates, quick_eval
+
+    some = states[:40]
+    stale = [np.arange(s.n_servers + 1, dtype=float)[::-1] + 1 for s in some]  # argmin: the last server
+    res = quick_eval(lean, some, stale)
+    actions = LMPolicy(lean).decide(some)
+    best = [int(np.argmin(e)) for e in printed_estimates(some)]
+    assert res["acc"] == pytest.approx(float(np.mean(actions == np.array(best))))
