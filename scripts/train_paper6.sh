@@ -8,7 +8,11 @@
 # protocol, labelled by `greedy:incoming` (the fresh view's one-step oracle); SFT of a new
 # embedded value-aware decoder (3 layers, 128 wide) on the short fresh-view template `lean-v2`,
 # 30 % of the prompts perturbed (every family but `units`, which is held out of training).
-# Shipped as comllm/checkpoints/lm-paper6. Wall time: README.
+# Stage 2 continues from stage 1 on the same records with the per-action cost head (it regresses
+# the printed estimates at each action line's end and names the line's answer token: the dense
+# signal that makes the small model read the argmin) and 30 % of the canonical prompts renumbered
+# (servers named by random increasing ids from 1..24). Shipped as comllm/checkpoints/lm-paper6
+# (stage 2). Wall time: README.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/p6}
@@ -30,8 +34,15 @@ done
   --perturb shuffle-fields --perturb paraphrase --perturb numbers --perturb shuffle-servers --perturb-prob 0.3 \
   --eval-data "$OUT/test-0.3.jsonl.gz" --eval-every 500 --eval-size 1000 --save-every 500 --threads 2 --no-progress \
   --out "$OUT/sft"
+[ -f "$OUT/sft2/model.safetensors" ] || $C sft --model "$OUT/sft" \
+  $(for f in "$OUT"/sft-*.jsonl.gz; do echo --data "$f"; done) \
+  --steps 2500 --batch-size 48 --lr 1e-3 --seed 1 --cost-head 1.0 --renumber 0.3 --renumber-max 24 \
+  --perturb shuffle-fields --perturb paraphrase --perturb numbers --perturb shuffle-servers --perturb-prob 0.3 --perturb-seed 1 \
+  --eval-data "$OUT/test-0.3.jsonl.gz" --eval-every 500 --eval-size 1000 --save-every 500 --threads 2 --no-progress \
+  --out "$OUT/sft2"
 rm -rf comllm/checkpoints/lm-paper6 && mkdir -p comllm/checkpoints/lm-paper6
 for f in config.json generation_config.json model.safetensors tokenizer_config.json word_tokenizer.json comllm.json train_log.csv train_summary.json; do
-  [ -f "$OUT/sft/$f" ] && cp "$OUT/sft/$f" comllm/checkpoints/lm-paper6/
+  [ -f "$OUT/sft2/$f" ] && cp "$OUT/sft2/$f" comllm/checkpoints/lm-paper6/
 done
+cp "$OUT/sft/train_log.csv" comllm/checkpoints/lm-paper6/train_log_stage1.csv
 echo "shipped comllm/checkpoints/lm-paper6"
