@@ -144,11 +144,20 @@ class SFTConfig(BaseModel):
         " 1..--renumber-max (the answer names the new id), so that every id's token is trained",
     )
     renumber_max: int = Field(24, ge=1, le=128, description="with --renumber: the largest id drawn")
+    line_gaps: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="position jitter: after each prompt line, skip 0..G position ids (drawn per line and step), so"
+        " that where a line sits is not the cue (deciding uses contiguous positions)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "SFTConfig":
         if self.model == "default" and not self.template:
             raise FieldError("template", self.template, "a new default model needs --template (e.g. annotated-compact)")
+        if self.line_gaps > 0 and self.listwise > 0:
+            raise FieldError("line_gaps", self.line_gaps, "does not combine with --listwise (its tree pass sets the positions)")
         if self.listwise > 0 and (self.reasoning or self.cost_head > 0):
             raise FieldError("listwise", self.listwise, "combines with neither reasoning answers nor the cost head")
         ModelShape(hidden=self.hidden, layers=self.layers, heads=self.heads, intermediate=self.intermediate)

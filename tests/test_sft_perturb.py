@@ -284,3 +284,50 @@ def test_the_quick_eval_of_a_fresh_view_model_is_against_the_printed_estimates(l
     actions = LMPolicy(lean).decide(some)
     best = [int(np.argmin(e)) for e in printed_estimates(some)]
     assert res["acc"] == pytest.approx(float(np.mean(actions == np.array(best))))
+
+
+def test_line_gaps_move_the_lines_and_nothing_else() -> None:
+    import torch
+
+    from comllm.lm.sft import gapped_positions
+
+    nl = 9
+    ids = torch.tensor([[1, 2, nl, 3, 4, nl, 5, 6], [1, nl, 2, nl, 3, nl, 4, 0]])
+    assert gapped_positions(ids, nl, 0, [[0], [1]]) is None
+    pos = gapped_positions(ids, nl, 5, [[0, 3, 1], [0, 3, 2]])
+    again = gapped_positions(ids, nl, 5, [[0, 3, 1], [0, 3, 2]])
+    assert torch.equal(pos, again) and pos.shape == ids.shape
+    step = pos[:, 1:] - pos[:, :-1]
+    after_newline = (ids[:, :-1] == nl)
+    assert (step[~after_newline] == 1).all()  # inside a line, positions are contiguous
+    assert ((step[after_newline] >= 1) & (step[after_newline] <= 6)).all()
+    assert (pos[:, 0] == 0).all()
+    many = [gapped_positions(ids, nl, 5, [[0, s, 1], [0, s, 2]]) for s in range(20)]
+    assert len({tuple(p[0].tolist()) for p in many}) > 1  # the steps draw other gaps
+
+
+def test_a_tiny_sft_run_with_line_gaps_trains_and_resumes_exactly(records: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file
+
+    out = tmp_path / "gaps"
+    res = CliRunner().invoke(app, ["sft", "--data", str(records), "--out", str(out), "--template", "lean-v2",
+                                   "--line-gaps", "6", "--cost-head", "1.0", "--steps", "4", "--save-every", "2",
+                                   "--batch-size", "8", "--hidden", "32", "--layers", "1", "--heads", "2",
+                                   "--intermediate", "64", "--no-progress", "--threads", "1"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "comllm.json").read_text())["training"]["config"]["line_gaps"] == 6
+    cut = tmp_path / "cut"  # the finished run cut back to its mid checkpoint, resumed
+    shutil.copytree(out, cut)
+    for p in cut.glob("checkpoint-*"):
+        if p.name != "checkpoint-2":
+            shutil.rmtree(p)
+    (cut / "model.safetensors").unlink()
+    res = CliRunner().invoke(app, ["sft", "--data", str(records), "--out", str(cut), "--template", "lean-v2", "--resume",
+                                   "--no-progress", "--threads", "1"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    a, b = load_file(out / "model.safetensors"), load_file(cut / "model.safetensors")
+    assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+    with pytest.raises(SFTError, match="line_gaps.*listwise"):
+        make_config(template="lean-v2", data=[str(records)], out=str(tmp_path / "o"), line_gaps=4, listwise=1.0)

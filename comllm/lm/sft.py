@@ -351,6 +351,25 @@ def collate(ex: Examples, idx: np.ndarray, pad_id: int, n_words: int | None) -> 
     return ids, mask, labels
 
 
+def gapped_positions(ids: torch.Tensor, newline: int, max_gap: int, seeds: list[list[int]]) -> torch.Tensor | None:
+    """Position ids ``(B, T)`` that skip 0..``max_gap`` ids after every newline token (``--line-gaps``).
+
+    Token ``t`` sits at ``t + sum of the gaps drawn at the newlines before it``: the distance from
+    the answer to each action line varies from one training example to the next, so the model
+    must find a line by what it says, not where it is. Row ``r``'s gaps come from a generator
+    seeded by ``seeds[r]`` (the run's seed, the step, the example: the same draws on resume and
+    whatever the process count). ``None`` when ``max_gap`` is 0.
+    """
+    if max_gap <= 0:
+        return None
+    nl = (ids == newline).cpu().numpy()
+    draws = np.stack([np.random.default_rng(sd).integers(0, max_gap + 1, size=nl.shape[1]) for sd in seeds])
+    gaps = np.where(nl, draws, 0)
+    before = np.cumsum(gaps, axis=1) - gaps  # the gap of a newline moves the tokens after it
+    pos = np.arange(ids.shape[1])[None, :] + before
+    return torch.from_numpy(pos.astype(np.int64)).to(ids.device)
+
+
 def cost_head_loss(
     model: torch.nn.Module,
     ids: torch.Tensor,
@@ -358,6 +377,7 @@ def cost_head_loss(
     ex: Examples,
     idx: np.ndarray,
     line_tokens: Callable[[int], list[int]],
+    position_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Answer cross-entropy and the auxiliary line losses, from one forward pass.
 
@@ -368,7 +388,7 @@ def cost_head_loss(
     that teaches the cost model, where the best action is and which id names
     it (the cost head is unused when deciding).
     """
-    hidden = model.model(input_ids=ids, use_cache=False).last_hidden_state
+    hidden = model.model(input_ids=ids, position_ids=position_ids, use_cache=False).last_hidden_state
     first = int((labels != -100).float().argmax(dim=1).min())
     logits = model.lm_head(hidden[:, first - 1 : -1]).float()
     ce = torch.nn.functional.cross_entropy(
@@ -421,7 +441,9 @@ def listwise_loss(
     return ce_sum / n_tok, kl_sum / len(idx)
 
 
-def answer_loss(model: torch.nn.Module, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def answer_loss(
+    model: torch.nn.Module, ids: torch.Tensor, labels: torch.Tensor, position_ids: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean cross-entropy of the answer tokens; logits only where answers are.
 
     Batches are right-padded, so under the causal mask no real token ever sees
@@ -429,7 +451,7 @@ def answer_loss(model: torch.nn.Module, ids: torch.Tensor, labels: torch.Tensor)
     """
     first = int((labels != -100).float().argmax(dim=1).min())  # earliest answer position in the batch
     keep = ids.shape[1] - first + 1
-    out = model(input_ids=ids, logits_to_keep=keep, use_cache=False)
+    out = model(input_ids=ids, position_ids=position_ids, logits_to_keep=keep, use_cache=False)
     logits = out.logits[:, :-1].float()  # position p predicts token p + 1
     target = labels[:, ids.shape[1] - keep + 1 :]
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
@@ -791,6 +813,8 @@ def _training_data(
         lm = _new_lm(cfg, states, device)
     assert lm is not None
     t0 = time.time()
+    if cfg.line_gaps > 0 and not lm.is_embedded:
+        raise SFTError(f"--line-gaps {cfg.line_gaps} is for the embedded model (its prompt lines end in one newline token)")
     if cfg.cost_head > 0:
         _add_cost_head(lm)
     if cfg.perturb:  # a template the families cannot perturb stops here, before any prompt is rendered
@@ -849,6 +873,7 @@ class _SFTRun:
         dp.broadcast_params(self.model.parameters())
         self.n_words = lm.tokenizer.n_words if lm.is_embedded else None
         self.pad_id = lm.tokenizer.pad_token_id
+        self.newline_id = lm.tokenizer.convert_tokens_to_ids("\n")
         self.per_epoch = math.ceil(len(train_ex) / cfg.batch_size)
         self.total = cfg.steps or max(1, math.ceil(cfg.epochs * self.per_epoch))
         lr = cfg.lr or (1e-3 if lm.is_embedded else 1e-5)
@@ -958,8 +983,12 @@ class _SFTRun:
         cfg, device, model = self.cfg, self.device, self.model
         idx = self.dp.shard(batch)  # the whole batch unless several processes share it
         ids, _, labels = collate(self.train_ex, idx, self.pad_id, self.n_words)
+        pos = None
+        if cfg.line_gaps > 0:
+            seeds = [[cfg.seed, self.step, int(i)] for i in idx]
+            pos = gapped_positions(ids, self.newline_id, cfg.line_gaps, seeds).to(device)
         if cfg.cost_head > 0:
-            ce, aux = cost_head_loss(model, ids.to(device), labels.to(device), self.train_ex, idx, self.line_tokens)
+            ce, aux = cost_head_loss(model, ids.to(device), labels.to(device), self.train_ex, idx, self.line_tokens, pos)
             loss = ce + cfg.cost_head * aux
             self.aux_losses.append(aux.item())
         elif cfg.listwise > 0:
@@ -967,7 +996,7 @@ class _SFTRun:
             loss = ce + cfg.listwise * aux
             self.aux_losses.append(aux.item())
         else:
-            loss = ce = answer_loss(model, ids.to(device), labels.to(device))
+            loss = ce = answer_loss(model, ids.to(device), labels.to(device), pos)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.dp.average_gradients(self.params)
