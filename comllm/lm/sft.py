@@ -180,21 +180,25 @@ def check_perturbations(template: Any, families: Iterable[str]) -> None:
             raise SFTError(f"--perturb {family}: {err}") from None
 
 
-def renumber_draws(n_servers: np.ndarray, prob: float, max_id: int, seed: int) -> list[tuple[int, ...] | None]:
+def renumber_draws(
+    n_servers: np.ndarray, prob: float, max_id: int, seed: int, draws: list[Draw] | None = None
+) -> list[tuple[int, ...] | None]:
     """Which training prompts name their servers by other ids, and which ids: deterministic in the arguments.
 
     A drawn prompt's N servers get N distinct ids from 1..``max_id``, increasing (the
     canonical order, other names), so a model trained on 6 servers also reads and writes
-    the ids of larger topologies (README "Zero-shot"). All draws are made for every sample.
+    the ids of larger topologies (README "Zero-shot"). All draws are made for every sample;
+    a prompt perturbed by ``draws`` (:func:`perturbation_draws`) keeps its ids.
     """
     if prob <= 0 or len(n_servers) == 0:
         return [None] * len(n_servers)
     rng = np.random.default_rng([int(seed), 7919])
     hit = rng.random(len(n_servers)) < prob
     keys = rng.random((len(n_servers), max_id))
+    perturbed = [d is not None for d in draws] if draws is not None else [False] * len(n_servers)
     out: list[tuple[int, ...] | None] = []
-    for h, k, n in zip(hit, keys, n_servers.tolist()):
-        if not h or n > max_id:
+    for h, k, n, p in zip(hit, keys, n_servers.tolist(), perturbed):
+        if not h or p or n > max_id:
             out.append(None)
         else:
             out.append(tuple(int(x) + 1 for x in np.sort(np.argsort(k)[:n])))
@@ -249,8 +253,7 @@ def encode_examples(
     draws = perturbation_draws(len(states), list(perturb), perturb_prob, perturb_seed)
     texts = training_prompts(lm, states, draws)
     n_servers = np.array([s.n_servers for s in states], dtype=np.int64)
-    ids = renumber_draws(n_servers, renumber, renumber_max, renumber_seed)
-    ids = [None if d is not None else i for i, d in zip(ids, draws)]  # a perturbed prompt keeps its ids
+    ids = renumber_draws(n_servers, renumber, renumber_max, renumber_seed, draws)
     if any(ids):
         if getattr(template, "style", None) is None or not hasattr(template.style, "server_ids"):
             raise SFTError(f"--renumber needs a compact template (a style with server ids), not '{template.name}'")
@@ -307,13 +310,10 @@ def printed_estimates(states: list[TaskState]) -> list[np.ndarray]:
     paper's stale formula, which such a prompt does not show).
     """
     from comllm.cost import action_costs
-    from comllm.state import StateBatch
+    from comllm.state import StateBatch, group_by_servers
 
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, s in enumerate(states):
-        groups.setdefault((s.n_servers, len(s.servers[0].history) if s.servers else 0), []).append(i)
     out: list[np.ndarray] = [np.zeros(0)] * len(states)
-    for members in groups.values():
+    for members in group_by_servers(states).values():
         est = action_costs(StateBatch.from_states([states[i] for i in members]), incoming=True)
         for row, i in enumerate(members):
             out[i] = est[row]
@@ -823,9 +823,8 @@ def _training_data(
                                perturb=cfg.perturb, perturb_prob=cfg.perturb_prob, perturb_seed=cfg.perturb_seed,
                                renumber=cfg.renumber, renumber_max=cfg.renumber_max, renumber_seed=cfg.seed)  # fmt: skip
     if cfg.renumber > 0:
-        kept = perturbation_draws(len(states), cfg.perturb, cfg.perturb_prob, cfg.perturb_seed)
-        ids = renumber_draws(train_ex.n_servers, cfg.renumber, cfg.renumber_max, cfg.seed)
-        hit = sum(i is not None and d is None for i, d in zip(ids, kept))
+        draws = perturbation_draws(len(states), cfg.perturb, cfg.perturb_prob, cfg.perturb_seed)
+        hit = sum(i is not None for i in renumber_draws(train_ex.n_servers, cfg.renumber, cfg.renumber_max, cfg.seed, draws))
         log(f"renumbered the servers of {hit} of {len(states)} prompts (ids 1..{cfg.renumber_max})")
     log(f"tokenized {len(train_ex)} examples in {time.time() - t0:.1f}s "
         f"(mean length {train_ex.lengths().mean():.0f} tokens)")  # fmt: skip
