@@ -152,12 +152,20 @@ class SFTConfig(BaseModel):
         " that where a line sits is not the cue (deciding uses contiguous positions)",
     )
 
+    line_positions: Literal["absolute", "lines"] | None = Field(
+        None,
+        description="embedded model: 'lines' gives every action line the same position ids (the lines read as a set,"
+        " so where a line sits is no cue), 'absolute' the ordinary ones (default: the model's own; new: absolute)",
+    )
+
     @model_validator(mode="after")
     def _check(self) -> "SFTConfig":
         if self.model == "default" and not self.template:
             raise FieldError("template", self.template, "a new default model needs --template (e.g. annotated-compact)")
         if self.line_gaps > 0 and self.listwise > 0:
             raise FieldError("line_gaps", self.line_gaps, "does not combine with --listwise (its tree pass sets the positions)")
+        if self.line_gaps > 0 and self.line_positions == "lines":
+            raise FieldError("line_gaps", self.line_gaps, "does not combine with --line-positions lines (it sets the positions)")
         if self.listwise > 0 and (self.reasoning or self.cost_head > 0):
             raise FieldError("listwise", self.listwise, "combines with neither reasoning answers nor the cost head")
         ModelShape(hidden=self.hidden, layers=self.layers, heads=self.heads, intermediate=self.intermediate)

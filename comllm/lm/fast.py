@@ -87,7 +87,8 @@ class FastScorer:
         ids = lay.ids.to(device)
         b, t = ids.shape
         x = self.model.model.embed_tokens(ids).float()
-        freqs = lay.positions.to(device).float()[..., None] * self.inv_freq.to(device)  # (rows, T, hd/2)
+        positions = lay.positions if self.model.config.line_positions == "absolute" else self.model.line_positions(lay.ids, lay.positions)
+        freqs = positions.to(device).float()[..., None] * self.inv_freq.to(device)  # (rows or B, T, hd/2)
         cos, sin = freqs.cos()[:, None], freqs.sin()[:, None]  # (rows, 1, T, hd/2)
         mask = lay.mask[:, None].to(device)  # (rows, 1, T, T)
         h, kvh, hd = self.heads, self.kv_heads, self.head_dim

@@ -6,6 +6,17 @@ numbers whose embedding is a learned 2-layer projection of deterministic
 features of the value. The output head covers only the words: the model reads
 numbers and writes words (answers are ``local`` / ``server K``).
 
+Line positions (``config.line_positions = "lines"``, ``comllm sft --line-positions lines``):
+the position ids treat a prompt's action lines as a set. The first ``header_lines`` lines
+keep their positions; every later line but the last (the ``local`` and ``server K`` lines)
+starts at the position where the first of them starts; the last line (``answer:`` and the
+answer) starts ``line_span`` positions after that. So the distance from the answer to every
+action line is the same whatever the number of servers and wherever a line sits: the model
+must find a line by what it says (its name, its numbers), which is what carries over to
+server counts it never saw. The model applies the rule itself (:meth:`ComllmLMForCausalLM.
+line_positions`) to the position ids it is given (the scoring tree's, generation's), so every
+path decides alike; ``"absolute"`` (the default) keeps the ordinary positions.
+
 The classes are registered with transformers' Auto classes under the model
 type ``comllm_lm`` when this module is imported, so ``AutoConfig``,
 ``AutoModelForCausalLM.from_pretrained``, ``generate`` and TRL work unchanged;
@@ -41,6 +52,46 @@ class ComllmLMConfig(LlamaConfig):
     value_codec: dict | None = None
     value_hidden: int = 128
     cost_head: bool = False
+    line_positions: str = "absolute"
+    newline_token_id: int | None = None
+    header_lines: int = 1
+    line_span: int = 24
+
+
+#: the position schemes of :class:`ComllmLMConfig` (``line_positions``)
+LINE_POSITIONS = ("absolute", "lines")
+
+
+def line_position_ids(
+    ids: torch.Tensor, positions: torch.Tensor | None, *, newline: int, pad: int, header_lines: int, line_span: int
+) -> torch.Tensor:
+    """Position ids ``(B, T)`` under the ``"lines"`` scheme (module docstring), from ``positions``.
+
+    ``positions`` (``(B, T)`` or ``(1, T)``; ``None``: ``0 .. T-1``) are the ordinary ones, which
+    may restart or branch (a scoring tree's candidates share positions): only where each line
+    starts and the offset inside it are read, so applying the rule twice changes nothing. Pad
+    tokens (``pad``) keep their positions; a row without an action line is left as it is.
+    """
+    b, t = ids.shape
+    col = torch.arange(t, device=ids.device).expand(b, t)
+    pos = col if positions is None else positions.expand(b, t)
+    real = ids != pad
+    nl = (ids == newline) & real
+    line = torch.cumsum(nl.long(), dim=1) - nl.long()  # newlines before each token
+    last = nl.long().sum(dim=1, keepdim=True)  # the line after the last newline
+    before = torch.zeros_like(real)
+    before[:, 1:] = real[:, :-1]
+    after_nl = torch.zeros_like(nl)
+    after_nl[:, 1:] = nl[:, :-1]
+    start = real & (after_nl | ~before)
+    start_col = torch.cummax(torch.where(start, col, -1), dim=1).values.clamp(min=0)
+    offset = pos - pos.gather(1, start_col)
+    first = torch.where(start & (line == header_lines), col, t).min(dim=1, keepdim=True).values
+    has_lines = first < t
+    base = pos.gather(1, first.clamp(max=t - 1))
+    out = torch.where(line == last, base + line_span + offset, base + offset)
+    out = torch.where(line < header_lines, pos, out)
+    return torch.where(real & has_lines, out, pos)
 
 
 class ValueEmbedding(nn.Module):
@@ -104,8 +155,59 @@ class ComllmLMForCausalLM(LlamaForCausalLM):
     def resize_token_embeddings(self, *args: Any, **kwargs: Any) -> nn.Module:
         raise NotImplementedError("the embedded model's vocabulary is fixed by its tokenizer; build a new model")
 
+    def line_positions(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The position ids the model uses for ``input_ids`` (a whole sequence from its first token).
 
-def build_model(tokenizer: ComllmTokenizer, shape: ModelShape = ModelShape(), cost_head: bool = False, seed: int = 0) -> ComllmLMForCausalLM:
+        ``position_ids`` unchanged under ``"absolute"``; under ``"lines"``, :func:`line_position_ids`
+        of them (module docstring).
+        """
+        cfg = self.config
+        if cfg.line_positions == "absolute":
+            return position_ids
+        if cfg.line_positions != "lines" or cfg.newline_token_id is None:
+            raise ValueError(
+                f"config.line_positions={cfg.line_positions!r} needs one of {LINE_POSITIONS} and a newline_token_id"
+            )
+        if position_ids is not None:
+            position_ids = position_ids.to(input_ids.device)
+        return line_position_ids(input_ids, position_ids, newline=cfg.newline_token_id, pad=cfg.pad_token_id,
+                                 header_lines=cfg.header_lines, line_span=cfg.line_span)  # fmt: skip
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache: Any = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs: Any,
+    ) -> Any:
+        past = cache if cache is not None else kwargs.get("past_key_values")
+        if self.config.line_positions != "absolute" and input_ids is not None:
+            if past is None or past.get_seq_length() == 0:  # a whole sequence: the rule can see its lines
+                position_ids = self.line_positions(input_ids, position_ids)
+        return super().forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                               cache=cache, inputs_embeds=inputs_embeds, labels=labels, use_cache=use_cache,
+                               logits_to_keep=logits_to_keep, **kwargs)  # fmt: skip
+
+    def prepare_inputs_for_generation(self, input_ids: torch.Tensor, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        inputs = super().prepare_inputs_for_generation(input_ids, *args, **kwargs)
+        mask = kwargs.get("attention_mask")
+        if self.config.line_positions != "absolute" and inputs.get("input_ids") is not None:
+            # the new tokens' positions under the rule need the whole sequence so far
+            std = (mask.long().cumsum(-1) - 1).clamp(min=0) if mask is not None and mask.ndim == 2 else None
+            full = self.line_positions(input_ids, std)
+            inputs["position_ids"] = full[:, -inputs["input_ids"].shape[1] :]
+        return inputs
+
+
+def build_model(
+    tokenizer: ComllmTokenizer, shape: ModelShape = ModelShape(), cost_head: bool = False, seed: int = 0,
+    line_positions: str = "absolute",
+) -> ComllmLMForCausalLM:
     """A freshly initialised embedded model for ``tokenizer``."""
     config = ComllmLMConfig(
         vocab_size=tokenizer.n_words,
@@ -123,8 +225,17 @@ def build_model(tokenizer: ComllmTokenizer, shape: ModelShape = ModelShape(), co
         value_hidden=shape.value_hidden,
         cost_head=cost_head,
     )
+    set_line_positions(config, line_positions, tokenizer.convert_tokens_to_ids("\n"))
     torch.manual_seed(seed)
     return ComllmLMForCausalLM(config)
+
+
+def set_line_positions(config: ComllmLMConfig, scheme: str, newline_token_id: int) -> None:
+    """Switch ``config`` to the position ``scheme`` (``"absolute"`` | ``"lines"``)."""
+    if scheme not in LINE_POSITIONS:
+        raise ShapeError("line_positions", scheme, f"is not one of {', '.join(LINE_POSITIONS)}")
+    config.line_positions = scheme
+    config.newline_token_id = newline_token_id
 
 
 AutoConfig.register(MODEL_TYPE, ComllmLMConfig, exist_ok=True)

@@ -75,7 +75,7 @@ from comllm.checkpointing import (
 )
 from comllm.lm.distributed import DataParallel
 from comllm.lm.loading import LMError, LMMeta, LoadedLM, LoraSpec, load_lm, pick_device
-from comllm.lm.model import ModelShape, build_model
+from comllm.lm.model import ModelShape, build_model, set_line_positions
 from comllm.lm.tokenizer import ComllmTokenizer
 from comllm.locking import LOCK_FILE, is_main_process, lock_folder
 from comllm.sft_config import EVAL_PERTURB_SEEDS, TRAIN_PERTURB_SEEDS, SFTConfig, SFTError, make_config  # noqa: F401
@@ -815,6 +815,10 @@ def _training_data(
     t0 = time.time()
     if cfg.line_gaps > 0 and not lm.is_embedded:
         raise SFTError(f"--line-gaps {cfg.line_gaps} is for the embedded model (its prompt lines end in one newline token)")
+    if cfg.line_positions is not None and cfg.line_positions != getattr(lm.model.config, "line_positions", "absolute"):
+        if not lm.is_embedded:
+            raise SFTError(f"--line-positions {cfg.line_positions} is for the embedded model (its prompt lines end in one newline token)")
+        set_line_positions(lm.model.config, cfg.line_positions, lm.tokenizer.convert_tokens_to_ids("\n"))
     if cfg.cost_head > 0:
         _add_cost_head(lm)
     if cfg.perturb:  # a template the families cannot perturb stops here, before any prompt is rendered
@@ -986,6 +990,8 @@ class _SFTRun:
         if cfg.line_gaps > 0:
             seeds = [[cfg.seed, self.step, int(i)] for i in idx]
             pos = gapped_positions(ids, self.newline_id, cfg.line_gaps, seeds).to(device)
+        elif self.lm.is_embedded and model.config.line_positions != "absolute":
+            pos = model.line_positions(ids.to(device))
         if cfg.cost_head > 0:
             ce, aux = cost_head_loss(model, ids.to(device), labels.to(device), self.train_ex, idx, self.line_tokens, pos)
             loss = ce + cfg.cost_head * aux
