@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 from comllm.cli import app
 from comllm.lm.fast import FastScorer
 from comllm.lm.loading import load_lm
-from comllm.lm.model import line_position_ids, set_line_positions
+from comllm.lm.model import line_attention, line_position_ids, set_line_positions
 from comllm.lm.policy import DecodeOptions, LMPolicy
 from comllm.lm.scoring import candidate_logprobs
 from comllm.lm.sft import make_config
@@ -144,3 +145,29 @@ def test_sft_switches_a_checkpoint_to_line_positions_and_the_model_keeps_it(reco
 def test_line_positions_refuse_line_gaps(records: Path, tmp_path: Path) -> None:
     with pytest.raises(SFTError, match="line_gaps"):
         make_config(template="lean-v2", data=[str(records)], out=str(tmp_path / "o"), line_gaps=4, line_positions="lines")
+
+
+def test_action_lines_attend_to_the_header_and_themselves_only() -> None:
+    ids = torch.tensor([[9, NL, 5, 5, NL, 7, NL, 8]])
+    ok = line_attention(ids, newline=NL, pad=PAD, header_lines=1)[0]
+    assert not ok[5, 2] and not ok[2, 5] and not ok[5, 3]  # two action lines never see each other
+    assert ok[5, 0] and ok[5, 1] and ok[3, 2] and ok[5, 5]  # the header and the own line
+    assert ok[7].all()  # the last line sees everything (the causal mask does the rest)
+
+
+def test_under_line_positions_the_answer_scores_do_not_depend_on_the_server_order(lm, states) -> None:
+    from comllm.text import get_template
+
+    pol = LMPolicy(lm, DecodeOptions())
+    five = [s for s in states if s.n_servers == 5][:3]
+    base = get_template("lean-v2")
+    order = (3, 0, 4, 2, 1)
+    moved = base.with_style(dataclasses.replace(base.style, server_order=order))
+    prompts = lm.encode_prompts([moved.render_prompt(s) + lm.meta.prompt_suffix for s in five])
+    assert prompts != pol.prompt_ids(five)
+    answers = pol.answer_ids(5)
+    with torch.no_grad():
+        got = FastScorer(lm.model).logprobs(prompts, answers, 0)
+        ref = candidate_logprobs(lm.model, prompts, answers, 0)
+    np.testing.assert_allclose(got.numpy(), pol.scores(five).numpy(), atol=1e-4)
+    np.testing.assert_allclose(ref.numpy(), pol.scores(five).numpy(), atol=1e-4)

@@ -87,10 +87,13 @@ class FastScorer:
         ids = lay.ids.to(device)
         b, t = ids.shape
         x = self.model.model.embed_tokens(ids).float()
-        positions = lay.positions if self.model.config.line_positions == "absolute" else self.model.line_positions(lay.ids, lay.positions)
+        positions, mask = lay.positions, lay.mask[:, None]  # (rows, T), (rows, 1, T, T)
+        if self.model.config.line_positions != "absolute":  # the model's rule (comllm.lm.model): per row
+            positions, mask = self.model.line_inputs(lay.ids, lay.positions, mask)
+            mask = mask == 0
         freqs = positions.to(device).float()[..., None] * self.inv_freq.to(device)  # (rows or B, T, hd/2)
-        cos, sin = freqs.cos()[:, None], freqs.sin()[:, None]  # (rows, 1, T, hd/2)
-        mask = lay.mask[:, None].to(device)  # (rows, 1, T, T)
+        cos, sin = freqs.cos()[:, None], freqs.sin()[:, None]  # (rows or B, 1, T, hd/2)
+        mask = mask.to(device)
         h, kvh, hd = self.heads, self.kv_heads, self.head_dim
         half = hd // 2
 

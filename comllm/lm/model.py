@@ -7,15 +7,17 @@ features of the value. The output head covers only the words: the model reads
 numbers and writes words (answers are ``local`` / ``server K``).
 
 Line positions (``config.line_positions = "lines"``, ``comllm sft --line-positions lines``):
-the position ids treat a prompt's action lines as a set. The first ``header_lines`` lines
-keep their positions; every later line but the last (the ``local`` and ``server K`` lines)
-starts at the position where the first of them starts; the last line (``answer:`` and the
-answer) starts ``line_span`` positions after that. So the distance from the answer to every
-action line is the same whatever the number of servers and wherever a line sits: the model
-must find a line by what it says (its name, its numbers), which is what carries over to
-server counts it never saw. The model applies the rule itself (:meth:`ComllmLMForCausalLM.
-line_positions`) to the position ids it is given (the scoring tree's, generation's), so every
-path decides alike; ``"absolute"`` (the default) keeps the ordinary positions.
+the action lines are read as a set. The first ``header_lines`` lines (the task) keep their
+positions; every later line but the last (the ``local`` and ``server K`` lines) starts at the
+position where the first of them starts, and attends to the header and to itself only, not to
+the other action lines; the last line (``answer:`` and the answer) starts ``line_span``
+positions after that and attends to everything before it. So each action line is encoded alike
+wherever it sits, and the answer is at the same distance from every line whatever the number of
+servers: the model must find a line by what it says (its name, its numbers), which is what
+carries over to server counts it never saw. The model applies the rule itself
+(:meth:`ComllmLMForCausalLM.line_inputs`) to the position ids and the mask it is given (the
+scoring tree's, generation's), so every path decides alike; ``"absolute"`` (the default) is the
+ordinary causal decoder.
 
 The classes are registered with transformers' Auto classes under the model
 type ``comllm_lm`` when this module is imported, so ``AutoConfig``,
@@ -62,6 +64,14 @@ class ComllmLMConfig(LlamaConfig):
 LINE_POSITIONS = ("absolute", "lines")
 
 
+def _lines(ids: torch.Tensor, newline: int, pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per token: its line (newlines before it), the row's last line, and whether it is real (not pad)."""
+    real = ids != pad
+    nl = (ids == newline) & real
+    line = torch.cumsum(nl.long(), dim=1) - nl.long()
+    return line, nl.long().sum(dim=1, keepdim=True), real
+
+
 def line_position_ids(
     ids: torch.Tensor, positions: torch.Tensor | None, *, newline: int, pad: int, header_lines: int, line_span: int
 ) -> torch.Tensor:
@@ -75,14 +85,11 @@ def line_position_ids(
     b, t = ids.shape
     col = torch.arange(t, device=ids.device).expand(b, t)
     pos = col if positions is None else positions.expand(b, t)
-    real = ids != pad
-    nl = (ids == newline) & real
-    line = torch.cumsum(nl.long(), dim=1) - nl.long()  # newlines before each token
-    last = nl.long().sum(dim=1, keepdim=True)  # the line after the last newline
+    line, last, real = _lines(ids, newline, pad)
     before = torch.zeros_like(real)
     before[:, 1:] = real[:, :-1]
-    after_nl = torch.zeros_like(nl)
-    after_nl[:, 1:] = nl[:, :-1]
+    after_nl = torch.zeros_like(real)
+    after_nl[:, 1:] = (ids[:, :-1] == newline) & real[:, :-1]
     start = real & (after_nl | ~before)
     start_col = torch.cummax(torch.where(start, col, -1), dim=1).values.clamp(min=0)
     offset = pos - pos.gather(1, start_col)
@@ -92,6 +99,16 @@ def line_position_ids(
     out = torch.where(line == last, base + line_span + offset, base + offset)
     out = torch.where(line < header_lines, pos, out)
     return torch.where(real & has_lines, out, pos)
+
+
+def line_attention(ids: torch.Tensor, *, newline: int, pad: int, header_lines: int) -> torch.Tensor:
+    """``(B, T, T)`` bool: False where query and key sit in two different action lines (module docstring).
+
+    To be and-ed with the causal / padding / tree mask: it forbids, it never allows.
+    """
+    line, last, _ = _lines(ids, newline, pad)
+    action = (line >= header_lines) & (line < last)
+    return ~(action[:, :, None] & action[:, None, :] & (line[:, :, None] != line[:, None, :]))
 
 
 class ValueEmbedding(nn.Module):
@@ -155,23 +172,40 @@ class ComllmLMForCausalLM(LlamaForCausalLM):
     def resize_token_embeddings(self, *args: Any, **kwargs: Any) -> nn.Module:
         raise NotImplementedError("the embedded model's vocabulary is fixed by its tokenizer; build a new model")
 
-    def line_positions(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor | None:
-        """The position ids the model uses for ``input_ids`` (a whole sequence from its first token).
+    def line_inputs(
+        self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The position ids and attention mask the model uses for ``input_ids`` (whole sequences).
 
-        ``position_ids`` unchanged under ``"absolute"``; under ``"lines"``, :func:`line_position_ids`
-        of them (module docstring).
+        Unchanged under ``"absolute"``. Under ``"lines"``: :func:`line_position_ids` of
+        ``position_ids``, and an additive ``(B, 1, T, T)`` mask that is ``attention_mask`` (a 4-D
+        additive or boolean mask, a 2-D padding mask, or ``None``: causal, pads from the pad id)
+        with :func:`line_attention` applied (module docstring).
         """
         cfg = self.config
         if cfg.line_positions == "absolute":
-            return position_ids
+            return position_ids, attention_mask
         if cfg.line_positions != "lines" or cfg.newline_token_id is None:
             raise ValueError(
                 f"config.line_positions={cfg.line_positions!r} needs one of {LINE_POSITIONS} and a newline_token_id"
             )
-        if position_ids is not None:
-            position_ids = position_ids.to(input_ids.device)
-        return line_position_ids(input_ids, position_ids, newline=cfg.newline_token_id, pad=cfg.pad_token_id,
-                                 header_lines=cfg.header_lines, line_span=cfg.line_span)  # fmt: skip
+        dev = input_ids.device
+        kw = dict(newline=cfg.newline_token_id, pad=cfg.pad_token_id)
+        pos = line_position_ids(input_ids, None if position_ids is None else position_ids.to(dev), **kw,
+                                header_lines=cfg.header_lines, line_span=cfg.line_span)  # fmt: skip
+        allowed = line_attention(input_ids, **kw, header_lines=cfg.header_lines)[:, None]  # (B, 1, T, T)
+        dtype = self.model.embed_tokens.words.weight.dtype
+        neg = torch.finfo(dtype).min
+        if attention_mask is not None and attention_mask.ndim == 4:
+            m = attention_mask.to(dev)
+            if m.dtype == torch.bool:
+                m = torch.zeros(m.shape, dtype=dtype, device=dev).masked_fill(~m, neg)
+            return pos, m.masked_fill(~allowed, neg)
+        b, t = input_ids.shape
+        keys = (input_ids != cfg.pad_token_id) if attention_mask is None else attention_mask.to(dev).bool()
+        ok = torch.tril(torch.ones(t, t, dtype=torch.bool, device=dev))[None, None] & keys[:, None, None, :] & allowed
+        ok |= torch.eye(t, dtype=torch.bool, device=dev)[None, None]  # a pad row sees itself (no NaN)
+        return pos, torch.zeros((b, 1, t, t), dtype=dtype, device=dev).masked_fill(~ok, neg)
 
     def forward(
         self,
@@ -188,7 +222,7 @@ class ComllmLMForCausalLM(LlamaForCausalLM):
         past = cache if cache is not None else kwargs.get("past_key_values")
         if self.config.line_positions != "absolute" and input_ids is not None:
             if past is None or past.get_seq_length() == 0:  # a whole sequence: the rule can see its lines
-                position_ids = self.line_positions(input_ids, position_ids)
+                position_ids, attention_mask = self.line_inputs(input_ids, position_ids, attention_mask)
         return super().forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                cache=cache, inputs_embeds=inputs_embeds, labels=labels, use_cache=use_cache,
                                logits_to_keep=logits_to_keep, **kwargs)  # fmt: skip
@@ -197,9 +231,10 @@ class ComllmLMForCausalLM(LlamaForCausalLM):
         inputs = super().prepare_inputs_for_generation(input_ids, *args, **kwargs)
         mask = kwargs.get("attention_mask")
         if self.config.line_positions != "absolute" and inputs.get("input_ids") is not None:
-            # the new tokens' positions under the rule need the whole sequence so far
+            # the new tokens' positions under the rule need the whole sequence so far (the mask of a
+            # cached step is the ordinary one: new tokens are in the last line, which sees everything)
             std = (mask.long().cumsum(-1) - 1).clamp(min=0) if mask is not None and mask.ndim == 2 else None
-            full = self.line_positions(input_ids, std)
+            full, _ = self.line_inputs(input_ids, std)
             inputs["position_ids"] = full[:, -inputs["input_ids"].shape[1] :]
         return inputs
 

@@ -388,7 +388,10 @@ def cost_head_loss(
     that teaches the cost model, where the best action is and which id names
     it (the cost head is unused when deciding).
     """
-    hidden = model.model(input_ids=ids, position_ids=position_ids, use_cache=False).last_hidden_state
+    mask = None
+    if getattr(model.config, "line_positions", "absolute") != "absolute":  # the model's line rule (its forward applies it by itself)
+        position_ids, mask = model.line_inputs(ids, position_ids)
+    hidden = model.model(input_ids=ids, position_ids=position_ids, attention_mask=mask, use_cache=False).last_hidden_state
     first = int((labels != -100).float().argmax(dim=1).min())
     logits = model.lm_head(hidden[:, first - 1 : -1]).float()
     ce = torch.nn.functional.cross_entropy(
@@ -990,8 +993,6 @@ class _SFTRun:
         if cfg.line_gaps > 0:
             seeds = [[cfg.seed, self.step, int(i)] for i in idx]
             pos = gapped_positions(ids, self.newline_id, cfg.line_gaps, seeds).to(device)
-        elif self.lm.is_embedded and model.config.line_positions != "absolute":
-            pos = model.line_positions(ids.to(device))
         if cfg.cost_head > 0:
             ce, aux = cost_head_loss(model, ids.to(device), labels.to(device), self.train_ex, idx, self.line_tokens, pos)
             loss = ce + cfg.cost_head * aux
