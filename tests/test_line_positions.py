@@ -149,10 +149,11 @@ def test_line_positions_refuse_line_gaps(records: Path, tmp_path: Path) -> None:
 
 def test_action_lines_attend_to_the_header_and_themselves_only() -> None:
     ids = torch.tensor([[9, NL, 5, 5, NL, 7, NL, 8]])
-    ok = line_attention(ids, newline=NL, pad=PAD, header_lines=1)[0]
-    assert not ok[5, 2] and not ok[2, 5] and not ok[5, 3]  # two action lines never see each other
-    assert ok[5, 0] and ok[5, 1] and ok[3, 2] and ok[5, 5]  # the header and the own line
-    assert ok[7].all()  # the last line sees everything (the causal mask does the rest)
+    keep, add = (m[0] for m in line_attention(ids, newline=NL, pad=PAD, header_lines=1))
+    assert not keep[5, 2] and not keep[2, 5] and not keep[5, 3]  # two action lines do not see each other ...
+    assert add[4, 6] and add[6, 4] and add[4, 4] and add.sum() == 4  # ... but for their line ends, both ways
+    assert keep[5, 0] and keep[5, 1] and keep[3, 2] and keep[5, 5]  # the header and the own line
+    assert keep[7].all() and not add[7].any()  # the last line sees everything (the causal mask does the rest)
 
 
 def test_under_line_positions_the_answer_scores_do_not_depend_on_the_server_order(lm, states) -> None:

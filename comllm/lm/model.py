@@ -10,7 +10,9 @@ Line positions (``config.line_positions = "lines"``, ``comllm sft --line-positio
 the action lines are read as a set. The first ``header_lines`` lines (the task) keep their
 positions; every later line but the last (the ``local`` and ``server K`` lines) starts at the
 position where the first of them starts, and attends to the header and to itself only, not to
-the other action lines; the last line (``answer:`` and the answer) starts ``line_span``
+the other action lines, except that the newline ending each action line also attends to the
+newlines ending all the others (before or after it: the prompt is read at once, and no loss is
+taken on it), where the lines can be compared; the last line (``answer:`` and the answer) starts ``line_span``
 positions after that and attends to everything before it. So each action line is encoded alike
 wherever it sits, and the answer is at the same distance from every line whatever the number of
 servers: the model must find a line by what it says (its name, its numbers), which is what
@@ -101,14 +103,20 @@ def line_position_ids(
     return torch.where(real & has_lines, out, pos)
 
 
-def line_attention(ids: torch.Tensor, *, newline: int, pad: int, header_lines: int) -> torch.Tensor:
-    """``(B, T, T)`` bool: False where query and key sit in two different action lines (module docstring).
+def line_attention(ids: torch.Tensor, *, newline: int, pad: int, header_lines: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(keep, add)``, each ``(B, T, T)`` bool: the line rule on top of a causal / padding / tree mask.
 
-    To be and-ed with the causal / padding / tree mask: it forbids, it never allows.
+    The mask used is ``(mask & keep) | add``. ``keep`` is False where query and key sit in two
+    different action lines; ``add`` is True where both are the newline ending an action line
+    (either order, the line itself included): the line ends see each other, so the model can
+    compare the lines, and the order of the lines changes nothing (module docstring).
     """
     line, last, _ = _lines(ids, newline, pad)
     action = (line >= header_lines) & (line < last)
-    return ~(action[:, :, None] & action[:, None, :] & (line[:, :, None] != line[:, None, :]))
+    end = action & (ids == newline)
+    add = end[:, :, None] & end[:, None, :]
+    keep = ~(action[:, :, None] & action[:, None, :] & (line[:, :, None] != line[:, None, :])) | add
+    return keep, add
 
 
 class ValueEmbedding(nn.Module):
@@ -193,17 +201,17 @@ class ComllmLMForCausalLM(LlamaForCausalLM):
         kw = dict(newline=cfg.newline_token_id, pad=cfg.pad_token_id)
         pos = line_position_ids(input_ids, None if position_ids is None else position_ids.to(dev), **kw,
                                 header_lines=cfg.header_lines, line_span=cfg.line_span)  # fmt: skip
-        allowed = line_attention(input_ids, **kw, header_lines=cfg.header_lines)[:, None]  # (B, 1, T, T)
+        keep, add = (m[:, None] for m in line_attention(input_ids, **kw, header_lines=cfg.header_lines))  # (B, 1, T, T)
         dtype = self.model.embed_tokens.words.weight.dtype
         neg = torch.finfo(dtype).min
         if attention_mask is not None and attention_mask.ndim == 4:
             m = attention_mask.to(dev)
             if m.dtype == torch.bool:
                 m = torch.zeros(m.shape, dtype=dtype, device=dev).masked_fill(~m, neg)
-            return pos, m.masked_fill(~allowed, neg)
+            return pos, m.masked_fill(~keep, neg).masked_fill(add, 0.0)
         b, t = input_ids.shape
         keys = (input_ids != cfg.pad_token_id) if attention_mask is None else attention_mask.to(dev).bool()
-        ok = torch.tril(torch.ones(t, t, dtype=torch.bool, device=dev))[None, None] & keys[:, None, None, :] & allowed
+        ok = torch.tril(torch.ones(t, t, dtype=torch.bool, device=dev))[None, None] & keys[:, None, None, :] & keep | add
         ok |= torch.eye(t, dtype=torch.bool, device=dev)[None, None]  # a pad row sees itself (no NaN)
         return pos, torch.zeros((b, 1, t, t), dtype=dtype, device=dev).masked_fill(~ok, neg)
 
