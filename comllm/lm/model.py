@@ -11,8 +11,8 @@ the action lines are read as a set. The first ``header_lines`` lines (the task) 
 positions; every later line but the last (the ``local`` and ``server K`` lines) starts at the
 position where the first of them starts, and attends to the header and to itself only, not to
 the other action lines, except that the newline ending each action line also attends to the
-newlines ending all the others (before or after it: the prompt is read at once, and no loss is
-taken on it), where the lines can be compared; the last line (``answer:`` and the answer) starts ``line_span``
+newlines ending the action lines before it: there the lines are compared (a running minimum,
+which also breaks ties between equal lines the way the oracle does, first line first); the last line (``answer:`` and the answer) starts ``line_span``
 positions after that and attends to everything before it. So each action line is encoded alike
 wherever it sits, and the answer is at the same distance from every line whatever the number of
 servers: the model must find a line by what it says (its name, its numbers), which is what
@@ -107,14 +107,15 @@ def line_attention(ids: torch.Tensor, *, newline: int, pad: int, header_lines: i
     """``(keep, add)``, each ``(B, T, T)`` bool: the line rule on top of a causal / padding / tree mask.
 
     The mask used is ``(mask & keep) | add``. ``keep`` is False where query and key sit in two
-    different action lines; ``add`` is True where both are the newline ending an action line
-    (either order, the line itself included): the line ends see each other, so the model can
-    compare the lines, and the order of the lines changes nothing (module docstring).
+    different action lines; ``add`` is True where both are the newline ending an action line and
+    the key's line comes first (or is the query's): each line end sees the ends before it, where
+    the model compares the lines (module docstring). No position is involved, so the rule is the
+    same for any number of lines.
     """
     line, last, _ = _lines(ids, newline, pad)
     action = (line >= header_lines) & (line < last)
     end = action & (ids == newline)
-    add = end[:, :, None] & end[:, None, :]
+    add = end[:, :, None] & end[:, None, :] & (line[:, :, None] >= line[:, None, :])
     keep = ~(action[:, :, None] & action[:, None, :] & (line[:, :, None] != line[:, None, :])) | add
     return keep, add
 
