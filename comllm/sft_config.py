@@ -158,6 +158,12 @@ class SFTConfig(BaseModel):
         " so where a line sits is no cue), 'absolute' the ordinary ones (default: the model's own; new: absolute)",
     )
 
+    line_compare: Literal["earlier", "all"] | None = Field(
+        None,
+        description="with --line-positions lines: the newline ending an action line sees the ends of the 'earlier'"
+        " lines (default) or of 'all' of them (exactly order-invariant, cannot break ties)",
+    )
+
     @model_validator(mode="after")
     def _check(self) -> "SFTConfig":
         if self.model == "default" and not self.template:

@@ -155,3 +155,40 @@ def test_action_lines_attend_to_the_header_and_themselves_only() -> None:
     assert not add[4, 6]
     assert keep[5, 0] and keep[5, 1] and keep[3, 2] and keep[5, 5]  # the header and the own line
     assert keep[7].all() and not add[7].any()  # the last line sees everything (the causal mask does the rest)
+
+
+def test_line_compare_all_lets_every_line_end_see_every_other() -> None:
+    ids = torch.tensor([[9, NL, 5, 5, NL, 7, NL, 8]])
+    _, add = line_attention(ids, newline=NL, pad=PAD, header_lines=1, compare="all")
+    assert add[0, 4, 6] and add[0, 6, 4] and add[0].sum() == 4
+
+
+def test_under_line_compare_all_the_answer_scores_do_not_depend_on_the_server_order(lm, states) -> None:
+    from comllm.text import get_template
+
+    lm.model.config.line_compare = "all"
+    try:
+        pol = LMPolicy(lm, DecodeOptions())
+        five = [s for s in states if s.n_servers == 5][:3]
+        base = get_template("lean-v2")
+        moved = base.with_style(dataclasses.replace(base.style, server_order=(3, 0, 4, 2, 1)))
+        prompts = lm.encode_prompts([moved.render_prompt(s) + lm.meta.prompt_suffix for s in five])
+        assert prompts != pol.prompt_ids(five)
+        answers = pol.answer_ids(5)
+        with torch.no_grad():
+            got = FastScorer(lm.model).logprobs(prompts, answers, 0)
+            ref = candidate_logprobs(lm.model, prompts, answers, 0)
+        want = pol.scores(five).numpy()
+        np.testing.assert_allclose(got.numpy(), want, atol=1e-4)
+        np.testing.assert_allclose(ref.numpy(), want, atol=1e-4)
+    finally:
+        lm.model.config.line_compare = "earlier"
+
+
+def test_sft_sets_line_compare(records: Path, tmp_path: Path) -> None:
+    out = tmp_path / "all"
+    res = CliRunner().invoke(app, ["sft", "--data", str(records), "--template", "lean-v2", "--steps", "1", "--batch-size", "8",
+                                   "--hidden", "32", "--layers", "1", "--heads", "2", "--intermediate", "64", "--no-progress",
+                                   "--threads", "1", "--out", str(out), "--line-positions", "lines", "--line-compare", "all"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "config.json").read_text())["line_compare"] == "all"

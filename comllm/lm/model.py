@@ -60,10 +60,13 @@ class ComllmLMConfig(LlamaConfig):
     newline_token_id: int | None = None
     header_lines: int = 1
     line_span: int = 24
+    line_compare: str = "earlier"
 
 
 #: the position schemes of :class:`ComllmLMConfig` (``line_positions``)
 LINE_POSITIONS = ("absolute", "lines")
+#: which line ends a line end sees under ``"lines"`` (``line_compare``): the earlier ones, or all
+LINE_COMPARE = ("earlier", "all")
 
 
 def _lines(ids: torch.Tensor, newline: int, pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -103,19 +106,25 @@ def line_position_ids(
     return torch.where(real & has_lines, out, pos)
 
 
-def line_attention(ids: torch.Tensor, *, newline: int, pad: int, header_lines: int) -> tuple[torch.Tensor, torch.Tensor]:
+def line_attention(
+    ids: torch.Tensor, *, newline: int, pad: int, header_lines: int, compare: str = "earlier"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(keep, add)``, each ``(B, T, T)`` bool: the line rule on top of a causal / padding / tree mask.
 
     The mask used is ``(mask & keep) | add``. ``keep`` is False where query and key sit in two
     different action lines; ``add`` is True where both are the newline ending an action line and
     the key's line comes first (or is the query's): each line end sees the ends before it, where
     the model compares the lines (module docstring). No position is involved, so the rule is the
-    same for any number of lines.
+    same for any number of lines. ``compare="all"``: every line end sees every other (the answer's
+    scores are then exactly independent of the line order, but tied lines cannot be told apart:
+    ``docs/notes/fresh-models.md``, third round).
     """
     line, last, _ = _lines(ids, newline, pad)
     action = (line >= header_lines) & (line < last)
     end = action & (ids == newline)
-    add = end[:, :, None] & end[:, None, :] & (line[:, :, None] >= line[:, None, :])
+    add = end[:, :, None] & end[:, None, :]
+    if compare != "all":
+        add &= line[:, :, None] >= line[:, None, :]
     keep = ~(action[:, :, None] & action[:, None, :] & (line[:, :, None] != line[:, None, :])) | add
     return keep, add
 
@@ -202,7 +211,8 @@ class ComllmLMForCausalLM(LlamaForCausalLM):
         kw = dict(newline=cfg.newline_token_id, pad=cfg.pad_token_id)
         pos = line_position_ids(input_ids, None if position_ids is None else position_ids.to(dev), **kw,
                                 header_lines=cfg.header_lines, line_span=cfg.line_span)  # fmt: skip
-        keep, add = (m[:, None] for m in line_attention(input_ids, **kw, header_lines=cfg.header_lines))  # (B, 1, T, T)
+        rule = line_attention(input_ids, **kw, header_lines=cfg.header_lines, compare=cfg.line_compare)
+        keep, add = (m[:, None] for m in rule)  # (B, 1, T, T)
         dtype = self.model.embed_tokens.words.weight.dtype
         neg = torch.finfo(dtype).min
         if attention_mask is not None and attention_mask.ndim == 4:
@@ -274,12 +284,17 @@ def build_model(
     return ComllmLMForCausalLM(config)
 
 
-def set_line_positions(config: ComllmLMConfig, scheme: str, newline_token_id: int) -> None:
-    """Switch ``config`` to the position ``scheme`` (``"absolute"`` | ``"lines"``)."""
+def set_line_positions(config: ComllmLMConfig, scheme: str, newline_token_id: int, compare: str | None = None) -> None:
+    """Switch ``config`` to the position ``scheme`` (``"absolute"`` | ``"lines"``) and, if given, the
+    line ends' ``compare`` rule (``"earlier"`` | ``"all"``)."""
     if scheme not in LINE_POSITIONS:
         raise ShapeError("line_positions", scheme, f"is not one of {', '.join(LINE_POSITIONS)}")
+    if compare is not None and compare not in LINE_COMPARE:
+        raise ShapeError("line_compare", compare, f"is not one of {', '.join(LINE_COMPARE)}")
     config.line_positions = scheme
     config.newline_token_id = newline_token_id
+    if compare is not None:
+        config.line_compare = compare
 
 
 AutoConfig.register(MODEL_TYPE, ComllmLMConfig, exist_ok=True)

@@ -818,10 +818,11 @@ def _training_data(
     t0 = time.time()
     if cfg.line_gaps > 0 and not lm.is_embedded:
         raise SFTError(f"--line-gaps {cfg.line_gaps} is for the embedded model (its prompt lines end in one newline token)")
-    if cfg.line_positions is not None and cfg.line_positions != getattr(lm.model.config, "line_positions", "absolute"):
+    if cfg.line_positions is not None or cfg.line_compare is not None:
         if not lm.is_embedded:
-            raise SFTError(f"--line-positions {cfg.line_positions} is for the embedded model (its prompt lines end in one newline token)")
-        set_line_positions(lm.model.config, cfg.line_positions, lm.tokenizer.convert_tokens_to_ids("\n"))
+            raise SFTError(f"--line-positions / --line-compare are for the embedded model (its prompt lines end in one newline token)")
+        scheme = cfg.line_positions or lm.model.config.line_positions
+        set_line_positions(lm.model.config, scheme, lm.tokenizer.convert_tokens_to_ids("\n"), cfg.line_compare)
     if cfg.cost_head > 0:
         _add_cost_head(lm)
     if cfg.perturb:  # a template the families cannot perturb stops here, before any prompt is rendered
