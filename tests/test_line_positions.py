@@ -192,3 +192,13 @@ def test_sft_sets_line_compare(records: Path, tmp_path: Path) -> None:
                                    "--threads", "1", "--out", str(out), "--line-positions", "lines", "--line-compare", "all"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert json.loads((out / "config.json").read_text())["line_compare"] == "all"
+
+
+def test_the_options_name_the_model_schemes() -> None:
+    from comllm.lm.model import LINE_COMPARE, LINE_POSITIONS
+    from comllm.sft_config import SFTConfig
+
+    def literal(field: str) -> set[str]:
+        return {a for a in SFTConfig.model_fields[field].annotation.__args__[0].__args__}
+
+    assert literal("line_positions") == set(LINE_POSITIONS) and literal("line_compare") == set(LINE_COMPARE)

@@ -89,8 +89,7 @@ class FastScorer:
         x = self.model.model.embed_tokens(ids).float()
         positions, mask = lay.positions, lay.mask[:, None]  # (rows, T), (rows, 1, T, T)
         if self.model.config.line_positions != "absolute":  # the model's rule (comllm.lm.model): per row
-            positions, mask = self.model.line_inputs(lay.ids, lay.positions, mask)
-            mask = mask == 0
+            positions, mask = self.model.line_inputs(lay.ids, lay.positions, mask, boolean=True)
         freqs = positions.to(device).float()[..., None] * self.inv_freq.to(device)  # (rows or B, T, hd/2)
         cos, sin = freqs.cos()[:, None], freqs.sin()[:, None]  # (rows or B, 1, T, hd/2)
         mask = mask.to(device)

@@ -191,14 +191,19 @@ class ComllmLMForCausalLM(LlamaForCausalLM):
         raise NotImplementedError("the embedded model's vocabulary is fixed by its tokenizer; build a new model")
 
     def line_inputs(
-        self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        boolean: bool = False,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The position ids and attention mask the model uses for ``input_ids`` (whole sequences).
 
         Unchanged under ``"absolute"``. Under ``"lines"``: :func:`line_position_ids` of
-        ``position_ids``, and an additive ``(B, 1, T, T)`` mask that is ``attention_mask`` (a 4-D
-        additive or boolean mask, a 2-D padding mask, or ``None``: causal, pads from the pad id)
-        with :func:`line_attention` applied (module docstring).
+        ``position_ids``, and a ``(B, 1, T, T)`` mask that is ``attention_mask`` (a 4-D additive
+        or boolean mask, a 2-D padding mask, or ``None``: causal, pads from the pad id) with
+        :func:`line_attention` applied (module docstring); additive, or boolean (True: may
+        attend) when ``boolean``.
         """
         cfg = self.config
         if cfg.line_positions == "absolute":
@@ -213,18 +218,18 @@ class ComllmLMForCausalLM(LlamaForCausalLM):
                                 header_lines=cfg.header_lines, line_span=cfg.line_span)  # fmt: skip
         rule = line_attention(input_ids, **kw, header_lines=cfg.header_lines, compare=cfg.line_compare)
         keep, add = (m[:, None] for m in rule)  # (B, 1, T, T)
-        dtype = self.model.embed_tokens.words.weight.dtype
-        neg = torch.finfo(dtype).min
-        if attention_mask is not None and attention_mask.ndim == 4:
-            m = attention_mask.to(dev)
-            if m.dtype == torch.bool:
-                m = torch.zeros(m.shape, dtype=dtype, device=dev).masked_fill(~m, neg)
-            return pos, m.masked_fill(~keep, neg).masked_fill(add, 0.0)
         b, t = input_ids.shape
-        keys = (input_ids != cfg.pad_token_id) if attention_mask is None else attention_mask.to(dev).bool()
-        ok = torch.tril(torch.ones(t, t, dtype=torch.bool, device=dev))[None, None] & keys[:, None, None, :] & keep | add
-        ok |= torch.eye(t, dtype=torch.bool, device=dev)[None, None]  # a pad row sees itself (no NaN)
-        return pos, torch.zeros((b, 1, t, t), dtype=dtype, device=dev).masked_fill(~ok, neg)
+        if attention_mask is not None and attention_mask.ndim == 4:
+            given = attention_mask.to(dev)
+            ok = (given if given.dtype == torch.bool else given == 0) & keep | add
+        else:
+            keys = (input_ids != cfg.pad_token_id) if attention_mask is None else attention_mask.to(dev).bool()
+            ok = torch.tril(torch.ones(t, t, dtype=torch.bool, device=dev))[None, None] & keys[:, None, None, :] & keep | add
+            ok |= torch.eye(t, dtype=torch.bool, device=dev)[None, None]  # a pad row sees itself (no NaN)
+        if boolean:
+            return pos, ok
+        dtype = self.model.embed_tokens.words.weight.dtype
+        return pos, torch.zeros(ok.shape, dtype=dtype, device=dev).masked_fill(~ok, torch.finfo(dtype).min)
 
     def forward(
         self,
@@ -258,10 +263,7 @@ class ComllmLMForCausalLM(LlamaForCausalLM):
         return inputs
 
 
-def build_model(
-    tokenizer: ComllmTokenizer, shape: ModelShape = ModelShape(), cost_head: bool = False, seed: int = 0,
-    line_positions: str = "absolute",
-) -> ComllmLMForCausalLM:
+def build_model(tokenizer: ComllmTokenizer, shape: ModelShape = ModelShape(), cost_head: bool = False, seed: int = 0) -> ComllmLMForCausalLM:
     """A freshly initialised embedded model for ``tokenizer``."""
     config = ComllmLMConfig(
         vocab_size=tokenizer.n_words,
@@ -279,7 +281,6 @@ def build_model(
         value_hidden=shape.value_hidden,
         cost_head=cost_head,
     )
-    set_line_positions(config, line_positions, tokenizer.convert_tokens_to_ids("\n"))
     torch.manual_seed(seed)
     return ComllmLMForCausalLM(config)
 
