@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from comllm.lm.scoring import tree_layout
+from comllm.lm.scoring import right_padded, tree_layout
 
 
 def supports_fast(model: torch.nn.Module) -> bool:
@@ -78,18 +78,14 @@ class FastScorer:
     def _norm(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
 
-    @torch.inference_mode()
-    def logprobs(self, prompts: list[list[int]], candidates: list[list[int]], pad_id: int) -> torch.Tensor:
-        """``(B, C)`` log-likelihoods, as :func:`comllm.lm.scoring.candidate_logprobs` (float32, CPU)."""
-        self.sync()
-        lay = tree_layout(prompts, candidates, pad_id)
+    def _run(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Final hidden states ``(B, T, H)`` before the last norm: every layer, the model's line rule applied."""
         device = self.head.device
-        ids = lay.ids.to(device)
+        if self.model.config.line_positions != "absolute":  # the model's rule (comllm.lm.model): per row
+            positions, mask = self.model.line_inputs(ids, positions, mask, boolean=True)
+        ids = ids.to(device)
         b, t = ids.shape
         x = self.model.model.embed_tokens(ids).float()
-        positions, mask = lay.positions, lay.mask[:, None]  # (rows, T), (rows, 1, T, T)
-        if self.model.config.line_positions != "absolute":  # the model's rule (comllm.lm.model): per row
-            positions, mask = self.model.line_inputs(lay.ids, lay.positions, mask, boolean=True)
         freqs = positions.to(device).float()[..., None] * self.inv_freq.to(device)  # (rows or B, T, hd/2)
         cos, sin = freqs.cos()[:, None], freqs.sin()[:, None]  # (rows or B, 1, T, hd/2)
         mask = mask.to(device)
@@ -109,6 +105,30 @@ class FastScorer:
             x = x + F.linear(a.transpose(1, 2).reshape(b, t, h * hd), o)
             g, u = F.linear(self._norm(x, ln2), gu).chunk(2, dim=-1)
             x = x + F.linear(F.silu(g) * u, down)
-        x = self._norm(x[:, lay.keep.to(device)], self.final_norm)
+        return x
+
+    @torch.inference_mode()
+    def logprobs(self, prompts: list[list[int]], candidates: list[list[int]], pad_id: int) -> torch.Tensor:
+        """``(B, C)`` log-likelihoods, as :func:`comllm.lm.scoring.candidate_logprobs` (float32, CPU)."""
+        self.sync()
+        lay = tree_layout(prompts, candidates, pad_id)
+        x = self._run(lay.ids, lay.positions, lay.mask[:, None])  # (rows, T), (rows, 1, T, T)
+        x = self._norm(x[:, lay.keep.to(x.device)], self.final_norm)
         logp = torch.log_softmax(F.linear(x, self.head), dim=-1)
         return lay.gather(logp).cpu()
+
+    @torch.inference_mode()
+    def line_costs(self, prompts: list[list[int]], ends: torch.Tensor, pad_id: int) -> torch.Tensor:
+        """``(B, L)`` cost-head outputs at the ``ends`` ``(B, L)`` of right-padded prompts, as
+        :func:`comllm.lm.scoring.line_costs` (float32, CPU)."""
+        self.sync()
+        head = self.model.cost_head
+        if head is None:
+            raise ValueError("the model has no cost head")
+        ids, keys = right_padded(prompts, pad_id)
+        t = ids.shape[1]
+        mask = (torch.tril(torch.ones(t, t, dtype=torch.bool)) & keys[:, None, :]) | torch.eye(t, dtype=torch.bool)
+        x = self._run(ids, torch.arange(t)[None], mask[:, None])
+        rows = torch.arange(len(prompts))[:, None]
+        x = self._norm(x[rows, ends.to(x.device)], self.final_norm)
+        return F.linear(x, head.weight.float(), head.bias.float()).squeeze(-1).cpu()

@@ -4,7 +4,7 @@ Spec: ``llm`` (the shipped default checkpoint), ``llm:PATH`` or ``llm:NAME``,
 plus comma-separated options, e.g. ``llm:runs/sft,mode=sample,temperature=1``
 or ``llm:mode=sample``. Options:
 
-* ``mode``: ``score`` (default) or ``sample``;
+* ``mode``: ``score`` (default), ``sample`` or ``cost``;
 * ``score`` mode: every valid answer of the state's server count
   (``Template.answers(n)``) is scored by its log-likelihood, EOS included, all
   answers sharing one forward pass of the prompt (:mod:`comllm.lm.scoring`);
@@ -17,7 +17,14 @@ or ``llm:mode=sample``. Options:
   valid action is replaced by the ``fallback`` (``greedy``: the one-step cost
   oracle, default; ``local``; ``random``) and counted in :attr:`LMPolicy.stats`
   (``invalid``, ``invalid_rate``, ``decisions``);
-* ``fast`` (default ``true``): score mode on the embedded model goes through
+* ``cost`` mode (models with a cost head: ``comllm sft --cost-head``, e.g. ``llm:paper6-set``):
+  the model reads the prompt once and its cost head estimates every action's cost at the
+  newline that ends the action's line (:func:`comllm.lm.scoring.line_costs`); the least is
+  taken (the lowest action on a tie), never invalid. An action is found by its line's head
+  (``local``, ``server K``: the answer's id token), so shuffled server lines are read right.
+  A pointer to the line instead of a copied id: a tie of several servers cannot blend into
+  another id (README "Zero-shot");
+* ``fast`` (default ``true``): score and cost mode on the embedded model goes through
   :class:`comllm.lm.fast.FastScorer` (the same numbers without the library's per-call
   overhead); ``fast=false`` runs the model's own forward (the reference path). Other
   models always take the reference path;
@@ -38,12 +45,12 @@ import torch
 
 from comllm.cost import oracle_actions
 from comllm.lm.loading import LMError, LoadedLM, load_lm
-from comllm.lm.scoring import score_candidates
+from comllm.lm.scoring import line_costs, score_candidates
 from comllm.policies.base import Policy, PolicyError, register_policy
 from comllm.scenario import Scenario
 from comllm.state import StateBatch, TaskState, group_by_servers
 
-MODES = ("score", "sample")
+MODES = ("score", "sample", "cost")
 FALLBACKS = ("greedy", "local", "random")
 #: upper bounds of the decoding options (an answer is a few tokens; a reasoning trace a few hundred)
 MAX_TEMPERATURE = 100.0
@@ -101,6 +108,8 @@ class LMPolicy(Policy):
         except Exception as err:  # noqa: BLE001  (an unknown name is the user's error)
             raise PolicyError(f"model '{lm.source}' uses template '{lm.meta.template}': {err}") from None
         self.lm.model.eval()
+        if self.options.mode == "cost" and getattr(lm.model, "cost_head", None) is None:
+            raise PolicyError(f"llm mode=cost needs a model with a cost head (comllm sft --cost-head); '{lm.source}' has none")
         self._answers: dict[int, list[list[int]]] = {}
         self._warned_length = False
         self._fast: Any = None
@@ -108,8 +117,8 @@ class LMPolicy(Policy):
 
     @property
     def stateless(self) -> bool:  # type: ignore[override]
-        """Score mode decides from the batch alone (seeds can share a forward pass); sampling does not."""
-        return self.options.mode == "score"
+        """Score and cost mode decide from the batch alone (seeds can share a forward pass); sampling does not."""
+        return self.options.mode in ("score", "cost")
 
     # ------------------------------------------------------------------ Policy
     def reset(self, seed: int | None = None) -> None:
@@ -164,6 +173,40 @@ class LMPolicy(Policy):
             scores = scores / torch.tensor([len(a) for a in answers], dtype=scores.dtype)
         return scores
 
+    def line_costs(self, states: list[TaskState]) -> torch.Tensor:
+        """The cost head's estimate of every action, ``(len(states), N + 1)`` (log1p slots); states share one N."""
+        n = states[0].n_servers
+        prompts, pad = self.prompt_ids(states), self.lm.tokenizer.pad_token_id
+        ends = torch.from_numpy(np.stack([self.action_ends(p, n) for p in prompts]))
+        fast = self.fast_scorer
+        if fast is None:
+            with torch.no_grad():
+                return line_costs(self.lm.model, prompts, ends, pad).cpu()
+        return fast.line_costs(prompts, ends, pad)
+
+    def action_ends(self, prompt: list[int], n: int) -> np.ndarray:
+        """Token positions of the newlines ending the lines of actions 0..``n`` in ``prompt``.
+
+        The template's action lines start at line ``action_line_start``, ``local`` first; a
+        server line is known by its head's id token (the answer's), in any order."""
+        start = getattr(self.template, "action_line_start", None)
+        if start is None:
+            raise PolicyError(f"llm mode=cost needs a template with one line per action, not '{self.template.name}'")
+        newline = self.lm.tokenizer.convert_tokens_to_ids("\n")
+        nl = np.flatnonzero(np.asarray(prompt) == newline)
+        if len(nl) < start + n + 1:
+            raise PolicyError(f"llm mode=cost: a prompt has {len(nl) - start} action lines, expected {n + 1}")
+        names = {a[-2]: i for i, a in enumerate(self.answer_ids(n)) if i > 0}
+        ends = np.full(n + 1, -1, dtype=np.int64)
+        ends[0] = nl[start]
+        for j in range(1, n + 1):
+            head = prompt[nl[start + j - 1] + 2] if nl[start + j - 1] + 2 < len(prompt) else None
+            a = names.get(head, -1)
+            if a < 0 or ends[a] >= 0:
+                raise PolicyError(f"llm mode=cost: action line {j} of a prompt names no server of 1..{n} (or one twice)")
+            ends[a] = nl[start + j]
+        return ends
+
     @property
     def fast_scorer(self) -> Any:
         """The :class:`~comllm.lm.fast.FastScorer` of the model, or ``None`` (option off, or not the embedded model)."""
@@ -179,6 +222,9 @@ class LMPolicy(Policy):
         if self.options.mode == "score":
             self.counts["decisions"] += len(states)
             return self.scores(states).argmax(dim=1).numpy().astype(np.int64)
+        if self.options.mode == "cost":
+            self.counts["decisions"] += len(states)
+            return self.line_costs(states).argmin(dim=1).numpy().astype(np.int64)
         return self.actions_from_texts(self.generate(states), batch if batch is not None else StateBatch.from_states(states))
 
     def actions_from_texts(self, texts: list[str], batch: StateBatch) -> np.ndarray:
@@ -336,6 +382,6 @@ def make_lm_policy(arg: str | None, scenario: Scenario | None = None) -> LMPolic
     return LMPolicy(lm, options, seed=seed)  # make_policy checks it against the scenario
 
 
-register_policy("llm", "language model: llm[:PATH][,mode=score|sample,temperature=..,top_p=..]", LMPolicy)(
+register_policy("llm", "language model: llm[:PATH][,mode=score|sample|cost,temperature=..,top_p=..]", LMPolicy)(
     make_lm_policy
 )

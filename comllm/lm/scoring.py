@@ -210,3 +210,34 @@ def candidate_logprobs(
         use_cache=False,
     )
     return lay.gather(torch.log_softmax(out.logits.float(), dim=-1))
+
+
+def right_padded(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``ids`` ``(B, T)`` of ``prompts`` padded on the right with ``pad_id``, and ``keys`` (True: a real token)."""
+    lmax = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), lmax), pad_id, dtype=torch.long)
+    keys = torch.zeros((len(prompts), lmax), dtype=torch.bool)
+    for i, p in enumerate(prompts):
+        ids[i, : len(p)] = torch.tensor(p, dtype=torch.long)
+        keys[i, : len(p)] = True
+    return ids, keys
+
+
+def line_costs(model: torch.nn.Module, prompts: list[list[int]], ends: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """The model's cost head read at the tokens ``ends`` ``(B, L)`` of each prompt: ``(B, L)``.
+
+    The embedded model's cost head (``comllm sft --cost-head``) regresses ``log1p`` of an
+    action's cost (slots) from the hidden state of the newline that ends the action's line;
+    ``llm:...,mode=cost`` decides by the least. The reference path: the model's own decoder
+    (differentiable), its line rule applied; right padding (a prompt never sees a pad).
+    """
+    head = getattr(model, "cost_head", None)
+    if head is None:
+        raise ValueError(f"{type(model).__name__} has no cost head")
+    ids, keys = right_padded(prompts, pad_id)
+    device = next(model.parameters()).device
+    positions, mask = model.line_inputs(ids, None, keys.long())
+    hidden = model.model(input_ids=ids.to(device), attention_mask=None if mask is None else mask.to(device),
+                         position_ids=None if positions is None else positions.to(device), use_cache=False).last_hidden_state  # fmt: skip
+    rows = torch.arange(len(prompts), device=device)[:, None]
+    return head(hidden[rows, ends.to(device)]).squeeze(-1).float()

@@ -1,0 +1,111 @@
+"""``llm:...,mode=cost``: decisions read from the cost head at each action line's end (comllm.lm.policy)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from comllm.cli import app
+from comllm.lm.loading import load_lm
+from comllm.lm.model import set_line_positions
+from comllm.lm.policy import DecodeOptions, LMPolicy
+from comllm.lm.scoring import line_costs
+from comllm.policies.base import PolicyError
+from comllm.sft_config import ModelShape
+from comllm.text import get_template
+from tests.fixtures.text_states import random_state
+from tests.test_lm_support import make_records, record_states, tiny_embedded
+
+SHAPE = ModelShape(hidden=32, layers=2, heads=2, intermediate=64, value_hidden=16)
+
+
+@pytest.fixture(scope="module")
+def states() -> list:
+    rng = np.random.default_rng(9)
+    return [random_state(rng, int(rng.integers(2, 7)), history_len=10) for _ in range(200)]
+
+
+@pytest.fixture(scope="module")
+def lm(states):
+    lm = tiny_embedded("lean-v2", states, SHAPE, seed=3)
+    set_line_positions(lm.model.config, "lines", lm.tokenizer.convert_tokens_to_ids("\n"))
+    torch.manual_seed(0)
+    lm.model.config.cost_head = True
+    lm.model.cost_head = torch.nn.Linear(SHAPE.hidden, 1)
+    return lm
+
+
+def test_the_fast_path_gives_the_reference_actions_and_costs_on_200_states(lm, states) -> None:
+    ref = LMPolicy(lm, DecodeOptions(mode="cost", fast=False, batch=16))
+    fast = LMPolicy(lm, DecodeOptions(mode="cost", batch=16))
+    assert fast.fast_scorer is not None and ref.fast_scorer is None
+    actions = fast.decide(states)
+    np.testing.assert_array_equal(actions, ref.decide(states))
+    assert len(set(actions.tolist())) > 1  # a random head still spreads its choices: the test compares something
+    four = [s for s in states if s.n_servers == 4]
+    np.testing.assert_allclose(fast.line_costs(four).numpy(), ref.line_costs(four).numpy(), atol=1e-4)
+    assert fast.stateless and fast.stats["invalid"] == 0
+
+
+def test_the_action_is_the_least_cost_of_its_own_line(lm, states) -> None:
+    pol = LMPolicy(lm, DecodeOptions(mode="cost"))
+    five = [s for s in states if s.n_servers == 5][:8]
+    prompts = pol.prompt_ids(five)
+    ends = torch.from_numpy(np.stack([pol.action_ends(p, 5) for p in prompts]))
+    newline = lm.tokenizer.convert_tokens_to_ids("\n")
+    for p, e in zip(prompts, ends.tolist()):
+        assert all(p[k] == newline for k in e) and e == sorted(e)  # canonical order: local, server 1, ..., 5
+    with torch.no_grad():
+        want = line_costs(lm.model, prompts, ends, 0)
+    np.testing.assert_array_equal(pol.decide(five), want.argmin(dim=1).numpy())
+
+
+def test_shuffled_server_lines_are_read_by_their_names(lm, states) -> None:
+    lm.model.config.line_compare = "all"  # the lines are then a set: each action's cost must not move
+    try:
+        pol = LMPolicy(lm, DecodeOptions(mode="cost"))
+        five = [s for s in states if s.n_servers == 5][:4]
+        want = pol.line_costs(five)
+        base = get_template("lean-v2")
+        pol.template = base.with_style(dataclasses.replace(base.style, server_order=(3, 0, 4, 2, 1)))
+        prompts = pol.prompt_ids(five)
+        e = pol.action_ends(prompts[0], 5)
+        tokens = lm.tokenizer.convert_ids_to_tokens
+        for a in range(1, 6):  # the line that action a's end closes starts "server a"
+            start = max(k for k in e if k < e[a]) + 1
+            assert [tokens(t) for t in prompts[0][start : start + 2]] == ["server", f" {a}"]
+        np.testing.assert_allclose(pol.line_costs(five).numpy(), want.numpy(), atol=1e-4)
+    finally:
+        lm.model.config.line_compare = "earlier"
+
+
+def test_cost_mode_names_what_it_needs(lm, states) -> None:
+    plain = tiny_embedded("lean-v2", states[:20], SHAPE, seed=1)
+    with pytest.raises(PolicyError, match="cost head"):
+        LMPolicy(plain, DecodeOptions(mode="cost"))
+    paper = tiny_embedded("paper-v2", states[:20], SHAPE, seed=1)
+    paper.model.cost_head = torch.nn.Linear(SHAPE.hidden, 1)
+    with pytest.raises(PolicyError, match="one line per action"):
+        LMPolicy(paper, DecodeOptions(mode="cost")).decide(states[:2])
+    with pytest.raises(PolicyError, match="mode='guess'"):
+        DecodeOptions(mode="guess")
+
+
+def test_a_model_trained_on_3_servers_decides_5_by_its_cost_head(tmp_path: Path) -> None:
+    data = make_records(tmp_path / "train.jsonl", 80, servers="3", seed=2)
+    out = tmp_path / "m"
+    res = CliRunner().invoke(app, ["sft", "--data", str(data), "--template", "lean-v2", "--steps", "4", "--batch-size", "8",
+                                   "--hidden", "32", "--layers", "1", "--heads", "2", "--intermediate", "64", "--no-progress",
+                                   "--threads", "1", "--out", str(out), "--line-positions", "lines", "--cost-head", "1.0"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    five = record_states(make_records(tmp_path / "five.jsonl", 20, servers="5", seed=3))
+    pol = LMPolicy(load_lm(out), DecodeOptions(mode="cost"))
+    costs = pol.line_costs(five)
+    assert costs.shape == (20, 6) and torch.isfinite(costs).all()
+    actions = pol.decide(five)
+    assert ((0 <= actions) & (actions <= 5)).all()
