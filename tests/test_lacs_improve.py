@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from comllm.lacs.improve import (
-    Collected, ImproveConfig, ImproveError, advantages, all_action_loss, collect, improve, score, soft_best_loss,
-    soft_targets,
+    Collected, ImproveConfig, ImproveError, advantages, all_action_loss, collect, improve, regress_loss, score,
+    soft_best_loss, soft_targets, value_targets,
 )  # fmt: skip
 from comllm.lacs.lookahead import lacs_evaluate
 from comllm.policies import make_policy
@@ -188,3 +188,40 @@ def test_soft_best_targets_rank_every_action_and_the_loss_moves_toward_the_lowes
     assert float(loss) == pytest.approx(float(-(torch.as_tensor(q) * torch.log(torch.full((2, 3), 1 / 3))).sum(1).mean()))
     loss.backward()
     assert int(torch.argmin(logits.grad[0])) == 1  # gradient descent raises the best action's logit
+
+
+def test_regress_fits_every_actions_look_ahead_value_and_the_least_is_the_choice():
+    scores = np.array([[4.0, 3.0, 900.0], [2.0, 2.0, 2.5]])
+    y = value_targets(scores)
+    assert y[0, 2] == pytest.approx(np.log1p(100.0)) and y[0].argmin() == 1  # clipped, order kept
+    costs = torch.zeros(2, 3, requires_grad=True)
+    target = torch.as_tensor(y, dtype=torch.float32)
+    loss, m = regress_loss(costs, target, torch.zeros(2, 3), beta=0.0)
+    assert float(loss.detach()) == pytest.approx(float(target.pow(2).mean()))
+    assert m["expected_advantage"] == pytest.approx(-float(loss.detach()))
+    loss.backward()
+    assert (torch.sign(-costs.grad) == torch.sign(target)).all()  # descent moves every estimate to its target
+    anchored, _ = regress_loss(target.clone(), target, torch.zeros(2, 3), beta=0.5)
+    assert float(anchored) == pytest.approx(0.5 * float(target.pow(2).mean()))  # beta: the pull back to the reference
+
+
+def test_regress_trains_the_cost_head_and_decides_by_it(tmp_path):
+    from comllm.lm.loading import load_lm
+    from comllm.lm.model import set_line_positions
+
+    rng = np.random.default_rng(8)
+    lm = tiny_embedded("lean-v2", [random_state(rng, 3, history_len=10) for _ in range(30)], seed=2)
+    lm.save(tmp_path / "plain")
+    with pytest.raises(ImproveError, match="cost head"):
+        improve(_cfg(tmp_path / "plain", tmp_path / "bad", objective="regress"), log=lambda s: None)
+    set_line_positions(lm.model.config, "lines", lm.tokenizer.convert_tokens_to_ids("\n"))
+    lm.model.config.cost_head = True
+    lm.model.cost_head = torch.nn.Linear(lm.model.config.hidden_size, 1)
+    lm.save(tmp_path / "start")
+    before = load_lm(str(tmp_path / "start")).model.cost_head.weight.clone()
+    final = improve(_cfg(tmp_path / "start", tmp_path / "run", objective="regress", beta=0.0, epochs=3, lr=3e-3),
+                    log=lambda s: None)  # fmt: skip
+    rows = _log(tmp_path / "run" / "train_log.csv")
+    mse = [-float(r["expected_advantage"]) for r in rows]
+    assert mse[-1] < mse[0] and all(np.isfinite(float(r["eval_latency"])) for r in rows), mse
+    assert not torch.equal(load_lm(str(final)).model.cost_head.weight, before)

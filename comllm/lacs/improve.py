@@ -27,7 +27,12 @@ group in which every completion is the same answer. One iteration, read top to b
    ``loss = -Σ_a π(a|s)·A(a) + β·KL(π(·|s) ‖ π_ref(·|s))``, ``π_ref`` the model the run started
    from (frozen); or, with ``objective="soft-best"``, the cross-entropy to the look-ahead's
    ranking ``q = softmax(-(score - min) / tau)`` plus the same KL (on-policy imitation of LACS;
-   the log's ``expected_advantage`` column then holds ``-CE``);
+   the log's ``expected_advantage`` column then holds ``-CE``); or, with ``objective="regress"``
+   (a model with a cost head: ``comllm sft --cost-head``), the cost head read at each action
+   line's end regresses ``log1p(min(score, 100))`` of every action (mean squared error) plus
+   ``β`` × the squared distance to the reference's estimates, and the policy decides by the
+   least estimate (``llm:...,mode=cost``): fitted look-ahead values on the policy's own
+   states (the log's ``expected_advantage`` column then holds ``-MSE`` and ``kl`` the distance);
 5. **evaluate**: closed-loop latency, drops and Jain of the updated model on
    ``eval_slots`` × ``eval_seeds`` (seeds from 1000, never those of collection), logged.
 
@@ -58,7 +63,7 @@ from comllm.sim import MECSimulator, Snapshot
 from comllm.state import StateBatch
 
 OTHERS = ("policy", "greedy")
-OBJECTIVES = ("advantage", "soft-best")
+OBJECTIVES = ("advantage", "soft-best", "regress")
 LOG_FIELDS = (
     "iteration", "states", "loss", "expected_advantage", "kl", "agree_best", "entropy",
     "eval_latency", "eval_drop_rate", "eval_jain", "collect_s", "score_s", "update_s", "eval_s", "mix",
@@ -110,7 +115,8 @@ class ImproveConfig:
     beta: float = opt(0.05, "weight of KL(pi || pi_ref), pi_ref the starting model")
     objective: str = opt(
         "advantage", "advantage: -sum_a pi(a|s) A(a) | soft-best: cross-entropy to softmax(-score / tau) "
-        "(the look-ahead's ranking of every action as the target)",
+        "(the look-ahead's ranking of every action as the target) | regress: the cost head fits every "
+        "action's log1p LACS score and the policy decides by the least (llm mode=cost)",
     )
     tau: float = opt(0.25, "soft-best: temperature of the target, slots of LACS score")
     eval_slots: int = opt(200, "scored slots of the closed-loop evaluation after each iteration (0: none)")
@@ -261,16 +267,39 @@ def soft_best_loss(
     return loss, metrics
 
 
+def regress_loss(
+    costs: torch.Tensor, target: torch.Tensor, ref_costs: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """``mean (c - y)² + β·mean (c - c_ref)²`` over states and actions (``objective="regress"``).
+
+    ``costs`` (B, A): the cost head's estimates; ``target`` (B, A): :func:`value_targets` of the
+    LACS scores; ``ref_costs``: the reference model's estimates (the anchor, as the KL is)."""
+    mse = (costs - target).pow(2).mean(dim=-1)
+    dist = (costs - ref_costs).pow(2).mean(dim=-1)
+    loss = (mse + beta * dist).mean()
+    with torch.no_grad():
+        metrics = {"expected_advantage": float(-mse.mean()), "kl": float(dist.mean()), "entropy": float("nan")}
+    return loss, metrics
+
+
+def value_targets(scores: np.ndarray) -> np.ndarray:
+    """``log1p(min(score, 100))``: the cost head's scale (the SFT cost head's, :func:`comllm.lm.sft.cost_head_loss`)."""
+    return np.log1p(np.minimum(scores, 100.0))
+
+
 # ----------------------------------------------------------------- the model
 class _Scorer:
-    """Log-likelihoods of every answer of a batch of states, with or without gradient."""
+    """Log-likelihoods of every answer (or, ``costs``, the cost head's estimates) of a batch of states."""
 
-    def __init__(self, lm: Any) -> None:
+    def __init__(self, lm: Any, objective: str = "advantage") -> None:
+        from comllm.lm.policy import DecodeOptions, LMPolicy
         from comllm.text import get_template
 
         self.lm = lm
         self.template = get_template(lm.meta.template)
         self._answers: dict[int, list[list[int]]] = {}
+        self.costs = objective == "regress"
+        self.reader = LMPolicy(lm, DecodeOptions(mode="cost" if self.costs else "score"))  # prompts and line ends
 
     def answer_ids(self, n: int) -> list[list[int]]:
         if n not in self._answers:
@@ -278,10 +307,21 @@ class _Scorer:
         return self._answers[n]
 
     def logits(self, model: torch.nn.Module, states: list[Any]) -> torch.Tensor:
-        from comllm.lm.scoring import candidate_logprobs
+        """Answer log-likelihoods (B, A); under ``regress`` the cost head's estimates instead."""
+        from comllm.lm.scoring import candidate_logprobs, line_costs
 
         prompts = self.lm.encode_prompts([self.lm.prompt_text(s) for s in states])
-        return candidate_logprobs(model, prompts, self.answer_ids(states[0].n_servers), self.lm.tokenizer.pad_token_id)
+        pad = self.lm.tokenizer.pad_token_id
+        if self.costs:
+            n = states[0].n_servers
+            ends = torch.from_numpy(np.stack([self.reader.action_ends(p, n) for p in prompts]))
+            return line_costs(model, prompts, ends, pad)
+        return candidate_logprobs(model, prompts, self.answer_ids(states[0].n_servers), pad)
+
+    def best(self, model: torch.nn.Module, states: list[Any]) -> np.ndarray:
+        """The action the model takes in each state (the most likely answer, or the least estimate)."""
+        z = self.logits(model, states)
+        return (z.argmin(dim=-1) if self.costs else z.argmax(dim=-1)).numpy()
 
 
 def update(
@@ -291,8 +331,9 @@ def update(
     """``epochs`` passes of the all-action loss over the iteration's states; mean metrics of the last pass."""
     with torch.no_grad():
         ref.eval()
+        anchor = (lambda z: z) if cfg.objective == "regress" else (lambda z: torch.log_softmax(z, dim=-1))
         ref_logp = torch.cat([
-            torch.log_softmax(scorer.logits(ref, data.states[i : i + cfg.batch_size]).float(), dim=-1)
+            anchor(scorer.logits(ref, data.states[i : i + cfg.batch_size]).float())
             for i in range(0, len(data), cfg.batch_size)
         ])  # fmt: skip
     adv_t = torch.as_tensor(adv, dtype=torch.float32)
@@ -304,7 +345,9 @@ def update(
         for lo in range(0, len(order), cfg.batch_size):
             idx = order[lo : lo + cfg.batch_size].tolist()
             logits = scorer.logits(model, [data.states[i] for i in idx]).float()
-            if cfg.objective == "soft-best":
+            if cfg.objective == "regress":
+                loss, m = regress_loss(logits, adv_t[idx], ref_logp[idx], cfg.beta)
+            elif cfg.objective == "soft-best":
                 loss, m = soft_best_loss(logits, adv_t[idx], ref_logp[idx], cfg.beta)
             else:
                 loss, m = all_action_loss(logits, adv_t[idx], ref_logp[idx], cfg.beta)
@@ -339,7 +382,6 @@ def improve(cfg: ImproveConfig, log: Callable[[str], None] = print, progress: An
     """Run the stage (see the module docstring); returns the folder of the final model (``OUT/final``)."""
     from comllm.checkpointing import atomic_write_json, load_state, save_state, staged_dir, truncate_csv
     from comllm.lm.loading import load_lm
-    from comllm.lm.policy import LMPolicy
     from comllm.locking import lock_folder
 
     if cfg.threads:
@@ -370,8 +412,11 @@ def improve(cfg: ImproveConfig, log: Callable[[str], None] = print, progress: An
             rng.bit_generator.state = json.loads(state["rng"])
             truncate_csv(out / "train_log.csv", start, "iteration")
         atomic_write_json(out / "config.json", asdict(cfg))
-        scorer = _Scorer(lm)
-        policy = LMPolicy(lm)
+        if cfg.objective == "regress" and getattr(lm.model, "cost_head", None) is None:
+            raise ImproveError(f"--objective regress needs a model with a cost head (comllm sft --cost-head); "
+                               f"'{cfg.model}' has none")  # fmt: skip
+        scorer = _Scorer(lm, cfg.objective)
+        policy = scorer.reader
         writer = _tensorboard(out / "tb")
         for it in range(start + 1, cfg.iterations + 1):
             scenario = scenarios[(it - 1) % len(scenarios)]
@@ -379,13 +424,14 @@ def improve(cfg: ImproveConfig, log: Callable[[str], None] = print, progress: An
             data = collect(policy, scenario, cfg, it)
             t1 = time.perf_counter()
             scores = score(data, cfg, it)
-            adv = soft_targets(scores, cfg.tau) if cfg.objective == "soft-best" else advantages(scores)
+            adv = (soft_targets(scores, cfg.tau) if cfg.objective == "soft-best"
+                   else value_targets(scores) if cfg.objective == "regress" else advantages(scores))  # fmt: skip
             t2 = time.perf_counter()
             metrics = update(lm.model, ref, scorer, opt, data, adv, cfg, rng)
             with torch.no_grad():
                 best = np.argmin(scores, axis=1)
                 chosen = np.concatenate([
-                    scorer.logits(lm.model, data.states[i : i + cfg.batch_size]).argmax(dim=-1).numpy()
+                    scorer.best(lm.model, data.states[i : i + cfg.batch_size])
                     for i in range(0, len(data), cfg.batch_size)
                 ])  # fmt: skip
             t3 = time.perf_counter()
