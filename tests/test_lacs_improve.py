@@ -225,3 +225,4 @@ def test_regress_trains_the_cost_head_and_decides_by_it(tmp_path):
     mse = [-float(r["expected_advantage"]) for r in rows]
     assert mse[-1] < mse[0] and all(np.isfinite(float(r["eval_latency"])) for r in rows), mse
     assert not torch.equal(load_lm(str(final)).model.cost_head.weight, before)
+    assert load_lm(str(final)).meta.mode == "cost"

@@ -109,3 +109,22 @@ def test_a_model_trained_on_3_servers_decides_5_by_its_cost_head(tmp_path: Path)
     assert costs.shape == (20, 6) and torch.isfinite(costs).all()
     actions = pol.decide(five)
     assert ((0 <= actions) & (actions <= 5)).all()
+
+
+def test_a_checkpoint_names_its_decision_mode_and_a_spec_overrides_it(lm, tmp_path: Path) -> None:
+    import json
+
+    from comllm.lm.loading import LMError
+    from comllm.policies import make_policy
+
+    lm.meta.mode = "cost"
+    try:
+        lm.save(tmp_path / "m")
+    finally:
+        lm.meta.mode = "score"
+    assert make_policy(f"llm:{tmp_path / 'm'}").options.mode == "cost"
+    assert make_policy(f"llm:{tmp_path / 'm'},mode=score").options.mode == "score"
+    meta = json.loads((tmp_path / "m" / "comllm.json").read_text())
+    (tmp_path / "m" / "comllm.json").write_text(json.dumps({**meta, "mode": "guess"}))
+    with pytest.raises((LMError, PolicyError), match="field 'mode' = 'guess'"):
+        load_lm(tmp_path / "m")

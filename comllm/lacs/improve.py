@@ -415,6 +415,8 @@ def improve(cfg: ImproveConfig, log: Callable[[str], None] = print, progress: An
         if cfg.objective == "regress" and getattr(lm.model, "cost_head", None) is None:
             raise ImproveError(f"--objective regress needs a model with a cost head (comllm sft --cost-head); "
                                f"'{cfg.model}' has none")  # fmt: skip
+        if cfg.objective == "regress":
+            lm.meta.mode = "cost"  # its checkpoints decide by the fitted values unless told otherwise
         scorer = _Scorer(lm, cfg.objective)
         policy = scorer.reader
         writer = _tensorboard(out / "tb")

@@ -72,6 +72,7 @@ class LMMeta:
     format_version: int = FORMAT_VERSION
     base_model: str | None = None  # for adapters: the model they apply to
     training: dict[str, Any] = field(default_factory=dict)
+    mode: str = "score"  # how ``llm`` decides with this model unless told (comllm.lm.policy: score | sample | cost)
 
     def save(self, directory: str | Path) -> None:
         Path(directory, META_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -100,12 +101,14 @@ class LMMeta:
             raise LMError(f"{path} is not a valid {META_FILE}: {str(err).splitlines()[0][:160]}") from None
         if not isinstance(data, dict):
             raise LMError(f"{path} is not a JSON object")
-        for key in ("template", "prompt_suffix", "answer_prefix"):
+        for key in ("template", "prompt_suffix", "answer_prefix", "mode"):
             if key in data and not isinstance(data[key], str):
                 raise LMError(f"{path}: field '{key}' = {short(data[key])} is not a string")
-        known = {k: data[k] for k in ("template", "prompt_suffix", "answer_prefix", "format_version", "base_model", "training") if k in data}
+        known = {k: data[k] for k in ("template", "prompt_suffix", "answer_prefix", "format_version", "base_model", "training", "mode") if k in data}
         if "template" not in known:
             raise LMError(f"{path} has no 'template' field")
+        if known.get("mode", "score") not in ("score", "sample", "cost"):
+            raise LMError(f"{path}: field 'mode' = {short(known['mode'])} is not one of score, sample, cost")
         return cls(**known)
 
 

@@ -4,7 +4,8 @@ Spec: ``llm`` (the shipped default checkpoint), ``llm:PATH`` or ``llm:NAME``,
 plus comma-separated options, e.g. ``llm:runs/sft,mode=sample,temperature=1``
 or ``llm:mode=sample``. Options:
 
-* ``mode``: ``score`` (default), ``sample`` or ``cost``;
+* ``mode``: ``score``, ``sample`` or ``cost``; default: the checkpoint's (``mode`` of its
+  ``comllm.json``; ``score`` when it says nothing);
 * ``score`` mode: every valid answer of the state's server count
   (``Template.answers(n)``) is scored by its log-likelihood, EOS included, all
   answers sharing one forward pass of the prompt (:mod:`comllm.lm.scoring`);
@@ -102,7 +103,7 @@ class LMPolicy(Policy):
         from comllm.text import get_template
 
         self.lm = lm
-        self.options = options or DecodeOptions()
+        self.options = options or DecodeOptions(mode=lm.meta.mode)
         try:
             self.template = get_template(lm.meta.template)
         except Exception as err:  # noqa: BLE001  (an unknown name is the user's error)
@@ -371,7 +372,7 @@ def make_lm_policy(arg: str | None, scenario: Scenario | None = None) -> LMPolic
             raise PolicyError(f"llm option threads={opts['threads']} must be in 1..4096")
     load = {k: opts.pop(k) for k in ("template", "device", "dtype", "threads") if k in opts}
     seed = opts.pop("seed", 0)
-    options = DecodeOptions(**opts)  # checked before the model is loaded
+    options = DecodeOptions(**opts)  # checked before the model is loaded (the checkpoint's mode after)
     if "threads" in load:
         torch.set_num_threads(load.pop("threads"))
     try:
@@ -379,6 +380,8 @@ def make_lm_policy(arg: str | None, scenario: Scenario | None = None) -> LMPolic
                      dtype=load.get("dtype", "auto"))  # fmt: skip
     except LMError as err:
         raise PolicyError(str(err)) from None
+    if "mode" not in opts:
+        options = dataclasses.replace(options, mode=lm.meta.mode)
     return LMPolicy(lm, options, seed=seed)  # make_policy checks it against the scenario
 
 

@@ -219,6 +219,11 @@ class PerturbedTemplate(Template):
     def quantize(self, state: TaskState) -> TaskState:
         return self.base.quantize(state)
 
+    @property
+    def action_line_start(self) -> int | None:
+        """The base's (a perturbation moves attributes and server lines, never the line an action list starts on)."""
+        return getattr(self.base, "action_line_start", None)
+
     def _template_for(self, state: TaskState) -> Template:
         salt = zlib.crc32(self.base.render_prompt(state).encode())
         return self.base.with_style(self.perturbation.style(self.seed, state.n_servers, self.base.style, salt))
