@@ -214,8 +214,16 @@ def test_the_cost_head_trains_on_the_canonical_prompts_of_a_robust_run(lean, sta
     ex = encode_examples(lean, states, labels, stale, with_line_ends=True, perturb=["shuffle-servers", "paraphrase"],
                          perturb_prob=0.5, perturb_seed=2)  # fmt: skip
     assert ex.line_ends is not None
-    # canonical prompts keep one line end per action, perturbed ones none (their lines may move)
-    assert [len(e) for e in ex.line_ends] == [0 if d else s.n_servers + 1 for s, d in zip(states, draws)]
+    # every prompt has one line end per action; a perturbed one's server lines are found by their names
+    assert [len(e) for e in ex.line_ends] == [s.n_servers + 1 for s in states]
+    newline = lean.tokenizer.convert_tokens_to_ids("\n")
+    moved = 0
+    for p, e, s, d in zip(ex.prompt, ex.line_ends, states, draws):
+        assert all(p[k] == newline for k in e)
+        starts = [max(k for k in np.flatnonzero(p == newline) if k < end) + 1 for end in e[1:]]
+        assert [lean.tokenizer.convert_ids_to_tokens(int(p[k + 1])) for k in starts] == [f" {a}" for a in range(1, s.n_servers + 1)]
+        moved += bool(d) and list(e) != sorted(e)
+    assert moved > 0  # shuffled server lines: their ends are not in line order
     # a fresh-view template's targets are the estimates its prompt prints, not the records' stale costs
     assert len({s.n_servers for s in states}) > 1
     for c, s in zip(ex.costs, states):

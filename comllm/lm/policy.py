@@ -46,7 +46,7 @@ import torch
 
 from comllm.cost import oracle_actions
 from comllm.lm.loading import LMError, LoadedLM, load_lm
-from comllm.lm.scoring import line_costs, score_candidates
+from comllm.lm.scoring import action_line_ends, line_costs, score_candidates
 from comllm.policies.base import Policy, PolicyError, register_policy
 from comllm.scenario import Scenario
 from comllm.state import StateBatch, TaskState, group_by_servers
@@ -186,27 +186,16 @@ class LMPolicy(Policy):
         return fast.line_costs(prompts, ends, pad)
 
     def action_ends(self, prompt: list[int], n: int) -> np.ndarray:
-        """Token positions of the newlines ending the lines of actions 0..``n`` in ``prompt``.
-
-        The template's action lines start at line ``action_line_start``, ``local`` first; a
-        server line is known by its head's id token (the answer's), in any order."""
+        """Token positions of the newlines ending the lines of actions 0..``n`` in ``prompt``
+        (:func:`comllm.lm.scoring.action_line_ends`: server lines found by their names, in any order)."""
         start = getattr(self.template, "action_line_start", None)
         if start is None:
             raise PolicyError(f"llm mode=cost needs a template with one line per action, not '{self.template.name}'")
         newline = self.lm.tokenizer.convert_tokens_to_ids("\n")
-        nl = np.flatnonzero(np.asarray(prompt) == newline)
-        if len(nl) < start + n + 1:
-            raise PolicyError(f"llm mode=cost: a prompt has {len(nl) - start} action lines, expected {n + 1}")
-        names = {a[-2]: i for i, a in enumerate(self.answer_ids(n)) if i > 0}
-        ends = np.full(n + 1, -1, dtype=np.int64)
-        ends[0] = nl[start]
-        for j in range(1, n + 1):
-            head = prompt[nl[start + j - 1] + 2] if nl[start + j - 1] + 2 < len(prompt) else None
-            a = names.get(head, -1)
-            if a < 0 or ends[a] >= 0:
-                raise PolicyError(f"llm mode=cost: action line {j} of a prompt names no server of 1..{n} (or one twice)")
-            ends[a] = nl[start + j]
-        return ends
+        try:
+            return action_line_ends(prompt, n, newline, start, [a[-2] for a in self.answer_ids(n)[1:]])
+        except ValueError as err:
+            raise PolicyError(f"llm mode=cost: {err}") from None
 
     @property
     def fast_scorer(self) -> Any:

@@ -241,3 +241,28 @@ def line_costs(model: torch.nn.Module, prompts: list[list[int]], ends: torch.Ten
                          position_ids=None if positions is None else positions.to(device), use_cache=False).last_hidden_state  # fmt: skip
     rows = torch.arange(len(prompts), device=device)[:, None]
     return head(hidden[rows, ends.to(device)]).squeeze(-1).float()
+
+
+def action_line_ends(prompt: list[int], n: int, newline: int, start: int, names: list[int]) -> "np.ndarray":
+    """Token positions of the newlines ending the lines of actions 0..``n`` in ``prompt``.
+
+    The action lines start at line ``start`` (0-based), ``local`` first; a server line is
+    known by the token after its first (``server K``: ``names[K - 1]``, the answer's id
+    token), so the server lines may come in any order (``shuffle-servers``). ``ValueError``
+    when the prompt's lines do not name each server once.
+    """
+    import numpy as np
+
+    nl = np.flatnonzero(np.asarray(prompt) == newline)
+    if len(nl) < start + n + 1:
+        raise ValueError(f"a prompt has {max(len(nl) - start, 0)} action lines, expected {n + 1}")
+    action = {tok: k + 1 for k, tok in enumerate(names)}
+    ends = np.full(n + 1, -1, dtype=np.int64)
+    ends[0] = nl[start]
+    for j in range(1, n + 1):
+        at = nl[start + j - 1] + 2
+        a = action.get(prompt[at], -1) if at < len(prompt) else -1
+        if a < 0 or ends[a] >= 0:
+            raise ValueError(f"action line {j} of a prompt names no server of 1..{n} (or one named twice)")
+        ends[a] = nl[start + j]
+    return ends

@@ -144,6 +144,19 @@ def action_line_ends(lm: LoadedLM, template: Any, prompt: list[int], n_servers: 
     return ends
 
 
+def perturbed_line_ends(lm: LoadedLM, template: Any, prompt: list[int], names: np.ndarray) -> np.ndarray:
+    """The action line ends of a perturbed prompt, its server lines found by their ``names`` (id tokens)
+    wherever a perturbation moved them (:func:`comllm.lm.scoring.action_line_ends`); empty (its
+    auxiliary line losses skipped) when its lines are not one per action."""
+    from comllm.lm.scoring import action_line_ends as by_name
+
+    newline = lm.tokenizer.convert_tokens_to_ids("\n")
+    try:
+        return by_name(prompt, len(names), newline, template.action_line_start, [int(t) for t in names])
+    except ValueError:
+        return np.zeros(0, dtype=np.int64)
+
+
 #: a training prompt's perturbation: (family, perturbation seed), or None (the canonical prompt)
 Draw = tuple[str, int] | None
 
@@ -284,11 +297,9 @@ def encode_examples(
             name_of[a] = lm.encode_answer(template.render_answer(a))[-2]  # the id's token, before EOS
         line_names = [np.array([name_of[named(a, i)] for a in range(s.n_servers + 1)], dtype=np.int64)
                       for s, i in zip(states, ids)]  # fmt: skip
-        # a perturbed prompt's lines may be reordered or rewritten: its auxiliary line losses are skipped
-        none = np.zeros(0, dtype=np.int64)
         line_ends = [
-            action_line_ends(lm, template, p, s.n_servers) if d is None else none
-            for p, s, d in zip(prompts, states, draws)
+            action_line_ends(lm, template, p, s.n_servers) if d is None else perturbed_line_ends(lm, template, p, names[1:])
+            for p, s, d, names in zip(prompts, states, draws, line_names)
         ]
         if getattr(template, "fresh_view", False):
             costs = printed_estimates(states)
@@ -397,7 +408,7 @@ def cost_head_loss(
     ce = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), labels[:, first:].reshape(-1), ignore_index=-100
     )
-    lined = [i for i in idx if len(ex.line_ends[i])]  # perturbed prompts have no line targets
+    lined = [i for i in idx if len(ex.line_ends[i])]  # a prompt whose lines are not one per action has none
     rows = {i: r for r, i in enumerate(idx)}
     ends_r = np.concatenate([np.full(len(ex.line_ends[i]), rows[i]) for i in lined] or [np.zeros(0, np.int64)])
     ends_c = np.concatenate([ex.line_ends[i] for i in lined] or [np.zeros(0, np.int64)])
