@@ -5,7 +5,8 @@
 
 Decisions: states from a paper-6-like simulator run with N servers (a mixed server set);
 each row times ``LMPolicy.decide`` (prompt rendering, tokenization and the model) at batch 1
-and 64 in ``score`` mode, through the fast path (:mod:`comllm.lm.fast`, the default) and the
+and 64 in the checkpoint's decision mode (``score``, or ``cost`` for a model that names it:
+``llm:paper6-cost``), through the fast path (:mod:`comllm.lm.fast`, the default) and the
 reference path (``fast=false``: the model's own forward), and, side by side in the same run,
 the greedy oracle's ``act`` on the same states. Best of 3 repeats after a warm-up. Goals
 (issue 13, this 2-core machine, 6 servers): >= 300 decisions/s at batch 1 and >= 1,000 at
@@ -75,23 +76,23 @@ def decisions_per_s(policy, states: list[TaskState], batch: int, repeats: int = 
 def decision_table(models: list[str], servers: list[int]) -> Table:
     from comllm.policies import make_policy
 
-    table = Table(title=f"decisions/s, score mode ({torch.get_num_threads()} torch threads)")
-    for col in ("policy", "params", "servers", "prompt tokens", "fast b=1", "fast b=64", "reference b=1",
+    table = Table(title=f"decisions/s, each model in its checkpoint's mode ({torch.get_num_threads()} torch threads)")
+    for col in ("policy", "mode", "params", "servers", "prompt tokens", "fast b=1", "fast b=64", "reference b=1",
                 "reference b=64"):  # fmt: skip
         table.add_column(col, justify="right")
     greedy = make_policy("greedy:incoming")
     for n in servers:
         states = sample_states(n, 128, seed=n)
-        row = ["greedy:incoming", "–", str(n), "–"]
+        row = ["greedy:incoming", "–", "–", str(n), "–"]
         row += [f"{decisions_per_s(greedy, states, b):,.0f}" for b in (1, 64)] + ["", ""]
         table.add_row(*row)
         for model in models:
             lm = load_lm(model)
             n_params = sum(p.numel() for p in lm.model.parameters())
-            fast = LMPolicy(lm, DecodeOptions(mode="score"))
-            ref = LMPolicy(lm, DecodeOptions(mode="score", fast=False))
+            fast = LMPolicy(lm, DecodeOptions(mode=lm.meta.mode))
+            ref = LMPolicy(lm, DecodeOptions(mode=lm.meta.mode, fast=False))
             tokens = np.mean([len(p) for p in fast.prompt_ids(states[:32])])
-            row = [f"llm:{model} ({lm.meta.template})", f"{n_params / 1e6:.2f} M", str(n), f"{tokens:.0f}"]
+            row = [f"llm:{model} ({lm.meta.template})", lm.meta.mode, f"{n_params / 1e6:.2f} M", str(n), f"{tokens:.0f}"]
             speeds = [decisions_per_s(fast, states, b) for b in (1, 64)] if fast.fast_scorer is not None else [None, None]
             row += [f"{v:,.0f}" if v else "–" for v in speeds]
             row += [f"{decisions_per_s(ref, states, b):,.0f}" for b in (1, 64)]
