@@ -39,7 +39,7 @@ def main() -> None:
     for f in args.results:
         data = json.loads(f.read_text())
         for r in data if isinstance(data, list) else [data]:
-            name = r["policy"].split(",")[0]
+            name = ",".join(x for x in r["policy"].split(",") if not x.startswith("threads="))  # options that change decisions kept
             models.append(name) if name not in models else None
             rows[(name, key(r))] = r
     order = [*models, "greedy", "greedy:incoming", "DQN", "lacs-planner"]

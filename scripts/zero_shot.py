@@ -86,7 +86,7 @@ def main() -> None:
             for oracle in ("incoming", "paper"):
                 r = evaluate_open_loop(states, pol, oracle=oracle)
                 zs.append({"policy": spec, "set": name, "oracle": oracle, **{k: r[k] for k in (
-                    "n", "accuracy", "perf_ratio", "invalid_rate", "avg_cost", "oracle_avg_cost", "jain_index")}})  # fmt: skip
+                    "n", "accuracy", "cost_match", "perf_ratio", "invalid_rate", "avg_cost", "oracle_avg_cost", "jain_index")}})  # fmt: skip
             print(spec, name, f"{zs[-2]['perf_ratio']:.3f} / {zs[-2]['accuracy']:.3f}", flush=True)
     if zs:
         write_zero_shot(args.out, zs, list(sets))
@@ -115,7 +115,7 @@ def robustness(policies: list[str], six: list) -> list[dict]:
             if fam != "none":
                 pol.template = perturbed_template(fam, seed=0, base=pol.template)
             r = evaluate_open_loop(six, pol, oracle="incoming")
-            rob.append({"policy": spec, "perturbation": fam, **{k: r[k] for k in ("n", "accuracy", "perf_ratio", "invalid_rate")}})
+            rob.append({"policy": spec, "perturbation": fam, **{k: r[k] for k in ("n", "accuracy", "cost_match", "perf_ratio", "invalid_rate")}})
             print(spec, fam, f"{r['perf_ratio']:.3f} / {r['accuracy']:.3f}", flush=True)
     return rob
 
