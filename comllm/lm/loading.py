@@ -11,7 +11,8 @@ weights; its base model is named in the adapter config and loaded first.
 * ``"default"``: the shipped default checkpoint (``comllm/checkpoints/lm-default``);
 * a shipped name (:data:`SHIPPED`): ``paper6`` (= ``sft``: the SFT model of the COMLLM recipe),
   ``paper6-set`` (the same task under the line scheme of :mod:`comllm.lm.model`), ``paper6-cost``
-  (that model deciding by its cost head, ``mode=cost``), ``comllm``,
+  (that model deciding by its cost head, ``mode=cost``), ``comllm-cost`` (the all-action stage
+  with ``--objective regress`` from it), ``comllm``,
   ``grpo``, ``estimates`` -> ``comllm/checkpoints/lm-<name>``;
 * a local folder written by ``comllm sft`` or ``save_pretrained``;
 * a Hugging Face model name (``Qwen/Qwen2.5-0.5B``), loaded through the Auto classes.
@@ -217,7 +218,8 @@ def _quantization_config(four_bit: bool, device: str) -> Any:
 #: the shipped checkpoints by name (``llm:NAME``): folder names under ``comllm/checkpoints``
 SHIPPED: dict[str, str] = {
     "default": "lm-default", "sft": "lm-paper6", "comllm": "lm-comllm", "grpo": "lm-grpo",
-    "paper6": "lm-paper6", "paper6-set": "lm-paper6-set", "paper6-cost": "lm-paper6-cost", "estimates": "lm-estimates",
+    "paper6": "lm-paper6", "paper6-set": "lm-paper6-set", "paper6-cost": "lm-paper6-cost", "comllm-cost": "lm-comllm-cost",
+    "estimates": "lm-estimates",
 }  # fmt: skip
 
 
