@@ -293,18 +293,14 @@ class _Scorer:
 
     def __init__(self, lm: Any, objective: str = "advantage") -> None:
         from comllm.lm.policy import DecodeOptions, LMPolicy
-        from comllm.text import get_template
 
         self.lm = lm
-        self.template = get_template(lm.meta.template)
-        self._answers: dict[int, list[list[int]]] = {}
         self.costs = objective == "regress"
-        self.reader = LMPolicy(lm, DecodeOptions(mode="cost" if self.costs else "score"))  # prompts and line ends
+        # the policy being trained; also what renders prompts, answers and line ends
+        self.reader = LMPolicy(lm, DecodeOptions(mode="cost" if self.costs else "score"))
 
     def answer_ids(self, n: int) -> list[list[int]]:
-        if n not in self._answers:
-            self._answers[n] = [self.lm.encode_answer(a) for a in self.template.answers(n)]
-        return self._answers[n]
+        return self.reader.answer_ids(n)
 
     def logits(self, model: torch.nn.Module, states: list[Any]) -> torch.Tensor:
         """Answer log-likelihoods (B, A); under ``regress`` the cost head's estimates instead."""
@@ -412,10 +408,10 @@ def improve(cfg: ImproveConfig, log: Callable[[str], None] = print, progress: An
             rng.bit_generator.state = json.loads(state["rng"])
             truncate_csv(out / "train_log.csv", start, "iteration")
         atomic_write_json(out / "config.json", asdict(cfg))
-        if cfg.objective == "regress" and getattr(lm.model, "cost_head", None) is None:
-            raise ImproveError(f"--objective regress needs a model with a cost head (comllm sft --cost-head); "
-                               f"'{cfg.model}' has none")  # fmt: skip
         if cfg.objective == "regress":
+            if getattr(lm.model, "cost_head", None) is None:
+                raise ImproveError(f"--objective regress needs a model with a cost head (comllm sft --cost-head); "
+                                   f"'{cfg.model}' has none")  # fmt: skip
             lm.meta.mode = "cost"  # its checkpoints decide by the fitted values unless told otherwise
         scorer = _Scorer(lm, cfg.objective)
         policy = scorer.reader

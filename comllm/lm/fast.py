@@ -7,8 +7,10 @@ embedded model (:class:`comllm.lm.model.ComllmLMForCausalLM`) in inference mode,
 same weights: the same :class:`~comllm.lm.scoring.TreeLayout` (prompt and candidate tree in
 one pass), Q/K/V and gate/up as one fused matrix product each, PyTorch's fused attention with
 the boolean mask, rotary positions from a table cached per length, logits only where an
-answer token is read. Results agree with the reference path to float rounding (tested:
-the same actions on 200 states, ``tests/test_lm_fast.py``).
+answer token is read (the last layer only at those columns). :meth:`FastScorer.line_costs` is
+the same pass for the cost mode (``llm:...,mode=cost``): the cost head at each action line's
+end. Results agree with the reference path to float rounding (tested: the same actions on 200
+states, ``tests/test_lm_fast.py``, ``tests/test_lm_cost_mode.py``).
 
 The fused matrices are copies of the parameters; :meth:`FastScorer.sync` rebuilds them when
 any parameter changed in place (an optimizer step), so a policy that is being trained
@@ -33,7 +35,7 @@ def supports_fast(model: torch.nn.Module) -> bool:
 
 
 class FastScorer:
-    """Summed log-likelihood of candidate answers after prompts (see the module docstring)."""
+    """Summed log-likelihood of candidate answers after prompts, or the cost head at line ends (module docstring)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         if not supports_fast(model):
