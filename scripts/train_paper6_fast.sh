@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Reproduce comllm/checkpoints/lm-paper6-fast (`llm:paper6-fast`): a 2-layer x 64 model that decides
+# by its cost head (mode cost), trained from scratch on the paper-6 records of scripts/train_paper6.sh
+# (run that first for the data, or pass the folder holding sft-*.jsonl.gz and test-0.3.jsonl.gz).
+# Same line scheme, renumbering and perturbations (units held out) as lm-paper6-cost; about 6x fewer
+# multiply-adds per token than the 3 x 128 models (README, "Decisions per second").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-runs/p6}
+OUT=${1:-runs/p6fast}
+C=.venv/bin/comllm
+data=()
+for f in "$DATA"/sft-*.jsonl.gz; do data+=(--data "$f"); done
+[ -f "$OUT/model.safetensors" ] || $C sft --model default --template lean-v2 "${data[@]}" \
+  --hidden 64 --layers 2 --heads 2 --intermediate 192 --steps 4000 --batch-size 48 --lr 2e-3 --seed 7 \
+  --cost-head 2.0 --renumber 0.5 --renumber-max 24 --line-positions lines --line-compare earlier \
+  --perturb shuffle-fields --perturb paraphrase --perturb numbers --perturb-prob 0.3 --perturb-seed 7 \
+  --eval-data "$DATA/test-0.3.jsonl.gz" --eval-every 1000 --eval-size 500 --save-every 500 --threads 2 --no-progress \
+  --out "$OUT"
+rm -rf comllm/checkpoints/lm-paper6-fast && mkdir -p comllm/checkpoints/lm-paper6-fast
+for f in config.json generation_config.json model.safetensors tokenizer_config.json word_tokenizer.json comllm.json train_log.csv train_summary.json; do
+  cp "$OUT/$f" comllm/checkpoints/lm-paper6-fast/
+done
+.venv/bin/python - <<'PY'
+import json, pathlib
+p = pathlib.Path("comllm/checkpoints/lm-paper6-fast/comllm.json")
+meta = json.loads(p.read_text()); meta["mode"] = "cost"; p.write_text(json.dumps(meta, indent=2) + "\n")
+PY
+echo "shipped comllm/checkpoints/lm-paper6-fast"
