@@ -49,10 +49,12 @@ class FastScorer:
         theta = cfg.rope_parameters.get("rope_theta", 10000.0)
         self.inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim))
         self._version: tuple[int, ...] | None = None
+        self._params = list(model.parameters())
+        self._line_rules: dict[tuple[int, bytes], tuple[torch.Tensor, torch.Tensor]] = {}
         self.sync()
 
     def _versions(self) -> tuple[int, ...]:
-        return tuple(p._version for p in self.model.parameters())
+        return tuple(p._version for p in self._params)
 
     def sync(self) -> None:
         """Rebuild the fused weights if a parameter changed since the last build."""
@@ -61,11 +63,21 @@ class FastScorer:
             return
         with torch.no_grad():
             m = self.model.model
+            # each query / key head's two halves interleaved (dims 0, hd/2, 1, hd/2 + 1, ...): the same
+            # permutation of q and k leaves q.k unchanged, and rotary positions become one complex product
+            hd, half = self.head_dim, self.head_dim // 2
+            perm = torch.stack([torch.arange(half), torch.arange(half) + half], dim=-1).flatten()
+            heads = self.heads + self.kv_heads
+            rows = (torch.arange(heads)[:, None] * hd + perm).flatten()
+
+            def qk(layer: torch.nn.Module) -> torch.Tensor:
+                w = torch.cat([layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight])
+                return w[rows]
+
             self.layers = [
                 (
                     layer.input_layernorm.weight.detach().clone(),
-                    torch.cat([layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight,
-                               layer.self_attn.v_proj.weight]).detach().clone(),  # fmt: skip
+                    torch.cat([qk(layer), layer.self_attn.v_proj.weight]).detach().clone(),
                     layer.self_attn.o_proj.weight.detach().clone(),
                     layer.post_attention_layernorm.weight.detach().clone(),
                     torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]).detach().clone(),
@@ -78,33 +90,42 @@ class FastScorer:
         self._version = v
 
     def _norm(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+        return F.rms_norm(x, (x.shape[-1],), w, self.eps)
 
-    def _run(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
+    def _run(
+        self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, read: torch.Tensor, uniform: bool = False
+    ) -> torch.Tensor:
         """Final hidden states ``(B, L, H)`` at the columns ``read`` ``(B, L)``, before the last norm; the
         model's line rule applied. The last layer computes queries, MLP and output at those columns only
-        (the keys and values of every token are computed as usual): the same numbers, less work."""
+        (the keys and values of every token are computed as usual): the same numbers, less work.
+        ``uniform``: every row has its words (newlines, pads) where the first row has them, and one
+        ``positions`` / ``mask`` row: the line rule is computed once and shared."""
         device = self.head.device
-        if self.model.config.line_positions != "absolute":  # the model's rule (comllm.lm.model): per row
+        if self.model.config.line_positions != "absolute" and uniform:  # one rule for all rows, kept per layout
+            key = (ids.shape[1], (ids[0] == self.model.config.newline_token_id).numpy().tobytes())
+            if key not in self._line_rules:
+                if len(self._line_rules) > 64:
+                    self._line_rules.clear()
+                self._line_rules[key] = self.model.line_inputs(ids[:1], positions, mask[:1], boolean=True)
+            positions, mask = self._line_rules[key]
+        elif self.model.config.line_positions != "absolute":  # the model's rule (comllm.lm.model): per row
             positions, mask = self.model.line_inputs(ids, positions, mask, boolean=True)
         ids = ids.to(device)
         b, t = ids.shape
         x = self.model.model.embed_tokens(ids).float()
         freqs = positions.to(device).float()[..., None] * self.inv_freq.to(device)  # (rows or B, T, hd/2)
-        cos, sin = freqs.cos()[:, None], freqs.sin()[:, None]  # (rows or B, 1, T, hd/2)
+        cis = torch.polar(torch.ones_like(freqs), freqs)[:, None]  # (rows or B, 1, T, hd/2) complex
         mask = mask.to(device)
         h, kvh, hd = self.heads, self.kv_heads, self.head_dim
-        half = hd // 2
-
-        def rope(z: torch.Tensor) -> torch.Tensor:
-            z1, z2 = z[..., :half], z[..., half:]
-            return torch.cat((z1 * cos - z2 * sin, z2 * cos + z1 * sin), dim=-1)
 
         read = read.to(device)
         last = len(self.layers) - 1
         for i, (ln1, qkv, o, ln2, gu, down) in enumerate(self.layers):
             y = F.linear(self._norm(x, ln1), qkv).view(b, t, h + 2 * kvh, hd).transpose(1, 2)
-            q, k, v = rope(y[:, :h]), rope(y[:, h : h + kvh]), y[:, h + kvh :]
+            # rotary positions on the interleaved halves (sync): (z1 + i z2)(cos + i sin)
+            qk = torch.view_as_real(torch.view_as_complex(y[:, : h + kvh].unflatten(-1, (hd // 2, 2))) * cis)
+            qk = qk.flatten(-2)
+            q, k, v = qk[:, :h], qk[:, h:], y[:, h + kvh :]
             if kvh != h:
                 k, v = k.repeat_interleave(h // kvh, dim=1), v.repeat_interleave(h // kvh, dim=1)
             m = mask
@@ -131,15 +152,20 @@ class FastScorer:
         return lay.gather(logp).cpu()
 
     @torch.inference_mode()
-    def line_costs(self, prompts: list[list[int]], ends: torch.Tensor, pad_id: int) -> torch.Tensor:
+    def line_costs(self, prompts: list[list[int]] | torch.Tensor, ends: torch.Tensor, pad_id: int) -> torch.Tensor:
         """``(B, L)`` cost-head outputs at the ``ends`` ``(B, L)`` of right-padded prompts, as
-        :func:`comllm.lm.scoring.line_costs` (float32, CPU)."""
+        :func:`comllm.lm.scoring.line_costs` (float32, CPU). ``prompts`` as a ``(B, T)`` tensor:
+        rows of one skeleton (``uniform`` in :meth:`_run`)."""
         self.sync()
         head = self.model.cost_head
         if head is None:
             raise ValueError("the model has no cost head")
-        ids, keys = right_padded(prompts, pad_id)
+        uniform = isinstance(prompts, torch.Tensor)  # rows of one skeleton (comllm.lm.fast_prompts): no pads
+        if uniform:
+            ids, keys = prompts, torch.ones(1, prompts.shape[1], dtype=torch.bool)
+        else:
+            ids, keys = right_padded(prompts, pad_id)
         t = ids.shape[1]
         mask = (torch.tril(torch.ones(t, t, dtype=torch.bool)) & keys[:, None, :]) | torch.eye(t, dtype=torch.bool)
-        x = self._norm(self._run(ids, torch.arange(t)[None], mask[:, None], ends), self.final_norm)
+        x = self._norm(self._run(ids, torch.arange(t)[None], mask[:, None], ends, uniform), self.final_norm)
         return F.linear(x, head.weight.float(), head.bias.float()).squeeze(-1).cpu()

@@ -27,8 +27,10 @@ or ``llm:mode=sample``. Options:
   another id (README "Zero-shot");
 * ``fast`` (default ``true``): score and cost mode on the embedded model goes through
   :class:`comllm.lm.fast.FastScorer` (the same numbers without the library's per-call
-  overhead); ``fast=false`` runs the model's own forward (the reference path). Other
-  models always take the reference path;
+  overhead), and a compact template in its canonical style is encoded from the states'
+  numbers (:class:`comllm.lm.fast_prompts.FastPrompts`: the same ids without rendering
+  text); ``fast=false`` runs the model's own forward on rendered prompts (the reference
+  path). Other models always take the reference path;
 * ``batch`` (default 64): states per forward pass; ``device`` (``auto``);
   ``template`` (override the checkpoint's); ``max_new_tokens`` (sample mode);
   ``threads`` (torch CPU threads; default: leave torch's setting).
@@ -114,6 +116,7 @@ class LMPolicy(Policy):
         self._answers: dict[int, list[list[int]]] = {}
         self._warned_length = False
         self._fast: Any = None
+        self._prompts: Any = None
         self.reset(seed)
 
     @property
@@ -157,10 +160,28 @@ class LMPolicy(Policy):
         return self._answers[n_servers]
 
     def prompt_ids(self, states: list[TaskState]) -> list[list[int]]:
+        fast = self.prompt_array(states)
+        if fast is not None:
+            return fast[0].tolist()
         suffix = self.lm.meta.prompt_suffix
         ids = self.lm.encode_prompts([self.template.render_prompt(s) + suffix for s in states])
         self._check_lengths(ids)
         return ids
+
+    def prompt_array(self, states: list[TaskState]) -> tuple[np.ndarray, Any] | None:
+        """``(ids (B, T), skeleton)`` of states sharing one N from their numbers
+        (:class:`comllm.lm.fast_prompts.FastPrompts`: the ids :meth:`prompt_ids` renders and
+        tokenizes, without the text), or ``None`` where the template has no such form or ``fast=false``."""
+        from comllm.lm.fast_prompts import FastPrompts
+
+        if not self.options.fast or not FastPrompts.supports(self.template, self.lm.tokenizer):
+            return None
+        if self._prompts is None or self._prompts.template is not self.template:
+            self._prompts = FastPrompts(self.template, self.lm.tokenizer, self.lm.meta.prompt_suffix)
+        out = self._prompts.encode(states)
+        if out is not None:
+            self._check_lengths([out[1].ids])
+        return out
 
     def scores(self, states: list[TaskState]) -> torch.Tensor:
         """Log-likelihood of every valid answer, ``(len(states), N + 1)``; states share one N."""
@@ -177,9 +198,14 @@ class LMPolicy(Policy):
     def line_costs(self, states: list[TaskState]) -> torch.Tensor:
         """The cost head's estimate of every action, ``(len(states), N + 1)`` (log1p slots); states share one N."""
         n = states[0].n_servers
-        prompts, pad = self.prompt_ids(states), self.lm.tokenizer.pad_token_id
+        pad, fast = self.lm.tokenizer.pad_token_id, self.fast_scorer
+        same = self.prompt_array(states) if fast is not None else None
+        if same is not None:  # one skeleton: the same line ends in every row
+            ids, sk = same
+            ends = torch.from_numpy(self.action_ends(sk.ids.tolist(), n)).expand(len(states), -1)
+            return fast.line_costs(torch.from_numpy(ids), ends, pad)
+        prompts = self.prompt_ids(states)
         ends = torch.from_numpy(np.stack([self.action_ends(p, n) for p in prompts]))
-        fast = self.fast_scorer
         if fast is None:
             with torch.no_grad():
                 return line_costs(self.lm.model, prompts, ends, pad).cpu()

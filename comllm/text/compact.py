@@ -93,7 +93,7 @@ from comllm.cost import action_costs
 from comllm.state import StateBatch, TaskState
 from comllm.text.answers import action_name
 from comllm.text.template import Template, quantize_state
-from comllm.text.units import CompactNumbers, factor
+from comllm.text.units import CompactNumbers, factor, printed_decimals
 
 #: The words of the compact prompts: key -> spellings, the canonical one first (the
 #: ``paraphrase`` perturbation draws among the others). Server types are keyed by their
@@ -247,6 +247,77 @@ class CompactTemplate(Template):
 
     def quantize(self, state: TaskState) -> TaskState:
         return quantize_state(state, self.decimals, self.carried)
+
+    def prompt_numbers(self, states: list[TaskState]) -> np.ndarray | None:
+        """The numbers each state's prompt prints, in text order, as they read back, ``(B, K)``.
+
+        The values :meth:`render_prompt` writes (``float`` of each number's text; server ids,
+        which name a line, are not among them), computed for the whole batch at once: the
+        words around them are the same for every state of one server count, so a prompt is
+        its numbers (:class:`comllm.lm.fast_prompts.FastPrompts` builds token ids from them).
+        ``None`` where a state's words depend on its values or the numbers are not plain: a
+        style with converted units, another number format, moved or renamed servers, server
+        type, load-history or density attributes, a number that is negative or not finite, or
+        states that do not stack into one :class:`StateBatch`. ``states`` share one server count.
+        """
+        st = self.style
+        slot = states[0].slot_s if states else 0.1
+        kinds = ("time", "data", "rate", "freq", "density", "slot")
+        units = (st.time_unit, st.data_unit, st.rate_unit, st.freq_unit, st.density_unit, st.slot_unit)
+        if (
+            not states
+            or st.numbers != "compact"
+            or st.server_order is not None
+            or st.server_ids is not None
+            or any(factor(k, u, slot) != 1.0 for k, u in zip(kinds, units, strict=True))
+            or {"type", "load", "density"} & set(st.server_attrs)
+        ):
+            return None
+        try:
+            b = StateBatch.from_states(states)
+        except ValueError:  # not one batch (load histories of several lengths): render them one by one
+            return None
+        n = b.n_servers
+        d = self.decimals
+        counts: list[bool] = []
+        cols: list[np.ndarray] = []  # one (B,) column per number, and whether it is a count
+
+        def put(keys: tuple[str, ...], values: dict[str, tuple[np.ndarray, bool]]) -> None:
+            for k in keys:
+                if k in values:
+                    cols.append(values[k][0])
+                    counts.append(values[k][1])
+
+        task: dict[str, tuple[np.ndarray, bool]] = {}
+        if self.with_raw:
+            task = {"task": (b.task_size, False), "deadline": (b.max_delay, st.time_unit == ""),
+                    "rate": (b.upload_rate, False), "txwait": (b.tx_wait, False), "slot": (b.slot_s, False),
+                    "penalty": (b.drop_penalty, False)}  # fmt: skip
+        if self.fresh_view:
+            task |= {"arrivals": (b.slot_arrivals, True), "unseen": (b.slot_pending, True)}
+        put(st.task_attrs, task)
+        est = action_costs(b, incoming=self.fresh_view) if self.with_estimates else None
+        local: dict[str, tuple[np.ndarray, bool]] = {}
+        if est is not None:
+            local["est"] = (est[:, 0], False)
+        if self.with_raw:
+            local |= {"wait": (b.local_wait, False), "cpu": (b.device_ghz, False),
+                      "density": (b.device_cycles_per_bit, False)}  # fmt: skip
+        put(st.local_attrs, local)
+        for i in range(n):
+            srv: dict[str, tuple[np.ndarray, bool]] = {}
+            if est is not None:
+                srv["est"] = (est[:, i + 1], False)
+            if self.with_raw:
+                srv |= {"cpu": (b.server_ghz[:, i], False), "active": (b.active[:, i], True),
+                        "queue": (b.queued[:, i], False)}  # fmt: skip
+            if self.fresh_view:
+                srv |= {"incoming": (b.incoming[:, i], False), "uploading": (b.incoming_n[:, i], True)}
+            put(st.server_attrs, srv)
+        x = np.stack(cols, axis=1).astype(np.float64)
+        if not np.isfinite(x).all() or (x < 0).any():
+            return None
+        return np.where(np.array(counts)[None], np.trunc(x), printed_decimals(x, d))
 
     def render_prompt(self, state: TaskState) -> str:
         st = self.style

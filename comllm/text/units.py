@@ -29,6 +29,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
+
 from comllm.text.errors import TextError
 
 # ------------------------------------------------------------------ numbers
@@ -54,6 +56,22 @@ def compact(x: float, decimals: int = 4) -> str:
     if "." in s:
         s = s.rstrip("0").rstrip(".")
     return s
+
+
+def printed_decimals(x: np.ndarray, decimals: int) -> np.ndarray:
+    """``float(fixed(v, decimals))`` of every ``v`` of ``x``: the value a number written with
+    ``decimals`` decimals reads back as (:func:`compact` writes the same value), vectorised.
+
+    ``rint(x * 10**decimals)`` is the correctly rounded count of units except within float error
+    of a half, where Python's own formatting decides (the text's rule, exactly).
+    """
+    scale = 10.0**decimals
+    c = np.asarray(x, dtype=np.float64) * scale
+    out = np.rint(c)
+    near = np.abs(c - np.floor(c) - 0.5) < 1e-6
+    for idx in zip(*np.nonzero(near), strict=True):
+        out[idx] = round(float(fixed(float(np.asarray(x)[idx]), decimals)) * scale)
+    return out / scale
 
 
 def shortest(x: float, max_decimals: int = 10) -> str:
