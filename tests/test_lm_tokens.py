@@ -49,6 +49,16 @@ def test_text_to_ids_to_values(tok: ComllmTokenizer, values: list[float]) -> Non
     assert all(abs(g - v) <= 0.01 for g, v in zip(got, values))
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(min_value=0.0, max_value=1999.99, allow_nan=False), min_size=1, max_size=8))
+def test_a_number_in_scientific_notation_is_one_token_of_its_value(tok: ComllmTokenizer, values: list[float]) -> None:
+    sci = tok.encode_text("queue " + " ".join(f"{v:.6e}" for v in values) + " Mbit")
+    plain = tok.encode_text("queue " + " ".join(f"{v:.6f}" for v in values) + " Mbit")
+    assert len(sci) == len(plain) and tok.values_of(sci) == pytest.approx(tok.values_of(plain), abs=0.0101)
+    assert tok.values_of(tok.encode_text("incoming 2.146671e+01")) == [21.47]  # not 2.15 then 'e', '+', '01'
+    assert tok.encode_text("est 0e+00 x 3e") == tok.encode_text("est 0 x 3e")  # 'e' without digits stays a word
+
+
 def test_out_of_range_values_are_clipped_and_counted(tok: ComllmTokenizer) -> None:
     before = dict(tok.stats)
     ids = tok.encode_text("queue 12345.678 Mbit, wait 2000.004 slots, rate 99999999999999999999")

@@ -2,8 +2,9 @@
 
 Text is split into special tokens, numbers and word segments:
 
-* a number (``4.1934``, ``297``, ``41.8``; no sign, no exponent) becomes ONE
-  value token (:mod:`comllm.lm.values`), absorbing a single space before it;
+* a number (``4.1934``, ``297``, ``41.8``, ``2.146671e+01``; no sign) becomes ONE
+  value token (:mod:`comllm.lm.values`) of its value, absorbing a single space before
+  it (an exponent is part of the number: ``2.15e+01`` is 21.5, not 2.15 and three words);
 * an integer right after an *id prefix* (``server 3``, ``服务器3``) stays a word,
   so the model can copy a server id from the prompt into its answer;
 * word segments go through a word-level `tokenizers` model whose pieces keep
@@ -41,7 +42,7 @@ _VALUE_OPEN, _VALUE_CLOSE = "\u27e6", "\u27e7"  # ⟦4.19⟧ is how a value toke
 
 def _number_regex(id_prefixes: Iterable[str]) -> re.Pattern:
     behind = "".join(f"(?<!{re.escape(p)})" for p in sorted(set(id_prefixes), key=len, reverse=True))
-    return re.compile(rf"(?P<sp> )?(?<![A-Za-z_\d.]){behind}(?P<num>\d+(?:\.\d+)?)")
+    return re.compile(rf"(?P<sp> )?(?<![A-Za-z_\d.]){behind}(?P<num>\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
 
 
 def _word_tokenizer() -> Tokenizer:
