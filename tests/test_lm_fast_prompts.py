@@ -14,6 +14,7 @@ from comllm.lm.fast_prompts import FastPrompts, encode_values
 from comllm.lm.model import set_line_positions
 from comllm.lm.policy import DecodeOptions, LMPolicy
 from comllm.sft_config import ModelShape
+from comllm.state import StateBatch
 from comllm.text import get_template
 from comllm.text.compact import COMPACT_TEMPLATES, COMPACT_TEMPLATES_V2
 from comllm.text.perturb import perturbed_template
@@ -119,6 +120,10 @@ def test_the_policy_decides_the_same_from_numbers_as_from_text(lm, states) -> No
     group = [s for s in states if s.n_servers == 6]
     assert fast.prompt_array(group) is not None and ref.prompt_array(group) is None
     np.testing.assert_allclose(fast.line_costs(group).numpy(), ref.line_costs(group).numpy(), atol=1e-4)
+    batch = StateBatch.from_states(group)  # a simulator's batch decides without building its states
+    before = fast.stats["decisions"]
+    np.testing.assert_array_equal(fast.act(batch), ref.decide(group))
+    assert fast.stats["decisions"] - before == len(group)
     score_fast = LMPolicy(lm, DecodeOptions(mode="score", batch=32))
     score_ref = LMPolicy(lm, DecodeOptions(mode="score", fast=False, batch=32))
     np.testing.assert_array_equal(score_fast.decide(states), score_ref.decide(states))

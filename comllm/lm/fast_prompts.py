@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from comllm.lm.values import ValueCodec
-from comllm.state import TaskState
+from comllm.state import StateBatch, TaskState
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Skeleton:
     """The ids of one server count's prompts: ``ids`` ``(T,)``, the ``value_at`` positions of its
     numbers ``(K,)`` in text order, and whether each followed a space (``spaced``, ``(K,)``)."""
@@ -81,12 +81,18 @@ class FastPrompts:
             self._skeletons[n] = sk
         return self._skeletons[n]
 
-    def encode(self, states: list[TaskState]) -> tuple[np.ndarray, Skeleton] | None:
-        """``(ids (B, T), skeleton)`` of ``states`` (one server count), or ``None``: take the reference path."""
+    def encode(self, states: list[TaskState] | StateBatch) -> tuple[np.ndarray, Skeleton] | None:
+        """``(ids (B, T), skeleton)`` of ``states`` (a list or a batch, one server count), or ``None``:
+        take the reference path."""
         numbers = self.template.prompt_numbers(states) if self.supports(self.template, self.tokenizer) else None
         if numbers is None:
             return None
-        sk = self.skeleton(states[0], numbers[0])
+        n = states.n_servers if isinstance(states, StateBatch) else states[0].n_servers
+        if n in self._skeletons:
+            sk = self._skeletons[n]
+        else:
+            first = states.subset(slice(0, 1)).states()[0] if isinstance(states, StateBatch) else states[0]
+            sk = self.skeleton(first, numbers[0])
         if sk is None or numbers.shape[1] != len(sk.value_at):
             return None
         ids = np.repeat(sk.ids[None], len(states), axis=0)

@@ -117,6 +117,7 @@ class LMPolicy(Policy):
         self._warned_length = False
         self._fast: Any = None
         self._prompts: Any = None
+        self._skeleton_ends: dict[Any, torch.Tensor] = {}
         self.reset(seed)
 
     @property
@@ -138,6 +139,12 @@ class LMPolicy(Policy):
     def act(self, batch: StateBatch) -> np.ndarray:
         if len(batch) == 0:
             return np.zeros(0, dtype=np.int64)
+        if self.options.mode == "cost":  # straight from the batch's arrays where the prompts allow it
+            out = [self._fast_line_costs(batch.subset(slice(lo, lo + self.options.batch)))
+                   for lo in range(0, len(batch), self.options.batch)]  # fmt: skip
+            if all(c is not None for c in out):
+                self.counts["decisions"] += len(batch)
+                return torch.cat(out).argmin(dim=1).numpy().astype(np.int64)
         return self.decide(batch.states(), batch)
 
     # ---------------------------------------------------------------- decisions
@@ -168,7 +175,7 @@ class LMPolicy(Policy):
         self._check_lengths(ids)
         return ids
 
-    def prompt_array(self, states: list[TaskState]) -> tuple[np.ndarray, Any] | None:
+    def prompt_array(self, states: list[TaskState] | StateBatch) -> tuple[np.ndarray, Any] | None:
         """``(ids (B, T), skeleton)`` of states sharing one N from their numbers
         (:class:`comllm.lm.fast_prompts.FastPrompts`: the ids :meth:`prompt_ids` renders and
         tokenizes, without the text), or ``None`` where the template has no such form or ``fast=false``."""
@@ -199,17 +206,29 @@ class LMPolicy(Policy):
         """The cost head's estimate of every action, ``(len(states), N + 1)`` (log1p slots); states share one N."""
         n = states[0].n_servers
         pad, fast = self.lm.tokenizer.pad_token_id, self.fast_scorer
-        same = self.prompt_array(states) if fast is not None else None
-        if same is not None:  # one skeleton: the same line ends in every row
-            ids, sk = same
-            ends = torch.from_numpy(self.action_ends(sk.ids.tolist(), n)).expand(len(states), -1)
-            return fast.line_costs(torch.from_numpy(ids), ends, pad)
+        costs = self._fast_line_costs(states)
+        if costs is not None:
+            return costs
         prompts = self.prompt_ids(states)
         ends = torch.from_numpy(np.stack([self.action_ends(p, n) for p in prompts]))
         if fast is None:
             with torch.no_grad():
                 return line_costs(self.lm.model, prompts, ends, pad).cpu()
         return fast.line_costs(prompts, ends, pad)
+
+    def _fast_line_costs(self, states: list[TaskState] | StateBatch) -> torch.Tensor | None:
+        """:meth:`line_costs` through the fast scorer on prompts built from the numbers
+        (:meth:`prompt_array`: one skeleton, so one set of line ends), or ``None``."""
+        fast = self.fast_scorer
+        same = self.prompt_array(states) if fast is not None else None
+        if same is None:
+            return None
+        ids, sk = same
+        if sk not in self._skeleton_ends:  # a skeleton's line ends are those of every prompt it makes
+            n = states.n_servers if isinstance(states, StateBatch) else states[0].n_servers
+            self._skeleton_ends[sk] = torch.from_numpy(self.action_ends(sk.ids.tolist(), n))
+        ends = self._skeleton_ends[sk].expand(len(ids), -1)
+        return fast.line_costs(torch.from_numpy(ids), ends, self.lm.tokenizer.pad_token_id)
 
     def action_ends(self, prompt: list[int], n: int) -> np.ndarray:
         """Token positions of the newlines ending the lines of actions 0..``n`` in ``prompt``

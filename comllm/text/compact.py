@@ -248,7 +248,7 @@ class CompactTemplate(Template):
     def quantize(self, state: TaskState) -> TaskState:
         return quantize_state(state, self.decimals, self.carried)
 
-    def prompt_numbers(self, states: list[TaskState]) -> np.ndarray | None:
+    def prompt_numbers(self, states: list[TaskState] | StateBatch) -> np.ndarray | None:
         """The numbers each state's prompt prints, in text order, as they read back, ``(B, K)``.
 
         The values :meth:`render_prompt` writes (``float`` of each number's text; server ids,
@@ -258,15 +258,17 @@ class CompactTemplate(Template):
         ``None`` where a state's words depend on its values or the numbers are not plain: a
         style with converted units, another number format, moved or renamed servers, server
         type, load-history or density attributes, a number that is negative or not finite, or
-        states that do not stack into one :class:`StateBatch`. ``states`` share one server count.
+        states that do not stack into one :class:`StateBatch`. ``states`` (a list, or a batch,
+        which saves building it) share one server count.
         """
         st = self.style
-        slot = states[0].slot_s if states else 0.1
+        if not len(states):
+            return None
+        slot = float(states.slot_s[0]) if isinstance(states, StateBatch) else states[0].slot_s
         kinds = ("time", "data", "rate", "freq", "density", "slot")
         units = (st.time_unit, st.data_unit, st.rate_unit, st.freq_unit, st.density_unit, st.slot_unit)
         if (
-            not states
-            or st.numbers != "compact"
+            st.numbers != "compact"
             or st.server_order is not None
             or st.server_ids is not None
             or any(factor(k, u, slot) != 1.0 for k, u in zip(kinds, units, strict=True))
@@ -274,7 +276,7 @@ class CompactTemplate(Template):
         ):
             return None
         try:
-            b = StateBatch.from_states(states)
+            b = states if isinstance(states, StateBatch) else StateBatch.from_states(states)
         except ValueError:  # not one batch (load histories of several lengths): render them one by one
             return None
         n = b.n_servers
