@@ -4,11 +4,13 @@
                                   [--closed-loop] [--train]
 
 Decisions: states from a paper-6-like simulator run with N servers (a mixed server set);
-each row times ``LMPolicy.decide`` (prompt rendering, tokenization and the model) at batch 1
-and 64 in the checkpoint's decision mode (``score``, or ``cost`` for a model that names it:
-``llm:paper6-cost``), through the fast path (:mod:`comllm.lm.fast`, the default) and the
-reference path (``fast=false``: the model's own forward), and, side by side in the same run,
-the greedy oracle's ``act`` on the same states. Best of 3 repeats after a warm-up. Goals
+each row times the policy's ``act`` on prebuilt batches of 1 and 64 states (as the closed loop
+calls it: the prompts and the model) in the checkpoint's decision mode (``score``, or ``cost``
+for a model that names it: ``llm:paper6-cost``), through the fast path (prompt ids from the
+numbers, :mod:`comllm.lm.fast_prompts`, and :mod:`comllm.lm.fast`, the default) and the
+reference path (``fast=false``: rendered and tokenized prompts, the model's own forward), and,
+side by side in the same run, the greedy oracle's ``act`` on the same batches. Best of 3
+repeats after a warm-up. Goals
 (issue 13, this 2-core machine, 6 servers): >= 300 decisions/s at batch 1 and >= 1,000 at
 batch 64 for every shipped language model.
 
@@ -59,12 +61,10 @@ def decisions_per_s(policy, states: list[TaskState], batch: int, repeats: int = 
     work = states[: max(batch, 64 if batch == 1 else batch * 2)]
     if isinstance(policy, LMPolicy):
         policy.options.batch = batch
-        run = lambda: policy.decide(work)  # noqa: E731
-        policy.decide(work[:batch])  # warm-up
-    else:
-        batches = [StateBatch.from_states(work[i : i + batch]) for i in range(0, len(work), batch)]
-        run = lambda: [policy.act(b) for b in batches]  # noqa: E731
-        run()
+    # every policy decides prebuilt batches through ``act``, as the closed loop calls it
+    batches = [StateBatch.from_states(work[i : i + batch]) for i in range(0, len(work), batch)]
+    run = lambda: [policy.act(b) for b in batches]  # noqa: E731
+    run()  # warm-up
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()

@@ -51,6 +51,7 @@ class FastScorer:
         self._version: tuple[int, ...] | None = None
         self._params = list(model.parameters())
         self._line_rules: dict[tuple[int, bytes], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._causal: dict[int, torch.Tensor] = {}  # (T, T) lower-triangular masks by length
         self.sync()
 
     def _versions(self) -> tuple[int, ...]:
@@ -166,6 +167,11 @@ class FastScorer:
         else:
             ids, keys = right_padded(prompts, pad_id)
         t = ids.shape[1]
-        mask = (torch.tril(torch.ones(t, t, dtype=torch.bool)) & keys[:, None, :]) | torch.eye(t, dtype=torch.bool)
+        causal = self._causal.get(t)
+        if causal is None:
+            if len(self._causal) > 64:
+                self._causal.clear()
+            causal = self._causal[t] = torch.tril(torch.ones(t, t, dtype=torch.bool))
+        mask = (causal & keys[:, None, :]) | torch.eye(t, dtype=torch.bool) if not uniform else causal[None]
         x = self._norm(self._run(ids, torch.arange(t)[None], mask[:, None], ends, uniform), self.final_norm)
         return F.linear(x, head.weight.float(), head.bias.float()).squeeze(-1).cpu()

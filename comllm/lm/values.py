@@ -15,6 +15,7 @@ A value above the range is clipped to ``max_value`` and counted.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -112,6 +113,13 @@ class ValueCodec:
 _SCALES = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 
 
+@functools.lru_cache(maxsize=16)
+def _constants(periods: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The periods and :data:`_SCALES` as float64 tensors on ``device`` (made once, not per call)."""
+    return (torch.tensor(periods, dtype=torch.float64, device=device),
+            torch.tensor(_SCALES, dtype=torch.float64, device=device))  # fmt: skip
+
+
 def value_features(ids: torch.Tensor, codec: ValueCodec) -> torch.Tensor:
     """Deterministic features of value ids, shape ``ids.shape + (codec.n_features,)``, float32.
 
@@ -128,9 +136,8 @@ def value_features(ids: torch.Tensor, codec: ValueCodec) -> torch.Tensor:
     step = torch.div(off, 2, rounding_mode="floor")
     spaced = off - 2 * step
     v = step * codec.resolution
-    periods = torch.tensor(codec.periods, dtype=torch.float64, device=ids.device)
+    periods, scales = _constants(codec.periods, ids.device)
     phase = (2 * math.pi) * torch.remainder(v[..., None], periods) / periods
-    scales = torch.tensor(_SCALES, dtype=torch.float64, device=ids.device)
     feats = [
         torch.tanh(v[..., None] / scales),
         (torch.log1p(v) / 2)[..., None],
