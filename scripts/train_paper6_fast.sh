@@ -8,15 +8,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-runs/p6}
 OUT=${1:-runs/p6fast}
+# the perturbation families of training (the rest are held out); SHIP=0 trains without shipping
+FAMILIES=${FAMILIES:-shuffle-fields paraphrase numbers}
+SHIP=${SHIP:-1}
 C=.venv/bin/comllm
 data=()
 for f in "$DATA"/sft-*.jsonl.gz; do data+=(--data "$f"); done
 [ -f "$OUT/model.safetensors" ] || $C sft --model default --template lean-v2 "${data[@]}" \
   --hidden 64 --layers 2 --heads 2 --intermediate 192 --steps 4000 --batch-size 48 --lr 2e-3 --seed 7 \
   --cost-head 2.0 --renumber 0.5 --renumber-max 24 --line-positions lines --line-compare earlier \
-  --perturb shuffle-fields --perturb paraphrase --perturb numbers --perturb-prob 0.3 --perturb-seed 7 \
+  $(for f in $FAMILIES; do echo --perturb "$f"; done) --perturb-prob 0.3 --perturb-seed 7 \
   --eval-data "$DATA/test-0.3.jsonl.gz" --eval-every 1000 --eval-size 500 --save-every 500 --threads 2 --no-progress \
   --out "$OUT"
+[ "$SHIP" = 1 ] || { .venv/bin/python -c "
+import json, pathlib; p = pathlib.Path('$OUT/comllm.json'); m = json.loads(p.read_text()); m['mode'] = 'cost'
+p.write_text(json.dumps(m, indent=2) + '\n')"; echo "trained $OUT (not shipped)"; exit 0; }
 rm -rf comllm/checkpoints/lm-paper6-fast && mkdir -p comllm/checkpoints/lm-paper6-fast
 for f in config.json generation_config.json model.safetensors tokenizer_config.json word_tokenizer.json comllm.json train_log.csv train_summary.json; do
   cp "$OUT/$f" comllm/checkpoints/lm-paper6-fast/
