@@ -16,13 +16,4 @@ for f in "$DATA"/sft-*.jsonl.gz; do data+=(--data "$f"); done
   --line-compare earlier --perturb shuffle-fields --perturb paraphrase --perturb numbers --perturb-prob 0.3 \
   --eval-data "$DATA/test-0.3.jsonl.gz" --eval-every 500 --eval-size 500 --save-every 500 --threads 2 --no-progress \
   --out "$OUT"
-rm -rf comllm/checkpoints/lm-paper6-cost && mkdir -p comllm/checkpoints/lm-paper6-cost
-for f in config.json generation_config.json model.safetensors tokenizer_config.json word_tokenizer.json comllm.json train_log.csv train_summary.json; do
-  cp "$OUT/$f" comllm/checkpoints/lm-paper6-cost/
-done
-.venv/bin/python - <<'PY'
-import json, pathlib
-p = pathlib.Path("comllm/checkpoints/lm-paper6-cost/comllm.json")
-meta = json.loads(p.read_text()); meta["mode"] = "cost"; p.write_text(json.dumps(meta, indent=2) + "\n")
-PY
-echo "shipped comllm/checkpoints/lm-paper6-cost"
+bash scripts/ship_checkpoint.sh "$OUT" paper6-cost cost

@@ -20,16 +20,8 @@ for f in "$DATA"/sft-*.jsonl.gz; do data+=(--data "$f"); done
   $(for f in $FAMILIES; do echo --perturb "$f"; done) --perturb-prob 0.3 --perturb-seed 7 \
   --eval-data "$DATA/test-0.3.jsonl.gz" --eval-every 1000 --eval-size 500 --save-every 500 --threads 2 --no-progress \
   --out "$OUT"
-[ "$SHIP" = 1 ] || { .venv/bin/python -c "
-import json, pathlib; p = pathlib.Path('$OUT/comllm.json'); m = json.loads(p.read_text()); m['mode'] = 'cost'
-p.write_text(json.dumps(m, indent=2) + '\n')"; echo "trained $OUT (not shipped)"; exit 0; }
-rm -rf comllm/checkpoints/lm-paper6-fast && mkdir -p comllm/checkpoints/lm-paper6-fast
-for f in config.json generation_config.json model.safetensors tokenizer_config.json word_tokenizer.json comllm.json train_log.csv train_summary.json; do
-  cp "$OUT/$f" comllm/checkpoints/lm-paper6-fast/
-done
-.venv/bin/python - <<'PY'
-import json, pathlib
-p = pathlib.Path("comllm/checkpoints/lm-paper6-fast/comllm.json")
-meta = json.loads(p.read_text()); meta["mode"] = "cost"; p.write_text(json.dumps(meta, indent=2) + "\n")
-PY
-echo "shipped comllm/checkpoints/lm-paper6-fast"
+if [ "$SHIP" = 1 ]; then
+  bash scripts/ship_checkpoint.sh "$OUT" paper6-fast cost
+else  # the run folder decides in cost mode too (llm:runs/...)
+  .venv/bin/python -c "import json, pathlib; p = pathlib.Path('$OUT/comllm.json'); m = json.loads(p.read_text()); m['mode'] = 'cost'; p.write_text(json.dumps(m, indent=2) + chr(10))"
+fi

@@ -12,14 +12,13 @@ from typer.testing import CliRunner
 
 from comllm.cli import app
 from comllm.lm.loading import load_lm
-from comllm.lm.model import set_line_positions
 from comllm.lm.policy import DecodeOptions, LMPolicy
 from comllm.lm.scoring import line_costs
 from comllm.policies.base import PolicyError
 from comllm.sft_config import ModelShape
 from comllm.text import get_template
 from tests.fixtures.text_states import random_state
-from tests.test_lm_support import make_records, record_states, tiny_embedded
+from tests.test_lm_support import make_records, record_states, tiny_cost_lm, tiny_embedded
 
 SHAPE = ModelShape(hidden=32, layers=2, heads=2, intermediate=64, value_hidden=16)
 
@@ -32,12 +31,7 @@ def states() -> list:
 
 @pytest.fixture(scope="module")
 def lm(states):
-    lm = tiny_embedded("lean-v2", states, SHAPE, seed=3)
-    set_line_positions(lm.model.config, "lines", lm.tokenizer.convert_tokens_to_ids("\n"))
-    torch.manual_seed(0)
-    lm.model.config.cost_head = True
-    lm.model.cost_head = torch.nn.Linear(SHAPE.hidden, 1)
-    return lm
+    return tiny_cost_lm("lean-v2", states, SHAPE, seed=3, head_seed=0)
 
 
 def test_the_fast_path_gives_the_reference_actions_and_costs_on_200_states(lm, states) -> None:

@@ -6,12 +6,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from comllm.lm.fast_prompts import FastPrompts, encode_values
-from comllm.lm.model import set_line_positions
 from comllm.lm.policy import DecodeOptions, LMPolicy
 from comllm.sft_config import ModelShape
 from comllm.state import StateBatch
@@ -20,7 +18,7 @@ from comllm.text.compact import COMPACT_TEMPLATES, COMPACT_TEMPLATES_V2
 from comllm.text.perturb import perturbed_template
 from comllm.text.units import fixed, printed_decimals
 from tests.fixtures.text_states import random_fresh_state
-from tests.test_lm_support import tiny_embedded
+from tests.test_lm_support import tiny_cost_lm
 
 SHAPE = ModelShape(hidden=32, layers=2, heads=2, intermediate=64, value_hidden=16)
 #: the compact templates whose canonical prompts differ only in their numbers
@@ -37,12 +35,7 @@ def states() -> list:
 
 @pytest.fixture(scope="module")
 def lm(states):
-    lm = tiny_embedded("lean-v2", states, SHAPE, seed=4)
-    set_line_positions(lm.model.config, "lines", lm.tokenizer.convert_tokens_to_ids("\n"))
-    torch.manual_seed(1)
-    lm.model.config.cost_head = True
-    lm.model.cost_head = torch.nn.Linear(SHAPE.hidden, 1)
-    return lm
+    return tiny_cost_lm("lean-v2", states, SHAPE, seed=4, head_seed=1)
 
 
 def reference_ids(lm, template, states) -> list[list[int]]:

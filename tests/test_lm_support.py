@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from comllm.data import generate_records, write_records
 from comllm.lm.loading import LMMeta, LoadedLM
 from comllm.lm.model import ModelShape
@@ -32,6 +34,20 @@ def record_states(path: Path) -> list[TaskState]:
 def tiny_embedded(template: str, states: list[TaskState], shape: ModelShape = TINY, seed: int = 0) -> LoadedLM:
     """A fresh embedded model (value tokens) on ``template``, vocabulary built from ``states``."""
     return new_embedded_lm(template, states, shape, seed)
+
+
+def tiny_cost_lm(template: str, states: list[TaskState], shape: ModelShape = TINY, seed: int = 0,
+                 head_seed: int = 0) -> LoadedLM:  # fmt: skip
+    """:func:`tiny_embedded` under the line scheme (``comllm.lm.model``) with a fresh cost head
+    (initialised from ``head_seed``): a model that can decide in cost mode."""
+    from comllm.lm.model import set_line_positions
+
+    lm = tiny_embedded(template, states, shape, seed)
+    set_line_positions(lm.model.config, "lines", lm.tokenizer.convert_tokens_to_ids("\n"))
+    torch.manual_seed(head_seed)
+    lm.model.config.cost_head = True
+    lm.model.cost_head = torch.nn.Linear(shape.hidden, 1)
+    return lm
 
 
 def tiny_hf_dir(directory: Path, states: list[TaskState], arch: str = "llama") -> Path:

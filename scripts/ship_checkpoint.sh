@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Copy a trained run folder into the package as a shipped checkpoint:
+#   bash scripts/ship_checkpoint.sh RUN_FOLDER NAME [MODE]
+# -> comllm/checkpoints/lm-NAME (weights, config, tokenizer, comllm.json, training log and summary);
+# MODE (score | sample | cost) is written into its comllm.json as the decision mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+src=$1 name=$2 mode=${3:-}
+dst=comllm/checkpoints/lm-$name
+rm -rf "$dst" && mkdir -p "$dst"
+for f in config.json generation_config.json model.safetensors tokenizer_config.json word_tokenizer.json comllm.json train_log.csv train_summary.json; do
+  [ -f "$src/$f" ] && cp "$src/$f" "$dst/"
+done
+if [ -n "$mode" ]; then
+  .venv/bin/python - "$dst/comllm.json" "$mode" <<'PY'
+import json, pathlib, sys
+p = pathlib.Path(sys.argv[1])
+meta = json.loads(p.read_text()); meta["mode"] = sys.argv[2]; p.write_text(json.dumps(meta, indent=2) + "\n")
+PY
+fi
+echo "shipped $dst"
