@@ -92,7 +92,9 @@ def test_perturbed_compact_prompts_have_no_unknown_word(lean, states: list, temp
     ex = encode_examples(lm, states, np.zeros(len(states), dtype=np.int64), [np.zeros(s.n_servers + 1) for s in states],
                          perturb=FAMILIES, perturb_prob=1.0, perturb_seed=11)  # fmt: skip
     plain = lm.encode_prompts([lm.prompt_text(s) for s in states])
-    assert sum(not np.array_equal(p, q) for p, q in zip(ex.prompt, plain)) >= 0.9 * len(states)
+    # `numbers` may give the plain ids back: a value token is the number, however it is written
+    words = [i for i, d in enumerate(perturbation_draws(len(states), FAMILIES, 1.0, 11)) if d[0] != "numbers"]
+    assert sum(not np.array_equal(ex.prompt[i], plain[i]) for i in words) >= 0.9 * len(words)
     bad = [i for i, p in enumerate(ex.prompt) if unk in p.tolist()]
     assert not bad, lm.tokenizer.decode(ex.prompt[bad[0]].tolist())
 
