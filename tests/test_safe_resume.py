@@ -58,7 +58,7 @@ def kill_at_random_point(
 
     Returns whether it was killed (False: it finished first).
     """
-    proc = mp.get_context("fork").Process(target=target)
+    proc = mp.get_context("fork").Process(target=_with_own_tqdm_locks, args=(target,))
     proc.start()
     t0 = time.time()
     while not ready() and proc.is_alive() and time.time() - t0 < 120:
@@ -71,6 +71,25 @@ def kill_at_random_point(
     assert proc.exitcode is not None, "the training process hung"
     assert killed or proc.exitcode == 0, f"the training failed by itself (exit {proc.exitcode})"
     return killed
+
+
+def _with_own_tqdm_locks(target: Callable[[], object]) -> None:
+    """Run ``target`` with process-local progress-bar locks.
+
+    tqdm's default write lock holds a multiprocessing semaphore that a forked child shares with
+    its parent. If the child is killed while a progress bar (transformers' loading or saving bars)
+    holds it, the parent's next bar waits forever. So the child uses locks of its own.
+    """
+    import threading
+
+    import tqdm.std
+
+    classes = [tqdm.std.tqdm]
+    while classes:
+        cls = classes.pop()
+        cls._lock = threading.RLock()
+        classes.extend(cls.__subclasses__())
+    target()
 
 
 def logged_past(path: Path, step: int) -> Callable[[], bool]:
