@@ -18,7 +18,7 @@ from comllm.policies import make_policy
 from comllm.scenario import load_scenario
 from comllm.sim import MECSimulator
 from tests.fixtures.text_states import random_state
-from tests.test_lm_support import tiny_embedded
+from tests.test_lm_support import tiny_cost_lm, tiny_embedded
 
 torch.set_num_threads(1)
 
@@ -97,6 +97,39 @@ def test_bad_settings_are_one_line_naming_the_option():
         ImproveConfig(others="nobody")
     with pytest.raises(ImproveError, match="--lr"):
         ImproveConfig(lr=float("inf"))
+    with pytest.raises(ImproveError, match="--perturb = 'upside-down'"):
+        ImproveConfig(objective="regress", perturb=("upside-down",))
+    with pytest.raises(ImproveError, match="--objective = 'advantage'.*--renumber"):
+        ImproveConfig(renumber=0.5)
+    with pytest.raises(ImproveError, match="--renumber = 1.5"):
+        ImproveConfig(objective="regress", renumber=1.5)
+
+
+def _lines(enc, k):
+    """Prompt ``k`` of ``enc``: its action lines as token tuples, in action order (from its line ends)."""
+    p, ends = np.asarray(enc.prompts[k]), enc.ends[k]
+    newlines = np.flatnonzero(p == p[int(ends[0])])
+    return [tuple(p[newlines[newlines < e].max() + 1 : e].tolist()) for e in ends.tolist()]
+
+
+def test_renumbered_and_perturbed_training_prompts_keep_each_actions_line():
+    from comllm.lacs.improve import _Scorer
+
+    rng = np.random.default_rng(9)
+    states = [random_state(rng, 3, history_len=10) for _ in range(12)]
+    lm = tiny_cost_lm("lean-v2", states)
+    scorer = _Scorer(lm, "regress")
+    plain = scorer.encode(states)
+    renamed = scorer.encode(states, ImproveConfig(objective="regress", renumber=1.0, renumber_max=24), seed=3)
+    moved = scorer.encode(states, ImproveConfig(objective="regress", perturb=("shuffle-servers",), perturb_prob=1.0), seed=3)
+    assert sum(r != p for r, p in zip(renamed.prompts, plain.prompts)) >= 10
+    assert sum(m != p for m, p in zip(moved.prompts, plain.prompts)) >= 6
+    for k in range(len(states)):
+        # the same lines in action order; renaming changes one token (the id) of each server line, moving none
+        assert _lines(moved, k) == _lines(plain, k)
+        for a, (r, p) in enumerate(zip(_lines(renamed, k), _lines(plain, k))):
+            assert len(r) == len(p) and sum(x != y for x, y in zip(r, p)) <= (0 if a == 0 else 1)
+    assert scorer.logits(lm.model, renamed).shape == (len(states), 4)
 
 
 @pytest.fixture(scope="module")
@@ -226,3 +259,15 @@ def test_regress_trains_the_cost_head_and_decides_by_it(tmp_path):
     assert mse[-1] < mse[0] and all(np.isfinite(float(r["eval_latency"])) for r in rows), mse
     assert not torch.equal(load_lm(str(final)).model.cost_head.weight, before)
     assert load_lm(str(final)).meta.mode == "cost"
+
+
+def test_relative_value_targets_keep_the_differences_and_the_references_level():
+    from comllm.lacs.improve import relative_targets
+
+    target = torch.tensor([[1.0, 2.0, 4.0], [0.5, 0.5, 2.0]])
+    ref = torch.tensor([[3.0, 3.0, 3.0], [0.0, 1.0, 2.0]])
+    out = relative_targets(target, ref)
+    assert torch.allclose(out.mean(dim=-1), ref.mean(dim=-1))
+    assert torch.allclose(out - out[:, :1], target - target[:, :1])
+    with pytest.raises(ImproveError, match="--value-target = 'median'"):
+        ImproveConfig(objective="regress", value_target="median")

@@ -59,11 +59,13 @@ from comllm.lacs.lookahead import LACS_DEFAULTS, LacsSettings
 from comllm.lacs.parallel import connect_ray, score_states
 from comllm.limits import MAX_WORKERS
 from comllm.scenario import Scenario, load_scenario
+from comllm.sft_config import PERTURB_FAMILIES
 from comllm.sim import MECSimulator, Snapshot
 from comllm.state import StateBatch
 
 OTHERS = ("policy", "greedy")
 OBJECTIVES = ("advantage", "soft-best", "regress")
+VALUE_TARGETS = ("absolute", "relative")
 LOG_FIELDS = (
     "iteration", "states", "loss", "expected_advantage", "kl", "agree_best", "entropy",
     "eval_latency", "eval_drop_rate", "eval_jain", "collect_s", "score_s", "update_s", "eval_s", "mix",
@@ -119,6 +121,21 @@ class ImproveConfig:
         "action's log1p LACS score and the policy decides by the least (llm mode=cost)",
     )
     tau: float = opt(0.25, "soft-best: temperature of the target, slots of LACS score")
+    value_target: str = opt(
+        "absolute", "regress: absolute (every action's log1p LACS score) | relative (the scores' differences "
+        "between a state's actions, their mean over the actions kept at the reference's mean estimate)",
+    )
+    renumber: float = opt(
+        0.0, "regress: probability that a training prompt names its servers by other increasing ids from "
+        "1..--renumber-max (as comllm sft --renumber), so that values fitted on N servers keep every id's token "
+        "in use (zero-shot server counts)",
+    )
+    renumber_max: int = opt(24, "with --renumber: the largest id drawn")
+    perturb: tuple[str, ...] = opt(
+        (), "regress: perturb training prompts with this family of comllm.text.perturb (repeatable; one drawn "
+        "per prompt, training seeds only, as comllm sft --perturb)", "--perturb",
+    )
+    perturb_prob: float = opt(0.3, "with --perturb: probability that a training prompt is perturbed")
     eval_slots: int = opt(200, "scored slots of the closed-loop evaluation after each iteration (0: none)")
     eval_seeds: int = opt(1, "seeds of that evaluation (1000, 1001, ...)")
     seed: int = opt(0, "random seed of collection, rollouts and minibatches")
@@ -145,6 +162,20 @@ class ImproveConfig:
         need(np.isfinite(self.beta) and self.beta >= 0, "beta", "must be a finite number >= 0")
         need(np.isfinite(self.lam) and self.lam >= 0, "lam", "must be a finite number >= 0")
         need(self.drop_cost == "deadline" or self.drop_cost == "penalty", "drop_cost", "must be deadline or penalty")
+        need(self.value_target in VALUE_TARGETS, "value_target", f"must be one of {', '.join(VALUE_TARGETS)}")
+        need(0 <= self.renumber <= 1, "renumber", "must be a probability in [0, 1]")
+        need(1 <= self.renumber_max <= 128, "renumber_max", "must be in 1..128")
+        need(0 <= self.perturb_prob <= 1, "perturb_prob", "must be a probability in [0, 1]")
+        for family in self.perturb:
+            if family not in PERTURB_FAMILIES:
+                raise ImproveError(f"--perturb = {family!r}: unknown family (known: {', '.join(PERTURB_FAMILIES)})")
+        need(not self.augmented or self.objective == "regress", "objective",
+             "--renumber and --perturb are for --objective regress (its targets follow the action, not the answer's id)")
+
+    @property
+    def augmented(self) -> bool:
+        """Whether some training prompts are renumbered or perturbed (:meth:`_Scorer.encode`)."""
+        return self.renumber > 0 or (bool(self.perturb) and self.perturb_prob > 0)
 
     def lacs(self, iteration: int) -> LacsSettings:
         drop = "deadline" if self.drop_cost == "deadline" else None
@@ -287,7 +318,27 @@ def value_targets(scores: np.ndarray) -> np.ndarray:
     return np.log1p(np.minimum(scores, 100.0))
 
 
+def relative_targets(target: torch.Tensor, ref_costs: torch.Tensor) -> torch.Tensor:
+    """``value_target="relative"``: each state's targets (B, A) shifted so that their mean over the
+    actions is the reference's mean estimate; only the differences between actions are fitted (the
+    decision), the level of the estimates stays the starting model's."""
+    return target - target.mean(dim=-1, keepdim=True) + ref_costs.mean(dim=-1, keepdim=True)
+
+
 # ----------------------------------------------------------------- the model
+@dataclass
+class _Encoded:
+    """Token ids of a list of states' prompts (one server count ``n``); under ``regress`` also each
+    prompt's action line ends (positions, in action order 0..n, wherever its lines are)."""
+
+    n: int
+    prompts: list[list[int]]
+    ends: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
 class _Scorer:
     """Log-likelihoods of every answer (or, ``costs``, the cost head's estimates) of a batch of states."""
 
@@ -302,37 +353,65 @@ class _Scorer:
     def answer_ids(self, n: int) -> list[list[int]]:
         return self.reader.answer_ids(n)
 
-    def logits(self, model: torch.nn.Module, states: list[Any]) -> torch.Tensor:
-        """Answer log-likelihoods (B, A); under ``regress`` the cost head's estimates instead."""
+    def encode(self, states: list[Any], cfg: ImproveConfig | None = None, seed: int = 0) -> _Encoded:
+        """The prompts the model reads: canonical, or with ``cfg.augmented`` the training prompts of
+        ``comllm sft`` (:func:`comllm.lm.sft.encode_examples`: ``cfg.renumber`` of them renaming
+        the servers, ``cfg.perturb_prob`` perturbed, drawn from ``seed``). A perturbed prompt whose
+        lines are not one per action keeps its canonical form."""
+        prompts = self.lm.encode_prompts([self.lm.prompt_text(s) for s in states])
+        n = states[0].n_servers if states else 0
+        if not self.costs:
+            return _Encoded(n, prompts)
+        ends = [self.reader.action_ends(p, n) for p in prompts]
+        if cfg is not None and cfg.augmented and states:
+            from comllm.lm.sft import encode_examples
+
+            ex = encode_examples(self.lm, states, np.zeros(len(states), dtype=np.int64),
+                                 [np.zeros(n + 1)] * len(states), with_line_ends=True, perturb=cfg.perturb,
+                                 perturb_prob=cfg.perturb_prob, perturb_seed=seed, renumber=cfg.renumber,
+                                 renumber_max=cfg.renumber_max, renumber_seed=seed)  # fmt: skip
+            for k, (p, e) in enumerate(zip(ex.prompt, ex.line_ends)):
+                if len(e) == n + 1:
+                    prompts[k], ends[k] = p.tolist(), np.asarray(e, dtype=np.int64)
+        return _Encoded(n, prompts, ends)
+
+    def logits(self, model: torch.nn.Module, enc: _Encoded, idx: list[int] | None = None) -> torch.Tensor:
+        """Answer log-likelihoods (B, A) of the prompts ``idx`` of ``enc`` (all: ``None``); under
+        ``regress`` the cost head's estimates instead."""
         from comllm.lm.scoring import candidate_logprobs, line_costs
 
-        prompts = self.lm.encode_prompts([self.lm.prompt_text(s) for s in states])
+        idx = list(range(len(enc))) if idx is None else idx
+        prompts = [enc.prompts[i] for i in idx]
         pad = self.lm.tokenizer.pad_token_id
-        if self.costs:
-            n = states[0].n_servers
-            ends = torch.from_numpy(np.stack([self.reader.action_ends(p, n) for p in prompts]))
-            return line_costs(model, prompts, ends, pad)
-        return candidate_logprobs(model, prompts, self.answer_ids(states[0].n_servers), pad)
+        if enc.ends is not None:
+            return line_costs(model, prompts, torch.from_numpy(np.stack([enc.ends[i] for i in idx])), pad)
+        return candidate_logprobs(model, prompts, self.answer_ids(enc.n), pad)
 
     def best(self, model: torch.nn.Module, states: list[Any]) -> np.ndarray:
         """The action the model takes in each state (the most likely answer, or the least estimate)."""
-        z = self.logits(model, states)
+        z = self.logits(model, self.encode(states))
         return (z.argmin(dim=-1) if self.costs else z.argmax(dim=-1)).numpy()
 
 
 def update(
     model: torch.nn.Module, ref: torch.nn.Module, scorer: _Scorer, opt: torch.optim.Optimizer,
-    data: Collected, adv: np.ndarray, cfg: ImproveConfig, rng: np.random.Generator,
+    data: Collected, adv: np.ndarray, cfg: ImproveConfig, rng: np.random.Generator, seed: int = 0,
 ) -> dict[str, float]:  # fmt: skip
-    """``epochs`` passes of the all-action loss over the iteration's states; mean metrics of the last pass."""
+    """``epochs`` passes of the all-action loss over the iteration's states; mean metrics of the last pass.
+
+    The prompts are encoded once (:meth:`_Scorer.encode`, augmented draws from ``seed``); the
+    reference is read on the same prompts."""
+    enc = scorer.encode(data.states, cfg, seed)
     with torch.no_grad():
         ref.eval()
         anchor = (lambda z: z) if cfg.objective == "regress" else (lambda z: torch.log_softmax(z, dim=-1))
         ref_logp = torch.cat([
-            anchor(scorer.logits(ref, data.states[i : i + cfg.batch_size]).float())
+            anchor(scorer.logits(ref, enc, list(range(i, min(i + cfg.batch_size, len(data))))).float())
             for i in range(0, len(data), cfg.batch_size)
         ])  # fmt: skip
     adv_t = torch.as_tensor(adv, dtype=torch.float32)
+    if cfg.objective == "regress" and cfg.value_target == "relative":
+        adv_t = relative_targets(adv_t, ref_logp)
     model.train()
     sums: dict[str, float] = {}
     for epoch in range(cfg.epochs):
@@ -340,7 +419,7 @@ def update(
         order = rng.permutation(len(data))
         for lo in range(0, len(order), cfg.batch_size):
             idx = order[lo : lo + cfg.batch_size].tolist()
-            logits = scorer.logits(model, [data.states[i] for i in idx]).float()
+            logits = scorer.logits(model, enc, idx).float()
             if cfg.objective == "regress":
                 loss, m = regress_loss(logits, adv_t[idx], ref_logp[idx], cfg.beta)
             elif cfg.objective == "soft-best":
@@ -425,7 +504,7 @@ def improve(cfg: ImproveConfig, log: Callable[[str], None] = print, progress: An
             adv = (soft_targets(scores, cfg.tau) if cfg.objective == "soft-best"
                    else value_targets(scores) if cfg.objective == "regress" else advantages(scores))  # fmt: skip
             t2 = time.perf_counter()
-            metrics = update(lm.model, ref, scorer, opt, data, adv, cfg, rng)
+            metrics = update(lm.model, ref, scorer, opt, data, adv, cfg, rng, seed=cfg.seed * 1000 + it)
             with torch.no_grad():
                 best = np.argmin(scores, axis=1)
                 chosen = np.concatenate([

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Reproduces `llm:comllm-fast` (README: "The all-action stage"): the COMLLM stage with the
+# `regress` objective from the fast paper-protocol model lm-paper6-fast
+# (scripts/train_paper6_fast.sh), on paper-6 only. The recipe of scripts/train_comllm_cost.sh
+# (closed-loop collection deciding by the cost head, LACS H 5 / K 32 of every action of up to 8
+# decisions per slot, the slot's other tasks as the model decided them, log1p targets, 3 epochs
+# at lr 1e-4, beta 0.1, the four --mix settings in turn), with the training prompts of its SFT:
+# half of them name the servers by other ids from 1..24 (--renumber 0.5: the values fitted on six
+# servers keep every id's token in use, so the model still reads paper-11), 30 % perturbed by
+# shuffle-fields / paraphrase / numbers. ITERATIONS (default 12) sets the length; SHIP=0 skips
+# shipping. About 35 s per iteration on this 2-core CPU (README).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-runs/comllm-fast}
+ITERATIONS=${ITERATIONS:-12}
+C=.venv/bin/comllm
+$C improve --model comllm/checkpoints/lm-paper6-fast --out "$OUT" --scenario paper-6 \
+  --mix "arrival_prob=0.3;decisions=sequential" --mix "arrival_prob=0.3" \
+  --mix "arrival_prob=0.5;decisions=sequential" --mix "arrival_prob=0.5" \
+  --iterations "$ITERATIONS" --collect-slots 150 --states-per-slot 8 --epochs 3 --batch-size 32 --rollouts 32 \
+  --objective regress --others policy --lr 1e-4 --beta 0.1 --eval-slots 200 --workers 1 --threads 2 \
+  --renumber 0.5 --renumber-max 24 ${EXTRA:-} --perturb shuffle-fields --perturb paraphrase --perturb numbers --perturb-prob 0.3 \
+  $( [ -d "$OUT/checkpoint-1" ] && echo --resume )
+[ "${SHIP:-1}" = 1 ] || exit 0
+D=comllm/checkpoints/lm-comllm-fast
+rm -rf "$D" && mkdir -p "$D"
+for f in config.json generation_config.json model.safetensors tokenizer_config.json word_tokenizer.json comllm.json; do
+  cp "$OUT/final/$f" "$D/"
+done
+cp "$OUT/train_log.csv" "$D/"
+cp "$OUT/config.json" "$D/improve_config.json"  # the run's settings
+echo "shipped $D"
