@@ -7,19 +7,21 @@
 # at lr 1e-4, beta 0.1, the four --mix settings in turn), with the training prompts of its SFT:
 # half of them name the servers by other ids from 1..24 (--renumber 0.5: the values fitted on six
 # servers keep every id's token in use, so the model still reads paper-11), 30 % perturbed by
-# shuffle-fields / paraphrase / numbers. ITERATIONS (default 12) sets the length; SHIP=0 skips
+# shuffle-fields / paraphrase / numbers (FAMILIES, PROB). ITERATIONS (default 12) sets the length; SHIP=0 skips
 # shipping. About 35 s per iteration on this 2-core CPU (README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/comllm-fast}
 ITERATIONS=${ITERATIONS:-12}
+FAMILIES=${FAMILIES:-shuffle-fields paraphrase numbers}
+PROB=${PROB:-0.3}
 C=.venv/bin/comllm
 $C improve --model comllm/checkpoints/lm-paper6-fast --out "$OUT" --scenario paper-6 \
   --mix "arrival_prob=0.3;decisions=sequential" --mix "arrival_prob=0.3" \
   --mix "arrival_prob=0.5;decisions=sequential" --mix "arrival_prob=0.5" \
   --iterations "$ITERATIONS" --collect-slots 150 --states-per-slot 8 --epochs 3 --batch-size 32 --rollouts 32 \
   --objective regress --others policy --lr 1e-4 --beta 0.1 --eval-slots 200 --workers 1 --threads 2 \
-  --renumber 0.5 --renumber-max 24 ${EXTRA:-} --perturb shuffle-fields --perturb paraphrase --perturb numbers --perturb-prob 0.3 \
+  --renumber 0.5 --renumber-max 24 $(for f in $FAMILIES; do echo --perturb "$f"; done) --perturb-prob "$PROB" ${EXTRA:-} \
   $( [ -d "$OUT/checkpoint-1" ] && echo --resume )
 [ "${SHIP:-1}" = 1 ] || exit 0
 D=comllm/checkpoints/lm-comllm-fast

@@ -121,14 +121,16 @@ def test_renumbered_and_perturbed_training_prompts_keep_each_actions_line():
     scorer = _Scorer(lm, "regress")
     plain = scorer.encode(states)
     renamed = scorer.encode(states, ImproveConfig(objective="regress", renumber=1.0, renumber_max=24), seed=3)
+    shuffled = scorer.encode(states, ImproveConfig(objective="regress", renumber=1.0, renumber_order="any"), seed=3)
     moved = scorer.encode(states, ImproveConfig(objective="regress", perturb=("shuffle-servers",), perturb_prob=1.0), seed=3)
     assert sum(r != p for r, p in zip(renamed.prompts, plain.prompts)) >= 10
     assert sum(m != p for m, p in zip(moved.prompts, plain.prompts)) >= 6
     for k in range(len(states)):
         # the same lines in action order; renaming changes one token (the id) of each server line, moving none
         assert _lines(moved, k) == _lines(plain, k)
-        for a, (r, p) in enumerate(zip(_lines(renamed, k), _lines(plain, k))):
-            assert len(r) == len(p) and sum(x != y for x, y in zip(r, p)) <= (0 if a == 0 else 1)
+        for enc in (renamed, shuffled):
+            for a, (r, p) in enumerate(zip(_lines(enc, k), _lines(plain, k))):
+                assert len(r) == len(p) and sum(x != y for x, y in zip(r, p)) <= (0 if a == 0 else 1)
     assert scorer.logits(lm.model, renamed).shape == (len(states), 4)
 
 
@@ -271,3 +273,12 @@ def test_relative_value_targets_keep_the_differences_and_the_references_level():
     assert torch.allclose(out - out[:, :1], target - target[:, :1])
     with pytest.raises(ImproveError, match="--value-target = 'median'"):
         ImproveConfig(objective="regress", value_target="median")
+
+
+def test_renumber_draws_in_any_order_are_the_same_ids_shuffled():
+    from comllm.lm.sft import renumber_draws
+
+    n = np.array([6] * 50)
+    inc, anyo = renumber_draws(n, 1.0, 24, 4), renumber_draws(n, 1.0, 24, 4, increasing=False)
+    assert all(sorted(b) == list(a) for a, b in zip(inc, anyo))
+    assert any(list(b) != sorted(b) for b in anyo)

@@ -131,6 +131,7 @@ class ImproveConfig:
         "in use (zero-shot server counts)",
     )
     renumber_max: int = opt(24, "with --renumber: the largest id drawn")
+    renumber_order: str = opt("increasing", "with --renumber: the drawn ids in the servers' order (increasing) | in random order (any)")
     perturb: tuple[str, ...] = opt(
         (), "regress: perturb training prompts with this family of comllm.text.perturb (repeatable; one drawn "
         "per prompt, training seeds only, as comllm sft --perturb)", "--perturb",
@@ -164,6 +165,7 @@ class ImproveConfig:
         need(self.drop_cost == "deadline" or self.drop_cost == "penalty", "drop_cost", "must be deadline or penalty")
         need(self.value_target in VALUE_TARGETS, "value_target", f"must be one of {', '.join(VALUE_TARGETS)}")
         need(0 <= self.renumber <= 1, "renumber", "must be a probability in [0, 1]")
+        need(self.renumber_order in ("increasing", "any"), "renumber_order", "must be increasing or any")
         need(1 <= self.renumber_max <= 128, "renumber_max", "must be in 1..128")
         need(0 <= self.perturb_prob <= 1, "perturb_prob", "must be a probability in [0, 1]")
         for family in self.perturb:
@@ -369,7 +371,8 @@ class _Scorer:
             ex = encode_examples(self.lm, states, np.zeros(len(states), dtype=np.int64),
                                  [np.zeros(n + 1)] * len(states), with_line_ends=True, perturb=cfg.perturb,
                                  perturb_prob=cfg.perturb_prob, perturb_seed=seed, renumber=cfg.renumber,
-                                 renumber_max=cfg.renumber_max, renumber_seed=seed)  # fmt: skip
+                                 renumber_max=cfg.renumber_max, renumber_seed=seed,
+                                 renumber_increasing=cfg.renumber_order == "increasing")  # fmt: skip
             for k, (p, e) in enumerate(zip(ex.prompt, ex.line_ends)):
                 if len(e) == n + 1:
                     prompts[k], ends[k] = p.tolist(), np.asarray(e, dtype=np.int64)

@@ -194,14 +194,16 @@ def check_perturbations(template: Any, families: Iterable[str]) -> None:
 
 
 def renumber_draws(
-    n_servers: np.ndarray, prob: float, max_id: int, seed: int, draws: list[Draw] | None = None
+    n_servers: np.ndarray, prob: float, max_id: int, seed: int, draws: list[Draw] | None = None,
+    increasing: bool = True,
 ) -> list[tuple[int, ...] | None]:
     """Which training prompts name their servers by other ids, and which ids: deterministic in the arguments.
 
     A drawn prompt's N servers get N distinct ids from 1..``max_id``, increasing (the
     canonical order, other names), so a model trained on 6 servers also reads and writes
     the ids of larger topologies (README "Zero-shot"). All draws are made for every sample;
-    a prompt perturbed by ``draws`` (:func:`perturbation_draws`) keeps its ids.
+    a prompt perturbed by ``draws`` (:func:`perturbation_draws`) keeps its ids. ``increasing=False``:
+    the drawn ids in random order (an id then says nothing about a server's place in the list).
     """
     if prob <= 0 or len(n_servers) == 0:
         return [None] * len(n_servers)
@@ -214,7 +216,8 @@ def renumber_draws(
         if not h or p or n > max_id:
             out.append(None)
         else:
-            out.append(tuple(int(x) + 1 for x in np.sort(np.argsort(k)[:n])))
+            pick = np.argsort(k)[:n]
+            out.append(tuple(int(x) + 1 for x in (np.sort(pick) if increasing else pick)))
     return out
 
 
@@ -251,6 +254,7 @@ def encode_examples(
     renumber: float = 0.0,
     renumber_max: int = 24,
     renumber_seed: int = 0,
+    renumber_increasing: bool = True,
 ) -> Examples:
     """Render prompts with the model's template and tokenize prompts and answers.
 
@@ -266,7 +270,7 @@ def encode_examples(
     draws = perturbation_draws(len(states), list(perturb), perturb_prob, perturb_seed)
     texts = training_prompts(lm, states, draws)
     n_servers = np.array([s.n_servers for s in states], dtype=np.int64)
-    ids = renumber_draws(n_servers, renumber, renumber_max, renumber_seed, draws)
+    ids = renumber_draws(n_servers, renumber, renumber_max, renumber_seed, draws, renumber_increasing)
     if any(ids):
         if getattr(template, "style", None) is None or not hasattr(template.style, "server_ids"):
             raise SFTError(f"--renumber needs a compact template (a style with server ids), not '{template.name}'")
