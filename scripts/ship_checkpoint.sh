@@ -2,15 +2,25 @@
 # Copy a trained run folder into the package as a shipped checkpoint:
 #   bash scripts/ship_checkpoint.sh RUN_FOLDER NAME [MODE]
 # -> comllm/checkpoints/lm-NAME (weights, config, tokenizer, comllm.json, training log and summary);
-# MODE (score | sample | cost) is written into its comllm.json as the decision mode.
+# MODE (score | sample | cost) is written into its comllm.json as the decision mode. A `comllm
+# improve` run folder (one with final/) ships final/ with the run's train_log.csv and its
+# config.json as improve_config.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$1 name=$2 mode=${3:-}
 dst=comllm/checkpoints/lm-$name
 rm -rf "$dst" && mkdir -p "$dst"
-for f in config.json generation_config.json model.safetensors tokenizer_config.json word_tokenizer.json comllm.json train_log.csv train_summary.json; do
+model=$src
+[ -d "$src/final" ] && model=$src/final
+for f in config.json generation_config.json model.safetensors tokenizer_config.json word_tokenizer.json comllm.json; do
+  [ -f "$model/$f" ] && cp "$model/$f" "$dst/"
+done
+for f in train_log.csv train_summary.json; do
   [ -f "$src/$f" ] && cp "$src/$f" "$dst/"
 done
+if [ "$model" != "$src" ]; then
+  cp "$src/config.json" "$dst/improve_config.json"  # the run's settings
+fi
 if [ -n "$mode" ]; then
   .venv/bin/python - "$dst/comllm.json" "$mode" <<'PY'
 import json, pathlib, sys

@@ -18,10 +18,4 @@ $C improve --model comllm/checkpoints/lm-paper6-cost --out "$OUT" --scenario pap
   --iterations 12 --collect-slots 150 --states-per-slot 8 --epochs 3 --batch-size 32 --rollouts 32 \
   --objective regress --others policy --lr 1e-4 --beta 0.1 --eval-slots 200 --workers 1 --threads 2 \
   $( [ -d "$OUT/checkpoint-1" ] && echo --resume )
-rm -rf comllm/checkpoints/lm-comllm-cost && mkdir -p comllm/checkpoints/lm-comllm-cost
-for f in config.json generation_config.json model.safetensors tokenizer_config.json word_tokenizer.json comllm.json; do
-  cp "$OUT/final/$f" comllm/checkpoints/lm-comllm-cost/
-done
-cp "$OUT/train_log.csv" comllm/checkpoints/lm-comllm-cost/
-cp "$OUT/config.json" comllm/checkpoints/lm-comllm-cost/improve_config.json  # the run's settings
-echo "shipped comllm/checkpoints/lm-comllm-cost"
+bash scripts/ship_checkpoint.sh "$OUT" comllm-cost

@@ -8,7 +8,7 @@
 # half of them name the servers by other ids from 1..24 (--renumber 0.5: the values fitted on six
 # servers keep every id's token in use, so the model still reads paper-11), 30 % perturbed by
 # shuffle-fields / paraphrase / numbers (FAMILIES, PROB). ITERATIONS (default 12) sets the length; SHIP=0 skips
-# shipping. About 35 s per iteration on this 2-core CPU (README).
+# shipping. About 16 s per iteration on this 2-core CPU (README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/comllm-fast}
@@ -24,11 +24,4 @@ $C improve --model comllm/checkpoints/lm-paper6-fast --out "$OUT" --scenario pap
   --renumber 0.5 --renumber-max 24 $(for f in $FAMILIES; do echo --perturb "$f"; done) --perturb-prob "$PROB" ${EXTRA:-} \
   $( [ -d "$OUT/checkpoint-1" ] && echo --resume )
 [ "${SHIP:-1}" = 1 ] || exit 0
-D=comllm/checkpoints/lm-comllm-fast
-rm -rf "$D" && mkdir -p "$D"
-for f in config.json generation_config.json model.safetensors tokenizer_config.json word_tokenizer.json comllm.json; do
-  cp "$OUT/final/$f" "$D/"
-done
-cp "$OUT/train_log.csv" "$D/"
-cp "$OUT/config.json" "$D/improve_config.json"  # the run's settings
-echo "shipped $D"
+bash scripts/ship_checkpoint.sh "$OUT" comllm-fast

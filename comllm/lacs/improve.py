@@ -360,22 +360,22 @@ class _Scorer:
         ``comllm sft`` (:func:`comllm.lm.sft.encode_examples`: ``cfg.renumber`` of them renaming
         the servers, ``cfg.perturb_prob`` perturbed, drawn from ``seed``). A perturbed prompt whose
         lines are not one per action keeps its canonical form."""
-        prompts = self.lm.encode_prompts([self.lm.prompt_text(s) for s in states])
         n = states[0].n_servers if states else 0
-        if not self.costs:
-            return _Encoded(n, prompts)
-        ends = [self.reader.action_ends(p, n) for p in prompts]
-        if cfg is not None and cfg.augmented and states:
-            from comllm.lm.sft import encode_examples
+        if not (self.costs and cfg is not None and cfg.augmented and states):
+            prompts = self.lm.encode_prompts([self.lm.prompt_text(s) for s in states])
+            return _Encoded(n, prompts, [self.reader.action_ends(p, n) for p in prompts] if self.costs else None)
+        from comllm.lm.sft import encode_examples
 
-            ex = encode_examples(self.lm, states, np.zeros(len(states), dtype=np.int64),
-                                 [np.zeros(n + 1)] * len(states), with_line_ends=True, perturb=cfg.perturb,
-                                 perturb_prob=cfg.perturb_prob, perturb_seed=seed, renumber=cfg.renumber,
-                                 renumber_max=cfg.renumber_max, renumber_seed=seed,
-                                 renumber_increasing=cfg.renumber_order == "increasing")  # fmt: skip
-            for k, (p, e) in enumerate(zip(ex.prompt, ex.line_ends)):
-                if len(e) == n + 1:
-                    prompts[k], ends[k] = p.tolist(), np.asarray(e, dtype=np.int64)
+        ex = encode_examples(self.lm, states, np.zeros(len(states), dtype=np.int64),
+                             [np.zeros(n + 1)] * len(states), with_line_ends=True, perturb=cfg.perturb,
+                             perturb_prob=cfg.perturb_prob, perturb_seed=seed, renumber=cfg.renumber,
+                             renumber_max=cfg.renumber_max, renumber_seed=seed,
+                             renumber_increasing=cfg.renumber_order == "increasing")  # fmt: skip
+        prompts = [p.tolist() for p in ex.prompt]
+        ends = [np.asarray(e, dtype=np.int64) for e in ex.line_ends]
+        for k in (k for k, e in enumerate(ends) if len(e) != n + 1):  # lines not one per action: canonical
+            prompts[k] = self.lm.encode_prompts([self.lm.prompt_text(states[k])])[0]
+            ends[k] = self.reader.action_ends(prompts[k], n)
         return _Encoded(n, prompts, ends)
 
     def logits(self, model: torch.nn.Module, enc: _Encoded, idx: list[int] | None = None) -> torch.Tensor:
