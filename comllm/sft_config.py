@@ -57,6 +57,9 @@ _SHAPE = ModelShape()
 #: the families of :data:`comllm.text.perturb.PERTURBATIONS` (written here so that reading the
 #: options loads no template; a test keeps the two equal)
 PERTURB_FAMILIES = ("shuffle-fields", "paraphrase", "units", "numbers", "shuffle-servers", "all")
+#: which line ends a line end sees under ``--line-positions lines`` (:func:`comllm.lm.model.line_attention`):
+#: the earlier ones, all, or none
+LINE_COMPARE = ("earlier", "all", "none")
 #: perturbation seeds of the robustness evaluation: 0 .. EVAL_PERTURB_SEEDS - 1 (never drawn for training)
 EVAL_PERTURB_SEEDS = 1000
 #: perturbation seeds drawn for training prompts: [start, stop)
@@ -158,10 +161,11 @@ class SFTConfig(BaseModel):
         " so where a line sits is no cue), 'absolute' the ordinary ones (default: the model's own; new: absolute)",
     )
 
-    line_compare: Literal["earlier", "all"] | None = Field(
+    line_compare: Literal[LINE_COMPARE] | None = Field(
         None,
         description="with --line-positions lines: the newline ending an action line sees the ends of the 'earlier'"
-        " lines (default) or of 'all' of them (exactly order-invariant, cannot break ties)",
+        " lines (default), of 'all' of them (exactly order-invariant, cannot break ties) or 'none' (each line's cost"
+        " reads the task and its own line only, the same on any server count)",
     )
 
     @model_validator(mode="after")

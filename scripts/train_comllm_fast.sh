@@ -16,7 +16,7 @@ ITERATIONS=${ITERATIONS:-12}
 FAMILIES=${FAMILIES:-shuffle-fields paraphrase numbers}
 PROB=${PROB:-0.3}
 C=.venv/bin/comllm
-$C improve --model comllm/checkpoints/lm-paper6-fast --out "$OUT" --scenario paper-6 \
+$C improve --model "${START:-comllm/checkpoints/lm-paper6-fast}" --out "$OUT" --scenario paper-6 \
   --mix "arrival_prob=0.3;decisions=sequential" --mix "arrival_prob=0.3" \
   --mix "arrival_prob=0.5;decisions=sequential" --mix "arrival_prob=0.5" \
   --iterations "$ITERATIONS" --collect-slots 150 --states-per-slot 8 --epochs 3 --batch-size 32 --rollouts 32 \

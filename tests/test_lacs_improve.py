@@ -249,18 +249,22 @@ def test_regress_trains_the_cost_head_and_decides_by_it(tmp_path):
     lm.save(tmp_path / "plain")
     with pytest.raises(ImproveError, match="cost head"):
         improve(_cfg(tmp_path / "plain", tmp_path / "bad", objective="regress"), log=lambda s: None)
+    with pytest.raises(ImproveError, match="--line-compare = 'none'.*--line-positions lines"):
+        improve(_cfg(tmp_path / "plain", tmp_path / "bad2", objective="regress", line_compare="none"), log=lambda s: None)
     set_line_positions(lm.model.config, "lines", lm.tokenizer.convert_tokens_to_ids("\n"))
     lm.model.config.cost_head = True
     lm.model.cost_head = torch.nn.Linear(lm.model.config.hidden_size, 1)
     lm.save(tmp_path / "start")
     before = load_lm(str(tmp_path / "start")).model.cost_head.weight.clone()
-    final = improve(_cfg(tmp_path / "start", tmp_path / "run", objective="regress", beta=0.0, epochs=3, lr=3e-3),
-                    log=lambda s: None)  # fmt: skip
+    final = improve(_cfg(tmp_path / "start", tmp_path / "run", objective="regress", beta=0.0, epochs=3, lr=3e-3,
+                         line_compare="none"), log=lambda s: None)  # fmt: skip
     rows = _log(tmp_path / "run" / "train_log.csv")
     mse = [-float(r["expected_advantage"]) for r in rows]
     assert mse[-1] < mse[0] and all(np.isfinite(float(r["eval_latency"])) for r in rows), mse
     assert not torch.equal(load_lm(str(final)).model.cost_head.weight, before)
     assert load_lm(str(final)).meta.mode == "cost"
+    assert lm.model.config.line_compare == "earlier"  # the start's rule, replaced in the run, reference included
+    assert {load_lm(str(p)).model.config.line_compare for p in (final, tmp_path / "run" / "reference")} == {"none"}
 
 
 def test_relative_value_targets_keep_the_differences_and_the_references_level():

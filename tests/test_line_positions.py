@@ -163,6 +163,13 @@ def test_line_compare_all_lets_every_line_end_see_every_other() -> None:
     assert add[0, 4, 6] and add[0, 6, 4] and add[0].sum() == 4
 
 
+def test_line_compare_none_lets_no_line_end_see_another() -> None:
+    ids = torch.tensor([[9, NL, 5, 5, NL, 7, NL, 8]])
+    keep, add = (m[0] for m in line_attention(ids, newline=NL, pad=PAD, header_lines=1, compare="none"))
+    assert not keep[6, 4] and not add[6, 4] and add.sum() == 2  # each end sees its own line (and itself) only
+    assert keep[6, 0] and keep[6, 5] and keep[7].all()
+
+
 def test_under_line_compare_all_the_answer_scores_do_not_depend_on_the_server_order(lm, states) -> None:
     from comllm.text import get_template
 

@@ -78,6 +78,33 @@ def test_shuffled_server_lines_are_read_by_their_names(lm, states) -> None:
         lm.model.config.line_compare = "earlier"
 
 
+def test_under_line_compare_none_a_lines_cost_does_not_depend_on_the_other_lines(lm, states) -> None:
+    """The zero-shot property by construction: a server line removed, every other line's cost is unchanged."""
+    lm.model.config.line_compare = "none"
+    try:
+        pol = LMPolicy(lm, DecodeOptions(mode="cost", fast=False))
+        five = [s for s in states if s.n_servers == 5][:4]
+        prompts = pol.prompt_ids(five)
+        ends = [pol.action_ends(p, 5).tolist() for p in prompts]
+        pad = lm.tokenizer.pad_token_id
+        with torch.no_grad():
+            full = line_costs(lm.model, prompts, torch.tensor(ends), pad)
+            cut, cut_ends = [], []  # server 3's line (after the end of server 2's, up to its own end) removed
+            for p, e in zip(prompts, ends):
+                width = e[3] - e[2]
+                cut.append(p[: e[2] + 1] + p[e[3] + 1 :])
+                cut_ends.append(e[:3] + [k - width for k in e[4:]])
+            fewer = line_costs(lm.model, cut, torch.tensor(cut_ends), pad)
+        keep = [0, 1, 2, 4, 5]
+        np.testing.assert_allclose(fewer.numpy(), full[:, keep].numpy(), atol=1e-5)
+        lm.model.config.line_compare = "earlier"  # the default rule: a line end reads the ends before it
+        with torch.no_grad():
+            moved = line_costs(lm.model, cut, torch.tensor(cut_ends), pad) - line_costs(lm.model, prompts, torch.tensor(ends), pad)[:, keep]
+        assert moved[:, 3:].abs().max() > 1e-4  # so the check above tests something
+    finally:
+        lm.model.config.line_compare = "earlier"
+
+
 def test_cost_mode_names_what_it_needs(lm, states) -> None:
     plain = tiny_embedded("lean-v2", states[:20], SHAPE, seed=1)
     with pytest.raises(PolicyError, match="cost head"):

@@ -59,7 +59,7 @@ from comllm.lacs.lookahead import LACS_DEFAULTS, LacsSettings
 from comllm.lacs.parallel import connect_ray, score_states
 from comllm.limits import MAX_WORKERS
 from comllm.scenario import Scenario, load_scenario
-from comllm.sft_config import PERTURB_FAMILIES
+from comllm.sft_config import LINE_COMPARE, PERTURB_FAMILIES
 from comllm.sim import MECSimulator, Snapshot
 from comllm.state import StateBatch
 
@@ -137,6 +137,11 @@ class ImproveConfig:
         "per prompt, training seeds only, as comllm sft --perturb)", "--perturb",
     )
     perturb_prob: float = opt(0.3, "with --perturb: probability that a training prompt is perturbed")
+    line_compare: str | None = opt(
+        None, "the start's line rule replaced (an embedded model under --line-positions lines; as comllm sft "
+        "--line-compare): none makes each action's value read the task and its own line only, the same on any "
+        "server count | earlier | all (default: the start's own)",
+    )
     eval_slots: int = opt(200, "scored slots of the closed-loop evaluation after each iteration (0: none)")
     eval_seeds: int = opt(1, "seeds of that evaluation (1000, 1001, ...)")
     seed: int = opt(0, "random seed of collection, rollouts and minibatches")
@@ -168,6 +173,8 @@ class ImproveConfig:
         need(self.renumber_order in ("increasing", "any"), "renumber_order", "must be increasing or any")
         need(1 <= self.renumber_max <= 128, "renumber_max", "must be in 1..128")
         need(0 <= self.perturb_prob <= 1, "perturb_prob", "must be a probability in [0, 1]")
+        need(self.line_compare is None or self.line_compare in LINE_COMPARE, "line_compare",
+             f"must be one of {', '.join(LINE_COMPARE)}")
         for family in self.perturb:
             if family not in PERTURB_FAMILIES:
                 raise ImproveError(f"--perturb = {family!r}: unknown family (known: {', '.join(PERTURB_FAMILIES)})")
@@ -476,6 +483,8 @@ def improve(cfg: ImproveConfig, log: Callable[[str], None] = print, progress: An
         if last is not None and not cfg.resume:
             raise ImproveError(f"--out '{out}' already holds a run (iteration {last[0]}): pass --resume or another --out")
         lm = load_lm(str(last[1]) if last is not None else cfg.model, trainable=True)
+        if last is None and cfg.line_compare is not None:
+            _set_line_compare(lm, cfg)
         ref = copy.deepcopy(lm.model) if last is None else load_lm(str(out / "reference")).model
         for p in ref.parameters():
             p.requires_grad_(False)
@@ -538,6 +547,14 @@ def improve(cfg: ImproveConfig, log: Callable[[str], None] = print, progress: An
         if writer is not None:
             writer.close()
     return out / "final"
+
+
+def _set_line_compare(lm: Any, cfg: ImproveConfig) -> None:
+    """``--line-compare``: the start's line rule replaced before anything is read (the reference too)."""
+    if getattr(lm.model.config, "line_positions", None) != "lines":
+        raise ImproveError(f"--line-compare = {cfg.line_compare!r}: '{cfg.model}' does not read its prompt under "
+                           f"--line-positions lines (an embedded model trained with comllm sft --line-positions lines)")  # fmt: skip
+    lm.model.config.line_compare = cfg.line_compare
 
 
 def _last_checkpoint(out: Path, log: Callable[[str], None]) -> tuple[int, Path] | None:

@@ -12,7 +12,10 @@ positions; every later line but the last (the ``local`` and ``server K`` lines) 
 position where the first of them starts, and attends to the header and to itself only, not to
 the other action lines, except that the newline ending each action line also attends to the
 newlines ending the action lines before it: there the lines are compared (a running minimum,
-which also breaks ties between equal lines the way the oracle does, first line first); the last line (``answer:`` and the answer) starts ``line_span``
+which also breaks ties between equal lines the way the oracle does, first line first; under
+``line_compare = "all"`` every line end sees every other, under ``"none"`` none: each line end then
+reads the task and its own line only, so a line's cost-head value is exactly the same whatever
+the other lines are and however many there are); the last line (``answer:`` and the answer) starts ``line_span``
 positions after that and attends to everything before it. So each action line is encoded alike
 wherever it sits, and the answer is at the same distance from every line whatever the number of
 servers: the model must find a line by what it says (its name, its numbers), which is what
@@ -37,7 +40,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaC
 
 from comllm.lm.tokenizer import ComllmTokenizer
 from comllm.lm.values import ValueCodec, value_features
-from comllm.sft_config import ModelShape, ShapeError  # noqa: F401 (re-exported: the shape's one definition)
+from comllm.sft_config import LINE_COMPARE, ModelShape, ShapeError  # noqa: F401 (re-exported: one definition each)
 
 MODEL_TYPE = "comllm_lm"
 
@@ -65,8 +68,6 @@ class ComllmLMConfig(LlamaConfig):
 
 #: the position schemes of :class:`ComllmLMConfig` (``line_positions``)
 LINE_POSITIONS = ("absolute", "lines")
-#: which line ends a line end sees under ``"lines"`` (``line_compare``): the earlier ones, or all
-LINE_COMPARE = ("earlier", "all")
 
 
 def _lines(ids: torch.Tensor, newline: int, pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -117,13 +118,17 @@ def line_attention(
     the model compares the lines (module docstring). No position is involved, so the rule is the
     same for any number of lines. ``compare="all"``: every line end sees every other (the answer's
     scores are then exactly independent of the line order, but tied lines cannot be told apart:
-    ``docs/notes/fresh-models.md``, third round).
+    ``docs/notes/fresh-models.md``, third round). ``compare="none"``: no line end sees another, so
+    the value at a line's end depends on the header and that line alone (the cost mode's reading
+    of a line is then the same on any server count: ``docs/notes/fresh-models.md``, seventh round).
     """
     line, last, _ = _lines(ids, newline, pad)
     action = (line >= header_lines) & (line < last)
     end = action & (ids == newline)
     add = end[:, :, None] & end[:, None, :]
-    if compare != "all":
+    if compare == "none":
+        add &= line[:, :, None] == line[:, None, :]
+    elif compare != "all":
         add &= line[:, :, None] >= line[:, None, :]
     keep = ~(action[:, :, None] & action[:, None, :] & (line[:, :, None] != line[:, None, :])) | add
     return keep, add
@@ -287,7 +292,7 @@ def build_model(tokenizer: ComllmTokenizer, shape: ModelShape = ModelShape(), co
 
 def set_line_positions(config: ComllmLMConfig, scheme: str, newline_token_id: int, compare: str | None = None) -> None:
     """Switch ``config`` to the position ``scheme`` (``"absolute"`` | ``"lines"``) and, if given, the
-    line ends' ``compare`` rule (``"earlier"`` | ``"all"``)."""
+    line ends' ``compare`` rule (``"earlier"`` | ``"all"`` | ``"none"``)."""
     if scheme not in LINE_POSITIONS:
         raise ShapeError("line_positions", scheme, f"is not one of {', '.join(LINE_POSITIONS)}")
     if compare is not None and compare not in LINE_COMPARE:
