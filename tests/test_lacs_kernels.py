@@ -2,7 +2,8 @@
 
 * ``comllm.cost.greedy_action_scaled`` (numba) == ``oracle_actions``, near-ties included;
 * a batched rollout (``comllm.sim.batch``) == ``MECSimulator`` run from the same snapshot
-  with the same actions (greedy oracle for the other tasks) and the same random draws.
+  with the same actions (greedy oracle for the other tasks, or ``greedy:incoming`` deciding
+  each slot's tasks in turn under the ``greedy-incoming`` rule) and the same random draws.
 """
 
 import numpy as np
@@ -70,17 +71,44 @@ def test_greedy_action_breaks_ties_like_argmin():
     assert greedy_action_scaled(3.0, 50.0, 0.0, 1.4, 0.297, 0.25, cpb / 1000.0, ghz * 0.1, q, a) == 1
 
 
-def _simulator_rollout(snap, device, action, n_slots, horizon, drop_cost):
-    """What MECSimulator does from ``snap``: ``device`` takes ``action``, greedy decides the rest."""
+def _in_turn_incoming(batch, given):
+    """``greedy:incoming`` deciding a slot's tasks one at a time in device order, each task
+    seeing the traffic in flight and the decisions before it (``given``: positions with a
+    decision already, counted first), from the simulator's own view and the numpy oracle."""
+    acts = np.full(len(batch), -1, dtype=np.int64)
+    if not len(batch):
+        return acts
+    inc = batch.incoming[0].copy()
+    for pos, a in given.items():
+        acts[pos] = a
+        if a > 0:
+            inc[a - 1] += batch.task_size[pos]
+    for pos in range(len(batch)):
+        if acts[pos] >= 0:
+            continue
+        one = batch.subset([pos])
+        one.incoming = inc[None].copy()
+        acts[pos] = oracle_actions(one, incoming=True)[0]
+        if acts[pos] > 0:
+            inc[acts[pos] - 1] += batch.task_size[pos]
+    return acts
+
+
+def _simulator_rollout(snap, device, action, n_slots, horizon, drop_cost, rule="greedy"):
+    """What MECSimulator does from ``snap``: ``device`` takes ``action``, the rule decides the rest."""
     sim = MECSimulator.from_snapshot(snap)
     first_id = sim.log.n
     cur_id = first_id + int(np.flatnonzero(sim.arrivals == device)[0])
     greedy = GreedyPolicy()
     for i in range(n_slots):
         batch = sim.observe()
-        acts = greedy.act(batch) if len(batch) else np.zeros(0, dtype=np.int64)
-        if i == 0:
-            acts[np.flatnonzero(batch.device == device)[0]] = action
+        cur = {int(np.flatnonzero(batch.device == device)[0]): action} if i == 0 else {}
+        if rule == "greedy-incoming":
+            acts = _in_turn_incoming(batch, cur)
+        else:
+            acts = greedy.act(batch) if len(batch) else np.zeros(0, dtype=np.int64)
+            for pos, a in cur.items():
+                acts[pos] = a
         sim.step(acts)
     log = sim.log
     ids = np.arange(first_id, log.n)
@@ -103,7 +131,7 @@ def _simulator_draws(snap, n):
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
-def _check_rollout_matches_simulator(scenario, seed, warmup, horizon, action_pick, via_json=False):
+def _check_rollout_matches_simulator(scenario, seed, warmup, horizon, action_pick, via_json=False, rule="greedy"):
     sim = MECSimulator(scenario, seed=seed)
     pol = RandomPolicy(seed)
     for _ in range(warmup):
@@ -117,11 +145,11 @@ def _check_rollout_matches_simulator(scenario, seed, warmup, horizon, action_pic
     action = action_pick % (scenario.n_servers + 1)
     n_slots = horizon + scenario.deadline
     drop_cost = 77.0
-    ref_sim, ref = _simulator_rollout(snap, device, action, n_slots, horizon, drop_cost)
+    ref_sim, ref = _simulator_rollout(snap, device, action, n_slots, horizon, drop_cost, rule)
     u, z = _simulator_draws(snap, n_slots - 1)
 
     # one system, run for exactly n_slots: the whole state must match
-    params = B.rollout_params(scenario, horizon, "greedy", drop_cost, max_slots=n_slots, stop_early=False)
+    params = B.rollout_params(scenario, horizon, rule, drop_cost, max_slots=n_slots, stop_early=False)
     a = {k: v.copy() for k, v in snap.arrays.items()}
     tid = np.empty_like(a["arr"])
     out = np.empty(B.N_OUT)
@@ -142,7 +170,7 @@ def _check_rollout_matches_simulator(scenario, seed, warmup, horizon, action_pic
     assert out[B.OUT_SLOTS] == n_slots
 
     # the batched kernel with early stopping scores the same
-    params = B.rollout_params(scenario, horizon, "greedy", drop_cost)
+    params = B.rollout_params(scenario, horizon, rule, drop_cost)
     s = snap.arrays
     bout = np.empty((1, 2, 1, B.N_OUT))
     B.rollout_batch(
@@ -158,8 +186,24 @@ def _check_rollout_matches_simulator(scenario, seed, warmup, horizon, action_pic
 
 @pytest.mark.parametrize("name", ["paper-6", "small", "tang-wong"])
 @pytest.mark.parametrize("action_pick", [0, 1, 5])
-def test_rollout_reproduces_the_simulator_on_presets(name, action_pick):
-    _check_rollout_matches_simulator(load_scenario(name), seed=action_pick, warmup=60, horizon=5, action_pick=action_pick)
+@pytest.mark.parametrize("rule", ["greedy", "greedy-incoming"])
+def test_rollout_reproduces_the_simulator_on_presets(name, action_pick, rule):
+    _check_rollout_matches_simulator(
+        load_scenario(name), seed=action_pick, warmup=60, horizon=5, action_pick=action_pick, rule=rule
+    )
+
+
+def test_the_incoming_rule_decides_other_than_greedy():
+    """The differential test above is not vacuous: on paper-6 slots with several arrivals the
+    in-turn incoming rule and greedy disagree (greedy sends a slot's tasks to one server)."""
+    sim = MECSimulator(load_scenario("paper-6"), seed=4)
+    greedy, differ = GreedyPolicy(), 0
+    for _ in range(300):
+        b = sim.observe()
+        acts = greedy.act(b) if len(b) else np.zeros(0, dtype=np.int64)
+        differ += int((_in_turn_incoming(b, {}) != acts).sum())
+        sim.step(acts)
+    assert differ > 20
 
 
 def test_rollout_reproduces_the_simulator_from_a_json_snapshot():
@@ -177,6 +221,7 @@ def test_rollout_reproduces_the_simulator_from_a_json_snapshot():
 )
 def test_rollout_reproduces_the_simulator_on_random_scenarios(scenario, seed, warmup, horizon, action_pick):
     _check_rollout_matches_simulator(scenario, seed, warmup, horizon, action_pick)
+    _check_rollout_matches_simulator(scenario, seed, warmup, horizon, action_pick, rule="greedy-incoming")
 
 
 def test_rollout_params_reject_bad_settings():
@@ -189,7 +234,7 @@ def test_rollout_params_reject_bad_settings():
     assert p.max_slots == 4 + sc.deadline
 
 
-@pytest.mark.parametrize("rule", ["greedy", "local", "random"])
+@pytest.mark.parametrize("rule", ["greedy", "local", "random", "greedy-incoming"])
 @pytest.mark.parametrize("horizon", [0, 3])
 def test_batched_rollouts_equal_one_rollout_at_a_time(rule, horizon):
     """rollout_batch (many rollouts per candidate, slot t0 run once per candidate where no

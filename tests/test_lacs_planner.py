@@ -18,9 +18,13 @@ def test_spec_builds_the_planner_and_rejects_bad_arguments():
     assert (p.settings.horizon, p.settings.rollouts) == (3, 8)
     assert p.name == "lacs-planner:3,8"
     assert make_policy("lacs-planner").settings.rollouts == 16
-    for bad in ("lacs-planner:3", "lacs-planner:a,b", "lacs-planner:-1,4", "lacs-planner:2,0"):
+    inc = make_policy("lacs-planner:3,8,greedy-incoming")
+    assert inc.settings.other_policy == "greedy-incoming" and inc.name == "lacs-planner:3,8,greedy-incoming"
+    for bad in ("lacs-planner:3", "lacs-planner:a,b", "lacs-planner:-1,4", "lacs-planner:2,0", "lacs-planner:3,8,x,y"):
         with pytest.raises(PolicyError, match="lacs-planner"):
             make_policy(bad)
+    with pytest.raises(PolicyError, match="rule 'smart' is not one of"):
+        make_policy("lacs-planner:3,8,smart")
 
 
 def test_planner_needs_the_bound_simulator():

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from comllm.errors import ComllmError, format_validation_error
 from comllm.lacs.rewards import RewardConfig
+from comllm.sim.batch import RULES as ROLLOUT_RULES
 
 #: learning rate of the embedded model when ``lr`` is not given (docs/notes/grpo-experiments.md)
 EMBEDDED_LR = 1e-4
@@ -68,8 +69,8 @@ class GRPORunConfig(BaseModel):
     lacs_weight: float = Field(_REWARD.lam, ge=0, description="lambda: weight of the look-ahead term")
     horizon: int = Field(_REWARD.horizon, ge=0, description="LACS sim: slots after the decision whose arrivals are scored")
     rollouts: int = Field(_REWARD.rollouts, ge=1, description="LACS sim: rollouts per candidate action")
-    other_policy: Literal["greedy", "local", "random"] = Field(
-        _REWARD.other_policy, description="LACS sim: how the other tasks are decided (greedy | local | random)"
+    other_policy: Literal[tuple(ROLLOUT_RULES)] = Field(  # type: ignore[valid-type]
+        _REWARD.other_policy, description=f"LACS sim: how the other tasks are decided ({' | '.join(ROLLOUT_RULES)})"
     )
     drop_cost: float | Literal["deadline"] | None = Field(
         _REWARD.drop_cost, description="LACS sim: slots a dropped task costs (a number or 'deadline'; default: the drop penalty)"

@@ -61,6 +61,7 @@ from comllm.limits import MAX_WORKERS
 from comllm.scenario import Scenario, load_scenario
 from comllm.sft_config import LINE_COMPARE, PERTURB_FAMILIES
 from comllm.sim import MECSimulator, Snapshot
+from comllm.sim.batch import RULES as ROLLOUT_RULES
 from comllm.state import StateBatch
 
 OTHERS = ("policy", "greedy")
@@ -108,6 +109,11 @@ class ImproveConfig:
     states_per_slot: int = opt(4, "decisions recorded per slot (at most its arrivals)")
     others: str = opt("policy", "the slot's other tasks in the rollouts: policy (as the policy decided) | greedy")
     horizon: int = opt(LACS_DEFAULTS.horizon, "LACS: slots after the decision slot whose tasks are scored")
+    other_policy: str = opt(
+        LACS_DEFAULTS.other_policy,
+        "LACS: how the rollouts decide the later slots' tasks: greedy | greedy-incoming (greedy:incoming, "
+        "a slot's tasks in turn) | local | random",
+    )
     rollouts: int = opt(LACS_DEFAULTS.rollouts, "LACS: rollouts per action")
     lam: float = opt(LACS_DEFAULTS.lam, "LACS: weight of the later tasks' mean latency")
     drop_cost: str = opt("deadline", "LACS: a dropped task costs the deadline | the scenario's drop penalty")
@@ -162,6 +168,7 @@ class ImproveConfig:
         need(self.workers <= MAX_WORKERS, "workers", f"must be <= {MAX_WORKERS}")
         need(self.ray is None or bool(self.ray.strip()), "ray", "must be an address (HOST:PORT, auto)")
         need(self.others in OTHERS, "others", f"must be one of {', '.join(OTHERS)}")
+        need(self.other_policy in ROLLOUT_RULES, "other_policy", f"must be one of {', '.join(ROLLOUT_RULES)}")
         need(self.objective in OBJECTIVES, "objective", f"must be one of {', '.join(OBJECTIVES)}")
         need(np.isfinite(self.tau) and self.tau > 0, "tau", "must be a finite number > 0")
         need(np.isfinite(self.lr) and self.lr > 0, "lr", "must be a finite number > 0")
@@ -188,7 +195,7 @@ class ImproveConfig:
 
     def lacs(self, iteration: int) -> LacsSettings:
         drop = "deadline" if self.drop_cost == "deadline" else None
-        return LacsSettings(self.horizon, self.rollouts, self.lam, "greedy", drop, self.seed * 1000 + iteration)
+        return LacsSettings(self.horizon, self.rollouts, self.lam, self.other_policy, drop, self.seed * 1000 + iteration)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""``lacs-planner[:H,K]``: an online look-ahead planner, the non-learned upper reference of LACS.
+"""``lacs-planner[:H,K[,RULE]]``: an online look-ahead planner, the non-learned upper reference of LACS.
 
 At each slot it scores every action of each arriving task with the simulated LACS
 (:mod:`comllm.lacs.lookahead`, horizon ``H`` slots, ``K`` rollouts per action) from the
@@ -6,7 +6,9 @@ live simulator's state and takes the best. It follows the scenario's decision pr
 under ``simultaneous`` every task of the slot is planned from the slot-start state, its
 rollouts letting the greedy oracle decide the slot's other tasks; under ``sequential``
 a task's rollouts fix the decisions taken earlier in the slot (``sim.decided``) and let
-the greedy oracle decide the tasks still to come.
+the greedy oracle decide the tasks still to come. ``RULE`` replaces the greedy oracle in the
+rollouts by another rule of :data:`comllm.sim.batch.RULES` (e.g. ``greedy-incoming``:
+``greedy:incoming`` deciding each slot's tasks in turn).
 
 A :class:`~comllm.policies.Policy` only receives a :class:`~comllm.state.StateBatch`,
 so the planner needs the simulator itself: the closed-loop evaluator calls
@@ -23,6 +25,7 @@ from comllm.lacs.lookahead import LACS_DEFAULTS, LacsSettings, lacs_evaluate
 from comllm.policies.base import Policy, PolicyError, register_policy
 from comllm.scenario import Scenario
 from comllm.sim import MECSimulator, Snapshot
+from comllm.sim.batch import RULES
 from comllm.state import StateBatch
 
 _STATE_KEYS = ("arr", "size", "rem", "act", "stage", "chan", "chan_im", "rate", "phase", "new_mask", "new_size")
@@ -53,7 +56,7 @@ class LacsPlanner(Policy):
         other_policy: str = LACS_DEFAULTS.other_policy,
     ) -> None:
         self.settings = LacsSettings(horizon=horizon, rollouts=rollouts, lam=lam, other_policy=other_policy)
-        self.name = f"lacs-planner:{horizon},{rollouts}"
+        self.name = f"lacs-planner:{horizon},{rollouts}" + ("" if other_policy == "greedy" else f",{other_policy}")
         self.sim: MECSimulator | None = None
         self._seed = 0
         self._decisions = 0
@@ -97,14 +100,20 @@ def _factory(arg: str | None, scenario: Scenario | None) -> LacsPlanner:
         return LacsPlanner()
     parts = [p.strip() for p in arg.split(",")]
     try:
-        if len(parts) != 2:
+        if len(parts) not in (2, 3):
             raise ValueError
         h, k = int(parts[0]), int(parts[1])
     except ValueError:
-        raise PolicyError(f"lacs-planner takes 'H,K' (horizon slots, rollouts), e.g. lacs-planner:5,16; got '{arg}'")
+        raise PolicyError(
+            f"lacs-planner takes 'H,K[,RULE]' (horizon slots, rollouts, the rollouts' rule), e.g. lacs-planner:5,16 "
+            f"or lacs-planner:5,16,greedy-incoming; got '{arg}'"
+        )
     if h < 0 or k < 1:
         raise PolicyError(f"lacs-planner:{arg}: horizon must be >= 0 and rollouts >= 1")
-    return LacsPlanner(horizon=h, rollouts=k)
+    rule = parts[2] if len(parts) == 3 else LACS_DEFAULTS.other_policy
+    if rule not in RULES:
+        raise PolicyError(f"lacs-planner:{arg}: rule '{rule}' is not one of {', '.join(RULES)}")
+    return LacsPlanner(horizon=h, rollouts=k, other_policy=rule)
 
 
 register_policy("lacs-planner", "look-ahead planner: best simulated LACS score per task (arg H,K)", LacsPlanner)(

@@ -16,7 +16,11 @@ One rollout from decision slot ``t0`` (the snapshot's slot):
   :class:`~comllm.sim.MECSimulator` draws) and decides every arrival by the ``rule``
   (greedy: the one-step oracle of :mod:`comllm.cost` in its compiled form
   :func:`comllm.cost.greedy_action_scaled`, on the state at
-  the slot's start, as ``MECSimulator.observe`` would show it);
+  the slot's start, as ``MECSimulator.observe`` would show it; greedy-incoming: the
+  policy ``greedy:incoming`` deciding the slot's tasks in turn, each counting the traffic
+  in flight to every server and the decisions made before it in the slot, as
+  ``decisions=sequential`` shows them, in device order; in slot ``t0`` the current task's
+  and the ``first_actions`` come first);
 * *horizon tasks* are the tasks other than the current one that arrive in slots
   ``t0 .. t0 + horizon``; the rollout stops once the current task and every
   horizon task have ended (at most ``horizon + D`` slots), or after ``n_slots``.
@@ -49,7 +53,8 @@ from comllm.sim import kernels as K
 RULE_GREEDY = 0
 RULE_LOCAL = 1
 RULE_RANDOM = 2
-RULES = {"greedy": RULE_GREEDY, "local": RULE_LOCAL, "random": RULE_RANDOM}
+RULE_GREEDY_INCOMING = 3
+RULES = {"greedy": RULE_GREEDY, "local": RULE_LOCAL, "random": RULE_RANDOM, "greedy-incoming": RULE_GREEDY_INCOMING}
 
 #: columns of a rollout's output row
 OUT_CUR_COST = 0  # current task: latency (slots) or drop_cost
@@ -167,6 +172,7 @@ def rollout_scratch(M, D, N):
         np.empty(N), np.empty(N, dtype=np.int64), np.zeros(N), np.zeros(N), np.empty(N), np.empty(N, dtype=np.int64),
         np.empty(M * D, dtype=np.int64), np.empty(M * D), np.empty(M * D, dtype=np.int64), np.empty(M * D, dtype=np.int64),
         np.empty(D, dtype=np.int64), np.empty(M), np.empty(M, dtype=np.int64), np.empty(N), np.empty(N),
+        np.empty(N), np.empty(N, dtype=np.int64), np.empty(N),
     )  # fmt: skip
 
 
@@ -220,7 +226,8 @@ def rollout_system_into(
     horizon = ip[_I_HORIZON]
     n_slots = ip[_I_MAX_SLOTS]
     stop_early = ip[_I_STOP_EARLY] != 0
-    dev, acts, lw, tw, queued, active, served, used, share, seen, o_code, o_lat, o_tid, o_act, order, rate_b, occ, s_cpb, s_speed = scratch
+    (dev, acts, lw, tw, queued, active, served, used, share, seen, o_code, o_lat, o_tid, o_act, order, rate_b, occ,
+     s_cpb, s_speed, inc, inc_n, q_inc) = scratch
     # the greedy rule's constant factors (greedy_action_scaled)
     for j in range(N):
         s_cpb[j] = server_cpb[j] / 1000.0
@@ -238,7 +245,8 @@ def rollout_system_into(
     # Under the greedy rule, slot i + 1's inputs are drawn before slot i runs (into a second
     # rate array: slot i still transmits at its own rates) so that run_slot can observe each
     # device for slot i + 1 right after serving it, in the same pass.
-    prepare = rule == RULE_GREEDY
+    with_incoming = rule == RULE_GREEDY_INCOMING
+    prepare = rule == RULE_GREEDY or with_incoming
     rate_cur = rate
     rate_nxt = rate_b
     swapped = False
@@ -285,25 +293,54 @@ def rollout_system_into(
             n_new += new_mask[m]
         observed = prepared
         if n_new > 0:
-            for j in range(n_new):
-                m = dev[j]
-                if i == 0 and m == cur_dev:
-                    acts[j] = cur_action
-                elif i == 0 and first_actions[m] >= 0:
-                    acts[j] = first_actions[m]
-                elif rule == RULE_GREEDY:
-                    if not observed:
-                        K.observe_system_into(
-                            t, arr, rem, act, stage, rate_cur, local_rate, lw, tw, queued, active, seen, order
-                        )
-                        observed = True
-                    acts[j] = greedy_action_scaled(
-                        new_size[m], lw[m], tw[m], rate_cur[m], l_cpb, l_speed, s_cpb, s_speed, queued, active
+            if with_incoming:
+                # greedy:incoming in turn: the traffic in flight plus the slot's decisions so far
+                if not observed:
+                    K.observe_system_into(
+                        t, arr, rem, act, stage, rate_cur, local_rate, lw, tw, queued, active, seen, order
                     )
-                elif rule == RULE_LOCAL:
-                    acts[j] = 0
-                else:
-                    acts[j] = min(int(ua[i, m] * (N + 1)), N)
+                    observed = True
+                K.observe_incoming(arr, rem, act, stage, inc, inc_n)
+                for j in range(n_new):  # slot t0's given actions are decided first
+                    m = dev[j]
+                    acts[j] = -1
+                    if i == 0 and m == cur_dev:
+                        acts[j] = cur_action
+                    elif i == 0 and first_actions[m] >= 0:
+                        acts[j] = first_actions[m]
+                    if acts[j] > 0:
+                        inc[acts[j] - 1] += new_size[m]
+                for j in range(n_new):
+                    if acts[j] >= 0:
+                        continue
+                    m = dev[j]
+                    for k in range(N):  # the sum the policy's view forms, queued + incoming
+                        q_inc[k] = queued[k] + inc[k]
+                    acts[j] = greedy_action_scaled(
+                        new_size[m], lw[m], tw[m], rate_cur[m], l_cpb, l_speed, s_cpb, s_speed, q_inc, active
+                    )
+                    if acts[j] > 0:
+                        inc[acts[j] - 1] += new_size[m]
+            else:
+                for j in range(n_new):
+                    m = dev[j]
+                    if i == 0 and m == cur_dev:
+                        acts[j] = cur_action
+                    elif i == 0 and first_actions[m] >= 0:
+                        acts[j] = first_actions[m]
+                    elif rule == RULE_GREEDY:
+                        if not observed:
+                            K.observe_system_into(
+                                t, arr, rem, act, stage, rate_cur, local_rate, lw, tw, queued, active, seen, order
+                            )
+                            observed = True
+                        acts[j] = greedy_action_scaled(
+                            new_size[m], lw[m], tw[m], rate_cur[m], l_cpb, l_speed, s_cpb, s_speed, queued, active
+                        )
+                    elif rule == RULE_LOCAL:
+                        acts[j] = 0
+                    else:
+                        acts[j] = min(int(ua[i, m] * (N + 1)), N)
             first = -1
             if i <= horizon:
                 first = next_tid
