@@ -20,8 +20,11 @@ MAX_RECORDS = 100_000_000
 MAX_WORKERS = 1024
 #: environment steps of one DRL training run
 MAX_STEPS = 1_000_000_000
+#: temperature of the llm policy's draws (sample mode, cost mode's cost_temperature)
+MAX_TEMPERATURE = 100.0
 
-__all__ = ["LimitError", "MAX_RECORDS", "MAX_SEEDS", "MAX_SERVERS", "MAX_SLOTS", "MAX_STEPS", "MAX_WORKERS", "check_limit"]
+__all__ = ["LimitError", "MAX_RECORDS", "MAX_SEEDS", "MAX_SERVERS", "MAX_SLOTS", "MAX_STEPS", "MAX_TEMPERATURE", "MAX_WORKERS",
+           "check_limit"]
 
 
 class LimitError(ComllmError, ValueError):

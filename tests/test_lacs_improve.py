@@ -268,6 +268,15 @@ def test_regress_trains_the_cost_head_and_decides_by_it(tmp_path):
     assert load_lm(str(final)).meta.mode == "cost"
     assert lm.model.config.line_compare == "earlier"  # the start's rule, replaced in the run, reference included
     assert {load_lm(str(p)).model.config.line_compare for p in (final, tmp_path / "run" / "reference")} == {"none"}
+    # --cost-temperature: the run's policy draws, and its checkpoints say so
+    drawn = improve(_cfg(tmp_path / "start", tmp_path / "drawn", objective="regress", iterations=1,
+                         cost_temperature=0.05), log=lambda s: None)  # fmt: skip
+    assert load_lm(str(drawn)).meta.cost_temperature == 0.05 and load_lm(str(final)).meta.cost_temperature == 0.0
+    from comllm.policies import make_policy
+
+    from comllm.scenario import load_scenario
+
+    assert make_policy(f"llm:{drawn}", load_scenario("small")).options.cost_temperature == 0.05
 
 
 def test_relative_value_targets_keep_the_differences_and_the_references_level():

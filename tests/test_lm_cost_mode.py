@@ -149,3 +149,58 @@ def test_a_checkpoint_names_its_decision_mode_and_a_spec_overrides_it(lm, tmp_pa
     (tmp_path / "m" / "comllm.json").write_text(json.dumps({**meta, "mode": "guess"}))
     with pytest.raises((LMError, PolicyError), match="field 'mode' = 'guess'"):
         load_lm(tmp_path / "m")
+
+
+def test_cost_temperature_draws_from_the_softmax_of_the_costs_and_zero_is_the_least(lm) -> None:
+    costs = torch.tensor([[0.30, 0.10, 0.10, 0.50], [1.0, 0.0, 2.0, 0.0]])
+    least = LMPolicy(lm, DecodeOptions(mode="cost"))
+    np.testing.assert_array_equal(least._least_cost(costs), [1, 1])  # the lowest action on a tie
+    assert least.stateless
+    pol = LMPolicy(lm, DecodeOptions(mode="cost", cost_temperature=0.1), seed=5)
+    assert not pol.stateless  # draws: the seeds' episodes cannot share one forward pass
+    draws = np.stack([pol._least_cost(costs) for _ in range(20_000)])
+    want = torch.softmax(-costs / 0.1, dim=1).numpy()
+    for row in range(2):
+        freq = np.bincount(draws[:, row], minlength=4) / len(draws)
+        np.testing.assert_allclose(freq, want[row], atol=0.012)
+    again = LMPolicy(lm, DecodeOptions(mode="cost", cost_temperature=0.1), seed=5)
+    np.testing.assert_array_equal(again._least_cost(costs), draws[0])  # the policy's seed draws them
+
+
+def test_cost_temperature_is_checked_and_read_from_the_spec(lm, tmp_path: Path) -> None:
+    from comllm.policies import make_policy
+
+    for bad in (-0.1, float("nan"), 1e9):
+        with pytest.raises(PolicyError, match="llm option cost_temperature="):
+            DecodeOptions(mode="cost", cost_temperature=bad)
+    lm.save(tmp_path / "m")
+    pol = make_policy(f"llm:{tmp_path / 'm'},mode=cost,cost_temperature=0.02")
+    assert pol.options.cost_temperature == 0.02
+    with pytest.raises(PolicyError, match="cost_temperature='warm' is not a valid float"):
+        make_policy(f"llm:{tmp_path / 'm'},cost_temperature=warm")
+
+
+def test_a_checkpoint_names_its_cost_temperature_and_a_spec_overrides_it(lm, tmp_path: Path) -> None:
+    import json
+
+    from comllm.lm.loading import LMError
+    from comllm.policies import make_policy
+
+    lm.meta.mode, lm.meta.cost_temperature = "cost", 0.03
+    try:
+        lm.save(tmp_path / "m")
+    finally:
+        lm.meta.mode, lm.meta.cost_temperature = "score", 0.0
+    assert make_policy(f"llm:{tmp_path / 'm'}").options.cost_temperature == 0.0  # no scenario: open loop
+    from comllm.scenario import load_scenario
+
+    seq, sim = (load_scenario("paper-6", {"decisions": d}) for d in ("sequential", "simultaneous"))
+    assert make_policy(f"llm:{tmp_path / 'm'}", sim).options.cost_temperature == 0.03
+    assert make_policy(f"llm:{tmp_path / 'm'},cost_temperature=0", sim).options.cost_temperature == 0.0
+    assert make_policy(f"llm:{tmp_path / 'm'}", seq).options.cost_temperature == 0.0  # each task sees the earlier ones
+    assert make_policy(f"llm:{tmp_path / 'm'},cost_temperature=0.5", seq).options.cost_temperature == 0.5
+    meta = json.loads((tmp_path / "m" / "comllm.json").read_text())
+    for bad in ("hot", -1, True):
+        (tmp_path / "m" / "comllm.json").write_text(json.dumps({**meta, "cost_temperature": bad}))
+        with pytest.raises((LMError, PolicyError), match="field 'cost_temperature' = "):
+            load_lm(tmp_path / "m")

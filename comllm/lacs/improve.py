@@ -57,7 +57,7 @@ import torch
 from comllm.errors import ComllmError
 from comllm.lacs.lookahead import LACS_DEFAULTS, LacsSettings
 from comllm.lacs.parallel import connect_ray, score_states
-from comllm.limits import MAX_WORKERS
+from comllm.limits import MAX_TEMPERATURE, MAX_WORKERS
 from comllm.scenario import Scenario, load_scenario
 from comllm.sft_config import LINE_COMPARE, PERTURB_FAMILIES
 from comllm.sim import MECSimulator, Snapshot
@@ -143,6 +143,10 @@ class ImproveConfig:
         "per prompt, training seeds only, as comllm sft --perturb)", "--perturb",
     )
     perturb_prob: float = opt(0.3, "with --perturb: probability that a training prompt is perturbed")
+    cost_temperature: float = opt(
+        0.0, "with --objective regress: the policy draws its action from softmax(-cost / T) (cost head units) in "
+        "collection and evaluation, and its checkpoints say so (llm option cost_temperature); 0: the least",
+    )
     line_compare: str | None = opt(
         None, "the start's line rule replaced (an embedded model under --line-positions lines; as comllm sft "
         "--line-compare): none makes each action's value read the task and its own line only, the same on any "
@@ -180,6 +184,9 @@ class ImproveConfig:
         need(self.renumber_order in ("increasing", "any"), "renumber_order", "must be increasing or any")
         need(1 <= self.renumber_max <= 128, "renumber_max", "must be in 1..128")
         need(0 <= self.perturb_prob <= 1, "perturb_prob", "must be a probability in [0, 1]")
+        need(0 <= self.cost_temperature <= MAX_TEMPERATURE, "cost_temperature", f"must be in [0, {MAX_TEMPERATURE:g}]")
+        need(self.cost_temperature == 0 or self.objective == "regress", "cost_temperature",
+             "is for --objective regress (a policy that decides by its cost head)")
         need(self.line_compare is None or self.line_compare in LINE_COMPARE, "line_compare",
              f"must be one of {', '.join(LINE_COMPARE)}")
         for family in self.perturb:
@@ -358,13 +365,14 @@ class _Encoded:
 class _Scorer:
     """Log-likelihoods of every answer (or, ``costs``, the cost head's estimates) of a batch of states."""
 
-    def __init__(self, lm: Any, objective: str = "advantage") -> None:
+    def __init__(self, lm: Any, objective: str = "advantage", cost_temperature: float = 0.0) -> None:
         from comllm.lm.policy import DecodeOptions, LMPolicy
 
         self.lm = lm
         self.costs = objective == "regress"
         # the policy being trained; also what renders prompts, answers and line ends
-        self.reader = LMPolicy(lm, DecodeOptions(mode="cost" if self.costs else "score"))
+        options = DecodeOptions(mode="cost", cost_temperature=cost_temperature) if self.costs else DecodeOptions()
+        self.reader = LMPolicy(lm, options)
 
     def answer_ids(self, n: int) -> list[list[int]]:
         return self.reader.answer_ids(n)
@@ -511,7 +519,8 @@ def improve(cfg: ImproveConfig, log: Callable[[str], None] = print, progress: An
                 raise ImproveError(f"--objective regress needs a model with a cost head (comllm sft --cost-head); "
                                    f"'{cfg.model}' has none")  # fmt: skip
             lm.meta.mode = "cost"  # its checkpoints decide by the fitted values unless told otherwise
-        scorer = _Scorer(lm, cfg.objective)
+            lm.meta.cost_temperature = cfg.cost_temperature
+        scorer = _Scorer(lm, cfg.objective, cfg.cost_temperature)
         policy = scorer.reader
         writer = _tensorboard(out / "tb")
         for it in range(start + 1, cfg.iterations + 1):

@@ -37,6 +37,7 @@ import torch
 
 from comllm.errors import ComllmError, short
 from comllm.lm import model as _model  # noqa: F401  (registers comllm_lm with the Auto classes)
+from comllm.limits import MAX_TEMPERATURE
 
 META_FILE = "comllm.json"
 FORMAT_VERSION = 1
@@ -77,6 +78,7 @@ class LMMeta:
     base_model: str | None = None  # for adapters: the model they apply to
     training: dict[str, Any] = field(default_factory=dict)
     mode: str = "score"  # how ``llm`` decides with this model unless told (comllm.lm.policy: score | sample | cost)
+    cost_temperature: float = 0.0  # cost mode: 0 the least, T > 0 a draw from softmax(-cost / T) (comllm.lm.policy)
 
     def save(self, directory: str | Path) -> None:
         Path(directory, META_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -108,11 +110,16 @@ class LMMeta:
         for key in ("template", "prompt_suffix", "answer_prefix", "mode"):
             if key in data and not isinstance(data[key], str):
                 raise LMError(f"{path}: field '{key}' = {short(data[key])} is not a string")
-        known = {k: data[k] for k in ("template", "prompt_suffix", "answer_prefix", "format_version", "base_model", "training", "mode") if k in data}
+        keys = ("template", "prompt_suffix", "answer_prefix", "format_version", "base_model", "training", "mode",
+                "cost_temperature")  # fmt: skip
+        known = {k: data[k] for k in keys if k in data}
         if "template" not in known:
             raise LMError(f"{path} has no 'template' field")
         if known.get("mode", "score") not in ("score", "sample", "cost"):
             raise LMError(f"{path}: field 'mode' = {short(known['mode'])} is not one of score, sample, cost")
+        t = known.get("cost_temperature", 0.0)
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= MAX_TEMPERATURE:  # refuses nan
+            raise LMError(f"{path}: field 'cost_temperature' = {short(t)} is not a number in [0, {MAX_TEMPERATURE:g}]")
         return cls(**known)
 
 

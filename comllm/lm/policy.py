@@ -24,7 +24,12 @@ or ``llm:mode=sample``. Options:
   taken (the lowest action on a tie), never invalid. An action is found by its line's head
   (``local``, ``server K``: the answer's id token), so shuffled server lines are read right.
   A pointer to the line instead of a copied id: a tie of several servers cannot blend into
-  another id (README "Zero-shot");
+  another id (README "Zero-shot"). ``cost_temperature=T`` (default 0: the least) instead draws
+  the action from ``softmax(-cost / T)``, ``T`` in the cost head's units (the policy's seed
+  draws it): tasks of one slot decided at once that look alike then need not all pick the same
+  server. Default: the checkpoint's ``cost_temperature`` (its ``comllm.json``) when the policy is
+  built for a scenario of the ``simultaneous`` protocol; 0 under ``sequential`` (each task sees the
+  decisions before it) and without a scenario (open loop: no slot is decided);
 * ``fast`` (default ``true``): score and cost mode on the embedded model goes through
   :class:`comllm.lm.fast.FastScorer` (the same numbers without the library's per-call
   overhead), and a compact template in its canonical style is encoded from the states'
@@ -49,6 +54,7 @@ import torch
 from comllm.cost import oracle_actions
 from comllm.lm.loading import LMError, LoadedLM, load_lm
 from comllm.lm.scoring import action_line_ends, line_costs, score_candidates
+from comllm.limits import MAX_TEMPERATURE
 from comllm.policies.base import Policy, PolicyError, register_policy
 from comllm.scenario import Scenario
 from comllm.state import StateBatch, TaskState, group_by_servers
@@ -56,7 +62,6 @@ from comllm.state import StateBatch, TaskState, group_by_servers
 MODES = ("score", "sample", "cost")
 FALLBACKS = ("greedy", "local", "random")
 #: upper bounds of the decoding options (an answer is a few tokens; a reasoning trace a few hundred)
-MAX_TEMPERATURE = 100.0
 MAX_NEW_TOKENS = 4096
 MAX_BATCH = 65536
 
@@ -77,6 +82,7 @@ class DecodeOptions:
     batch: int = 64
     max_new_tokens: int | None = None
     fast: bool = True
+    cost_temperature: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -87,6 +93,10 @@ class DecodeOptions:
             raise PolicyError(f"llm option norm='{self.norm}' must be sum or mean")
         if not 0 < self.temperature <= MAX_TEMPERATURE:  # also refuses nan
             raise PolicyError(f"llm option temperature={self.temperature} must be in (0, {MAX_TEMPERATURE:g}]")
+        if not 0 <= self.cost_temperature <= MAX_TEMPERATURE:  # also refuses nan
+            raise PolicyError(
+                f"llm option cost_temperature={self.cost_temperature} must be in [0, {MAX_TEMPERATURE:g}]"
+            )
         if not 0 < self.top_p <= 1:
             raise PolicyError(f"llm option top_p={self.top_p} must be in (0, 1]")
         if not 1 <= self.batch <= MAX_BATCH:
@@ -123,7 +133,7 @@ class LMPolicy(Policy):
     @property
     def stateless(self) -> bool:  # type: ignore[override]
         """Score and cost mode decide from the batch alone (seeds can share a forward pass); sampling does not."""
-        return self.options.mode in ("score", "cost")
+        return self.options.mode == "score" or (self.options.mode == "cost" and self.options.cost_temperature == 0)
 
     # ------------------------------------------------------------------ Policy
     def reset(self, seed: int | None = None) -> None:
@@ -144,7 +154,7 @@ class LMPolicy(Policy):
                    for lo in range(0, len(batch), self.options.batch)]  # fmt: skip
             if all(c is not None for c in out):
                 self.counts["decisions"] += len(batch)
-                return torch.cat(out).argmin(dim=1).numpy().astype(np.int64)
+                return self._least_cost(torch.cat(out))
         return self.decide(batch.states(), batch)
 
     # ---------------------------------------------------------------- decisions
@@ -259,8 +269,15 @@ class LMPolicy(Policy):
             return self.scores(states).argmax(dim=1).numpy().astype(np.int64)
         if self.options.mode == "cost":
             self.counts["decisions"] += len(states)
-            return self.line_costs(states).argmin(dim=1).numpy().astype(np.int64)
+            return self._least_cost(self.line_costs(states))
         return self.actions_from_texts(self.generate(states), batch if batch is not None else StateBatch.from_states(states))
+
+    def _least_cost(self, costs: torch.Tensor) -> np.ndarray:
+        """Per row of ``costs`` (states, actions): the least, or a draw from softmax(-cost / T) (Gumbel-max)."""
+        c = costs.detach().double().cpu().numpy()
+        if self.options.cost_temperature > 0:
+            c = c / self.options.cost_temperature - self.rng.gumbel(size=c.shape)
+        return c.argmin(axis=1).astype(np.int64)
 
     def actions_from_texts(self, texts: list[str], batch: StateBatch) -> np.ndarray:
         """Parse generated answers for the states of ``batch``; unparseable ones get the fallback (counted)."""
@@ -377,6 +394,7 @@ def parse_spec(arg: str | None) -> tuple[str | None, dict[str, str]]:
 _OPTION_TYPES: dict[str, Any] = {
     "mode": str, "temperature": float, "top_p": float, "norm": str, "fallback": str, "batch": int,
     "max_new_tokens": int, "fast": lambda v: _boolean("fast", v), "seed": int, "device": str, "template": str, "threads": int, "dtype": str,
+    "cost_temperature": float,
 }  # fmt: skip
 
 
@@ -416,9 +434,13 @@ def make_lm_policy(arg: str | None, scenario: Scenario | None = None) -> LMPolic
         raise PolicyError(str(err)) from None
     if "mode" not in opts:
         options = dataclasses.replace(options, mode=lm.meta.mode)
+    if "cost_temperature" not in opts and scenario is not None and scenario.decisions == "simultaneous":
+        options = dataclasses.replace(options, cost_temperature=float(lm.meta.cost_temperature))
     return LMPolicy(lm, options, seed=seed)  # make_policy checks it against the scenario
 
 
-register_policy("llm", "language model: llm[:PATH][,mode=score|sample|cost,temperature=..,top_p=..]", LMPolicy)(
+register_policy(
+    "llm", "language model: llm[:PATH][,mode=score|sample|cost,temperature=..,top_p=..,cost_temperature=..]", LMPolicy
+)(
     make_lm_policy
 )
