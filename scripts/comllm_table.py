@@ -54,7 +54,8 @@ def main() -> None:
                 r = rows.get((pol, (sc, p, proto)))
                 cells.append("–" if r is None else f"{r['avg_latency']:.3f} ± {r['avg_latency_ci']:.3f} / "
                              f"{100 * r['drop_rate']:.2f} % / {r['jain_index']:.2f}")  # fmt: skip
-            out.append(f"| {pol} | " + " | ".join(cells) + " |")
+            if any(c != "–" for c in cells):  # a row only where the policy ran in this protocol
+                out.append(f"| {pol} | " + " | ".join(cells) + " |")
         out.append("")
         for pol in models:
             for sc, p in SETTINGS:

@@ -4,10 +4,11 @@
 #   bash scripts/train_sft_planner.sh [OUT]
 #
 # 48,000 paper-6 records (p 0.3 and 0.5 x both protocols, 12,000 each) from the behaviour mix's
-# closed-loop trajectories, labelled by the look-ahead planner `lacs-planner` (H 5, K 16; about
-# 3 min per file here), then SFT from the paper-protocol model lm-paper6 with its stage-2 options
-# (cost head, 30 % renumbered, 30 % perturbed), 1,500 steps x 48 at lr 5e-4 (12 min on this
-# 2-core CPU). Not shipped: it is no better than lm-paper6 (docs/notes/fresh-models.md).
+# closed-loop trajectories, labelled by the look-ahead planner `lacs-planner` (H 5, K 16; 50-100 s
+# per file here), then SFT from the paper-protocol model lm-paper6 with its stage-2 options
+# (cost head, 30 % renumbered, 30 % perturbed), 1,500 steps x 48 at lr 5e-4 (4.4 min of training;
+# the whole script 9 min on this 2-core CPU, 2026-12-02). Not shipped: it is worse than lm-paper6
+# in closed loop (README, the COMLLM table's row llm:runs/sft-planner/sft).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/sft-planner}
