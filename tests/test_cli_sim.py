@@ -74,6 +74,20 @@ def test_simulate_and_sweep_give_the_same_row(tmp_path):
     assert a[0]["overrides"] == ["arrival_prob=0.4"] and a[1]["policy"] == "random"
 
 
+def test_first_seed_runs_the_named_seeds(tmp_path):
+    out = tmp_path / "r.json"
+    args = ["simulate", "--scenario", "small", "--policy", "greedy", "--slots", "50", "--seeds", "2",
+            "--first-seed", "100", "--warmup", "10", "--json", str(out)]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    row = json.loads(out.read_text())
+    assert row["seeds"] == [100, 101] and "seeds 100–101" in res.output
+    want, _ = evaluate_closed_loop(load_scenario("small"), make_policy("greedy"), slots=50, seeds=[100, 101], warmup=10)
+    assert row["avg_latency"] == want["avg_latency"]
+    zero, _ = evaluate_closed_loop(load_scenario("small"), make_policy("greedy"), slots=50, seeds=2, warmup=10)
+    assert row["avg_latency"] != zero["avg_latency"]  # not seeds 0-1 relabelled
+
+
 def test_scenarios_lists_presets():
     res = runner.invoke(app, ["scenarios"])
     assert res.exit_code == 0 and "paper-11" in res.output
@@ -88,6 +102,7 @@ def test_scenarios_lists_presets():
         (["--set", "servers=[]"], "servers"),
         (["--set", "servers=[{type: standard, ghz: -1}]"], "servers.0.ghz"),
         (["--set", "wat=1"], "unknown scenario key 'wat'"),
+        (["--first-seed", "-1"], "first_seed"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, needle):

@@ -69,6 +69,18 @@ def test_reference_shaping_without_lacs(record):
     assert total[2] == total[4] == -10.0
 
 
+def test_task_cost_incoming_counts_the_traffic_in_flight(record):
+    _, _, cost, batch = record
+    fresh = action_costs(batch, incoming=True)[0]
+    assert (fresh > cost).any() and fresh[0] == cost[0]  # traffic in flight to a server of this state
+    r = rewards(RewardConfig(lacs="off", task_cost="incoming"), record)
+    for i, a in [(0, 1), (1, 0), (3, 3), (5, 2)]:
+        over = 10.0 * (fresh[a] > batch.max_delay[0])
+        assert r["task"][i] == pytest.approx(0.8 * (1 - fresh[a] - over))
+    with pytest.raises(LacsError, match="task_cost='stale'"):
+        RewardConfig(task_cost="stale")
+
+
 def test_sim_lacs_term_is_the_rollout_future(record):
     snap, dev, cost, batch = record
     r = rewards(RewardConfig(lacs="sim", seed=3), record)

@@ -73,7 +73,8 @@ def simulate(cfg: SimulateConfig) -> None:
     markdown = Path(cfg.markdown) if cfg.markdown else None
     check_paths({"--json": json_out, "--markdown": markdown}, {"--scenario": scenario_files(scenario)})
     sc = load_scenario(scenario, set_ or [])
-    jobs = job_grid(policy, [scenario], seeds, slots=slots, warmup=warmup, overrides=set_ or [])
+    seed_list = range(cfg.first_seed, cfg.first_seed + seeds)
+    jobs = job_grid(policy, [scenario], seed_list, slots=slots, warmup=warmup, overrides=set_ or [])
     pols = {spec: make_policy(spec, sc) for spec in dict.fromkeys(j.policy for j in jobs)}
     total = len(jobs) * (warmup + slots + sc.deadline)
     results = []
@@ -86,7 +87,8 @@ def simulate(cfg: SimulateConfig) -> None:
             progress.update(task, description=job.label)
             results.append(run_job(job, pols[job.policy], sc, on_slot=lambda: progress.advance(task)))
     rows = aggregate(results)
-    console.print(rich_table(rows, f"closed loop: {sc.name}, {slots} slots × {seeds} seeds"))
+    seed_note = f" (seeds {cfg.first_seed}–{cfg.first_seed + seeds - 1})" if cfg.first_seed else ""
+    console.print(rich_table(rows, f"closed loop: {sc.name}, {slots} slots × {seeds} seeds{seed_note}"))
     write_json(json_out, json_rows(rows)[0] if len(rows) == 1 else json_rows(rows))
     write_text(markdown, md_table(rows), "--markdown")
 

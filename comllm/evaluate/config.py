@@ -26,7 +26,10 @@ class SimulateConfig(BaseModel):
         default_factory=lambda: ["greedy"], description="policy NAME[:ARG] ({n}: the scenario's server count)"
     )
     slots: int = Field(2000, ge=1, description="scored slots per seed")
-    seeds: int = Field(3, ge=1, description="number of seeds (0..seeds-1)")
+    seeds: int = Field(3, ge=1, description="number of seeds (first_seed..first_seed+seeds-1)")
+    first_seed: int = Field(
+        0, ge=0, description="first seed: choose settings on seeds the reported tables (0..) do not use, e.g. 100"
+    )
     warmup: int = Field(200, ge=0, description="unscored slots before scoring")
     overrides: list[str] = Field(
         default_factory=list, description="scenario override key=value, e.g. arrival_prob=0.5", json_schema_extra={"flag": "--set"}

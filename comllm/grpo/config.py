@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from comllm.errors import ComllmError, format_validation_error
-from comllm.lacs.rewards import RewardConfig
+from comllm.lacs.rewards import TASK_COSTS, RewardConfig
 from comllm.sim.batch import RULES as ROLLOUT_RULES
 
 #: learning rate of the embedded model when ``lr`` is not given (docs/notes/grpo-experiments.md)
@@ -78,6 +78,10 @@ class GRPORunConfig(BaseModel):
     n_future: int = Field(_REWARD.n_future, ge=1, description="LACS reference: future tasks drawn")
     shaping: Literal["reference", "normalised"] = Field(
         _REWARD.shaping, description="reward shaping: reference (docs/model.md §8) | normalised"
+    )
+    task_cost: Literal[tuple(TASK_COSTS)] = Field(  # type: ignore[valid-type]
+        _REWARD.task_cost,
+        description="the task term's one-step cost: greedy (the paper's formula) | incoming (with the traffic in flight)",
     )
     task_weight: float = Field(_REWARD.task_weight, ge=0, description="weight of the task (one-step cost) term")
     format_weight: float = Field(_REWARD.format_weight, ge=0, description="weight of the format term")

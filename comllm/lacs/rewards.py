@@ -19,6 +19,10 @@ look-ahead term ``future(a)``, ``C = cost + lam * future``:
 * ``lacs``: ``-task_weight * lam * future``;
 
 an unparseable answer gets ``unparseable`` (-10) from ``task`` and 0 from the others.
+``cost`` is the paper's one-step formula (``task_cost="greedy"``, the reference's) or, with
+``task_cost="incoming"``, the fresh view's: each server's backlog counts the Mbit already in
+flight to it (``greedy:incoming``'s estimate, README "What a policy sees"). A model trained on
+the fresh view is pulled back towards the stale greedy by the first.
 ``shaping="normalised"`` replaces the last two by ratios in (0, 1]:
 ``task = task_weight * min_b cost(b) / cost(a)`` and
 ``lacs = task_weight * (min_b C(b) / C(a) - min_b cost(b) / cost(a))``.
@@ -50,6 +54,7 @@ RewardFunc = Callable[..., list[float]]
 
 LACS_MODES = ("sim", "reference", "off")
 SHAPINGS = ("reference", "normalised")
+TASK_COSTS = ("greedy", "incoming")
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ class RewardConfig:
     unparseable: float = -10.0
     over_deadline_penalty: float = 10.0
     shaping: str = "reference"
+    task_cost: str = "greedy"
     horizon: int = LACS_DEFAULTS.horizon
     rollouts: int = LACS_DEFAULTS.rollouts
     other_policy: str = LACS_DEFAULTS.other_policy
@@ -82,6 +88,8 @@ class RewardConfig:
             raise LacsError(f"lacs='{self.lacs}' is not one of {', '.join(LACS_MODES)}")
         if self.shaping not in SHAPINGS:
             raise LacsError(f"shaping='{self.shaping}' is not one of {', '.join(SHAPINGS)}")
+        if self.task_cost not in TASK_COSTS:
+            raise LacsError(f"task_cost='{self.task_cost}' is not one of {', '.join(TASK_COSTS)}")
         if not self.lam >= 0:
             raise LacsError(f"lam={self.lam!r} must be >= 0")
         if self.n_future < 1:
@@ -165,7 +173,8 @@ class LacsRewards:
         if len(rows) != 1:
             raise LacsError(f"device={dev} has no task arriving in the snapshot's slot {snap.t}")
         row = batch.subset(rows)
-        rec = _Record(snap, dev, row, action_costs(row)[0], self._decided(decided))
+        cost = action_costs(row, incoming=self.config.task_cost == "incoming")[0]
+        rec = _Record(snap, dev, row, cost, self._decided(decided))
         self._records[key] = rec
         if len(self._records) > self._cache_size:
             self._records.popitem(last=False)
