@@ -168,8 +168,16 @@ class SFTConfig(BaseModel):
         " reads the task and its own line only, the same on any server count)",
     )
 
+    mode: Literal["score", "sample", "cost"] | None = Field(
+        None,
+        description="how the `llm` policy decides with the saved model unless told: score | sample | cost (by the"
+        " cost head: needs --cost-head > 0 or a starting model with one); default: the starting model's",
+    )
+
     @model_validator(mode="after")
     def _check(self) -> "SFTConfig":
+        if self.mode == "cost" and self.model == "default" and self.cost_head <= 0:
+            raise FieldError("mode", self.mode, "a new default model decides by its cost head only if trained with --cost-head > 0")
         if self.model == "default" and not self.template:
             raise FieldError("template", self.template, "a new default model needs --template (e.g. annotated-compact)")
         if self.line_gaps > 0 and self.listwise > 0:

@@ -8,7 +8,8 @@
 #   bash scripts/screen_grpo_trl.sh [OUT]            # VARIANTS="ship lacs" to run some of them
 #
 # ship: the shipped lm-grpo's settings (lr 3e-5, temperature 1.0, beta 0.1, loss dapo, rewards
-# scaled by the group's std); the others change one thing each. About 20 min on this 2-core CPU.
+# scaled by the group's std, the task term's cost the paper's stale formula); the others change one
+# or two things each (incoming: the task term priced on the fresh view, --task-cost incoming). About 20 min on this 2-core CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/grpo-screen}
@@ -22,8 +23,12 @@ declare -A OPTS=(
   [beta-0.5]="--lacs off --beta 0.5"
   [lacs]="--lacs sim --other-policy greedy-incoming"
   [lacs-scale-none]="--lacs sim --other-policy greedy-incoming --scale-rewards none"
+  [incoming]="--lacs off --task-cost incoming"
+  [incoming-scale-none]="--lacs off --task-cost incoming --scale-rewards none"
+  [incoming-lr-1e-5]="--lacs off --task-cost incoming --lr 1e-5"
+  [lacs-incoming]="--lacs sim --other-policy greedy-incoming --task-cost incoming"
 )
-VARIANTS=${VARIANTS:-ship scale-none loss-grpo lr-1e-5 beta-0.5 lacs lacs-scale-none}
+VARIANTS=${VARIANTS:-ship incoming incoming-scale-none incoming-lr-1e-5 lacs-incoming}
 for d in simultaneous sequential; do
   f="$OUT/grpo-0.3-$d.jsonl.gz"  # the prompts of scripts/train_grpo6.sh (same seed)
   [ -f "$f" ] || $C data --scenario paper-6 --n 1500 --split grpo --template lean-v2 --labels greedy:incoming \

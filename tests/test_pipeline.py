@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from comllm.experiments.config import ConfigError, load_config
+from comllm.experiments.evaluation import lm_policies
 from comllm.experiments.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +53,43 @@ def test_configs_shipped_are_valid_and_commands_are_what_a_user_types(tmp_path):
         (comllm_cmd,) = pipe.stage_commands("comllm")
         assert comllm_cmd[0] == "improve" and comllm_cmd[comllm_cmd.index("--model") + 1].endswith("sft")
         (grpo_cmd,) = pipe.stage_commands("grpo")
-        assert grpo_cmd[grpo_cmd.index("--lacs") + 1] == "off"
+        # both configs run the all-action stage without the look-ahead as the GRPO row
+        assert grpo_cmd[0] == "improve" and grpo_cmd[-4:] == ["--lam", "0", "--horizon", "0"]
+        assert grpo_cmd[grpo_cmd.index("--out") + 1].endswith("grpo")
+        assert comllm_cmd[comllm_cmd.index("--objective") + 1] == "regress"
+        (sft_cmd,) = pipe.stage_commands("sft")
+        files = [sft_cmd[i + 1] for i, a in enumerate(sft_cmd) if a == "--data"]
+        assert len(files) == len(cfg.data.sft_sets) and sft_cmd[sft_cmd.index("--mode") + 1] == "cost"
+        assert [c[c.index("--out") + 1] for c in data[: len(files)]] == files  # one data command per set
         assert len(pipe.stage_commands("dqn")) == len(cfg.dqn.algos) * len(cfg.eval.scenarios)
+
+
+def test_grpo_stage_methods_and_sft_sets(tmp_path):
+    """grpo.method trl: TRL's sampled GRPO without the look-ahead; data.sft_sets: a file per set, under its overrides."""
+    sets = ["arrival_prob=0.5;decisions=sequential", "arrival_prob=0.3"]
+    cfg = load_config(ROOT / "configs" / "tiny.yaml", {"run_dir": str(tmp_path)},
+                      ["grpo.method=trl", "grpo.lacs_weight=0.7", "improve.lam=2"])  # fmt: skip
+    cfg.data.sft_sets = sets
+    pipe = Pipeline(cfg)
+    (grpo_cmd,) = pipe.stage_commands("grpo")
+    assert grpo_cmd[0] == "grpo" and grpo_cmd[grpo_cmd.index("--lacs") + 1] == "off" and "--lacs-weight" not in grpo_cmd
+    cfg.grpo.method = "all-actions"
+    (grpo_cmd,) = pipe.stage_commands("grpo")
+    assert grpo_cmd.count("--lam") == 1 and grpo_cmd[grpo_cmd.index("--lam") + 1] == "0"  # improve.lam is not the ablation's
+    (comllm_cmd,) = pipe.stage_commands("comllm")
+    assert float(comllm_cmd[comllm_cmd.index("--lam") + 1]) == 2
+    sft_data = [c for c in pipe.stage_commands("data") if c[c.index("--split") + 1] == "sft"]
+    assert [c[c.index("--out") + 1] for c in sft_data] == [str(tmp_path / "data" / f"sft-{i}.jsonl.gz") for i in range(2)]
+    assert [[c[i + 1] for i, a in enumerate(c) if a == "--set"] for c in sft_data] == [
+        ["arrival_prob=0.5", "decisions=sequential"], ["arrival_prob=0.3"]]  # fmt: skip
+    assert len({c[c.index("--seed") + 1] for c in sft_data}) == 2
+    cfg.data.sft_sets = []
+    (only,) = [c for c in pipe.stage_commands("data") if c[c.index("--split") + 1] == "sft"]
+    assert only[only.index("--out") + 1].endswith("sft.jsonl.gz") and "--set" not in only
+    with pytest.raises(ConfigError, match="grpo.method"):
+        load_config(ROOT / "configs" / "tiny.yaml", set_items=["grpo.method=ppo"])
+    with pytest.raises(ConfigError, match="eval.lm_options"):
+        load_config(ROOT / "configs" / "tiny.yaml", set_items=["eval.lm_options={dqn: threads=1}"])
 
 
 def test_accelerate_launcher_wraps_training_commands_only(tmp_path):
@@ -135,6 +171,11 @@ def test_tiny_pipeline_end_to_end_and_resume(tmp_path):
     assert {r["n_servers"] for r in zero_shot} == set(e.server_counts)
     assert all(r["accuracy"] == 1.0 for r in zero_shot if r["policy"] == "greedy")
     assert {r["policy"] for r in zero_shot} == {"SFT", "GRPO", "COMLLM", "greedy"}
+    # the SFT model decides by its cost head (sft.mode), the COMLLM row with the stage's lm_options
+    assert json.loads((run / "sft" / "comllm.json").read_text())["mode"] == "cost"
+    specs = lm_policies(Pipeline(load_config(ROOT / "configs" / "tiny.yaml", {"run_dir": str(run)})))
+    assert specs["COMLLM"] == f"llm:{run / 'comllm' / 'final'},cost_temperature=0.03"
+    assert specs["SFT"] == f"llm:{run / 'sft'}" and specs["GRPO"] == f"llm:{run / 'grpo' / 'final'}"
     robustness = json.loads((run / "eval" / "robustness.json").read_text())
     assert sorted((r["policy"], r["perturbation"]) for r in robustness) == sorted(
         (p, q) for p in ("SFT", "GRPO", "COMLLM") for q in e.perturbations

@@ -341,3 +341,14 @@ def test_a_tiny_sft_run_with_line_gaps_trains_and_resumes_exactly(records: Path,
     assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
     with pytest.raises(SFTError, match="line_gaps.*listwise"):
         make_config(template="lean-v2", data=[str(records)], out=str(tmp_path / "o"), line_gaps=4, listwise=1.0)
+
+
+def test_sft_mode_names_how_the_saved_model_decides(tmp_path: Path) -> None:
+    """``--mode cost`` needs a cost head on a new model; the error names the field and the value."""
+    with pytest.raises(SFTError, match="option 'mode' = 'cost'"):
+        make_config(template="lean-v2", data=["x.jsonl"], out=str(tmp_path / "o"), mode="cost")
+    assert make_config(template="lean-v2", data=["x.jsonl"], out=str(tmp_path / "o"), mode="cost", cost_head=1.0).mode == "cost"
+    (tmp_path / "x.jsonl").write_text("")
+    res = CliRunner().invoke(app, ["sft", "--data", str(tmp_path / "x.jsonl"), "--out", str(tmp_path / "o"),
+                                   "--template", "lean-v2", "--mode", "fast"])  # fmt: skip
+    assert isinstance(res.exception, SFTError) and "option 'mode' = 'fast'" in str(res.exception)

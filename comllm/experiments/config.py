@@ -13,7 +13,7 @@ extra flags unchanged (e.g. ``["--lr", "2e-3"]``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -43,6 +43,11 @@ class DataConfig(_Section):
     template: str = "paper"
     sft_n: int = Field(50_000, ge=1)
     sft_servers: str = "2-16"
+    sft_sets: list[str] = Field(
+        default_factory=list,
+        description="one SFT file of sft_n records per entry, each under these scenario overrides"
+        " ('arrival_prob=0.5;decisions=sequential'); empty: one file at the scenario's own settings",
+    )
     grpo_n: int = Field(2_000, ge=1)
     grpo_servers: str = "3-7"
     grpo_set: list[str] = Field(default_factory=lambda: ["arrival_prob=0.5"], description="scenario overrides")
@@ -116,6 +121,9 @@ GRPOConfig = stage_section(
     "GRPOConfig", GRPORunConfig, ("model", "data", "out", "seed", "resume", "lacs"), {"steps": 200},
     "GRPO without LACS (the ablation) and with it (COMLLM): same settings but ``--lacs``.",
     enabled=_ENABLED, args=_ARGS,
+    method=(str, Field("trl", pattern="^(trl|all-actions)$", description="what the grpo stage runs: trl (TRL's"
+            " sampled GRPO, --lacs off) | all-actions (comllm improve with the improve section's keys and no"
+            " look-ahead, --lam 0 --horizon 0: the all-action form, for models that decide by their cost head)")),
 )  # fmt: skip
 
 #: ``improve``: every option of ``comllm improve`` (:class:`comllm.lacs.improve.ImproveConfig`, the
@@ -159,6 +167,10 @@ class EvalConfig(_Section):
         default_factory=lambda: ["none", "shuffle-fields", "paraphrase", "units", "numbers", "shuffle-servers"]
     )
     robustness_n: int = Field(500, ge=1)
+    lm_options: dict[Literal["sft", "grpo", "comllm"], str] = Field(
+        default_factory=dict,
+        description="options appended to a stage's llm policy spec, e.g. {comllm: 'cost_temperature=0.03'}",
+    )
     workers: int = Field(2, ge=1)
     ray: str | None = None
 

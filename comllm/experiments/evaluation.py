@@ -38,14 +38,16 @@ def _needs_simulator(spec: str) -> bool:
 
 def lm_policies(pipe: "Pipeline") -> dict[str, str]:
     """Label -> policy spec of the language models this run trained (``comllm improve`` leaves
-    its model in ``final/`` of the stage folder; the other commands in the folder itself)."""
+    its model in ``final/`` of the stage folder; the other commands in the folder itself), with
+    the stage's ``eval.lm_options``."""
 
     def folder(stage: str) -> Path:
         final = pipe.run_dir / stage / "final"
         return final if (final / "config.json").is_file() else pipe.run_dir / stage
 
+    options = pipe.cfg.eval.lm_options
     return {
-        label(stage): f"llm:{folder(stage)}"
+        label(stage): f"llm:{folder(stage)}" + (f",{options[stage]}" if options.get(stage) else "")
         for stage in LM_STAGES
         if pipe.is_done(stage) and (pipe.run_dir / stage).is_dir()
     }
@@ -148,7 +150,8 @@ def run_evaluation(pipe: "Pipeline", log: Callable[[str], None] = print) -> None
     zs_files = {n: data / f"test-{n}.jsonl.gz" for n in e.server_counts if (data / f"test-{n}.jsonl.gz").is_file()}
     _write(out / "zero_shot.json", _open_loop_rows({**lms, "greedy": "greedy"}, zs_files, log, e.zero_shot_n))
     ol_files = {n: data / f"test-{n}.jsonl.gz" for n in pipe.cfg.data.test_servers}
-    baselines = {b: b for b in e.baselines if not _needs_simulator(b)}  # open loop has no simulator
+    # open loop has no simulator, and a spec of the scenario's size (dqn:{n}) no single form
+    baselines = {b: b for b in e.baselines if "{n}" not in b and not _needs_simulator(b)}
     _write(out / "open_loop.json", _open_loop_rows({**baselines, **lms}, ol_files, log))
     if lms and e.perturbations:
         _write(out / "robustness.json", _robustness(pipe, log))

@@ -1,5 +1,10 @@
 """The end-to-end pipeline: data → SFT → GRPO (no LACS) → COMLLM (GRPO + LACS) → DQN → evaluation → report.
 
+The ``grpo`` stage is TRL's sampled GRPO without the look-ahead (``grpo.method: trl``) or the
+all-action stage without it (``all-actions``: ``comllm improve`` with the ``improve`` section's
+keys and ``--lam 0 --horizon 0``, for models that decide by their cost head); the ``comllm``
+stage is the all-action LACS stage (``improve.method: all-actions``) or TRL's GRPO + LACS.
+
 Each training stage runs the same ``comllm`` command a user would type (recorded
 in the manifest, so every result can be reproduced by hand), in a subprocess,
 optionally under ``accelerate launch``. Everything lives under one run
@@ -74,6 +79,11 @@ def git_revision() -> str | None:
         return None
 
 
+def _set_flags(sets: str) -> list[str]:
+    """``--set`` flags of ``'k=v;k=v'`` (an entry of ``data.sft_sets``)."""
+    return sum((["--set", kv.strip()] for kv in sets.split(";") if kv.strip()), [])
+
+
 def resumable(stage: str, out: Path) -> bool:
     """Whether the training stage's folder ``out`` holds a started run, so its command needs ``--resume``.
 
@@ -138,6 +148,16 @@ class Pipeline:
     def data_dir(self) -> Path:
         return self.run_dir / "data"
 
+    def sft_sets(self) -> list[str]:
+        """The scenario overrides of each SFT file (``data.sft_sets``; one file of no overrides if empty)."""
+        return list(self.cfg.data.sft_sets) or [""]
+
+    def sft_files(self) -> list[Path]:
+        """The SFT record files: ``sft.jsonl.gz``, or ``sft-I.jsonl.gz`` per entry of ``data.sft_sets``."""
+        if not self.cfg.data.sft_sets:
+            return [self.data_dir() / "sft.jsonl.gz"]
+        return [self.data_dir() / f"sft-{i}.jsonl.gz" for i in range(len(self.cfg.data.sft_sets))]
+
     def test_counts(self) -> list[int]:
         e = self.cfg.eval
         return sorted(set(self.cfg.data.test_servers) | set(e.server_counts))
@@ -150,7 +170,9 @@ class Pipeline:
         if stage == "data":
             cmds = [
                 ["data", *common, "--split", "sft", "--n", str(dc.sft_n), "--servers", dc.sft_servers,
-                 "--seed", str(c.seed), "--out", str(d / "sft.jsonl.gz")],
+                 "--seed", str(c.seed + 10 * i), *_set_flags(sets), "--out", str(path)]
+                for i, (sets, path) in enumerate(zip(self.sft_sets(), self.sft_files()))
+            ] + [
                 ["data", *common, "--split", "grpo", "--n", str(dc.grpo_n), "--servers", dc.grpo_servers,
                  "--seed", str(c.seed + 1), *sum((["--set", s] for s in dc.grpo_set), []), "--out", str(d / "grpo.jsonl.gz")],
             ]  # fmt: skip
@@ -160,13 +182,17 @@ class Pipeline:
                              "--seed", str(c.seed + 100 + n), "--out", str(d / f"test-{n}.jsonl.gz")])  # fmt: skip
             return cmds
         if stage == "sft":
-            cmd = ["sft", *_flags(c.sft, always=("model", "template")), "--data", str(d / "sft.jsonl.gz"),
+            cmd = ["sft", *_flags(c.sft, always=("model", "template")), *sum((["--data", str(f)] for f in self.sft_files()), []),
                    "--out", str(run / "sft"), "--seed", str(c.seed)]  # fmt: skip
             return [cmd + c.sft.args]
         if stage == "comllm" and c.improve.method == "all-actions":
             cmd = ["improve", "--model", str(run / "sft"), "--out", str(run / stage), "--seed", str(c.seed),
                    *_flags(c.improve, skip=("method", "args"))]  # fmt: skip
             return [cmd + c.improve.args]
+        if stage == "grpo" and c.grpo.method == "all-actions":  # the same stage with no look-ahead
+            cmd = ["improve", "--model", str(run / "sft"), "--out", str(run / stage), "--seed", str(c.seed),
+                   *_flags(c.improve, skip=("method", "args", "lam", "horizon")), "--lam", "0", "--horizon", "0"]  # fmt: skip
+            return [cmd + c.improve.args + c.grpo.args]
         if stage in ("grpo", "comllm"):
             g = c.grpo
             cmd = ["grpo", "--model", str(run / "sft"), "--data", str(d / "grpo.jsonl.gz"), "--out", str(run / stage),

@@ -1068,6 +1068,8 @@ class _SFTRun:
                    "threads": self.threads, "processes": dp.world, "eval": last_eval,
                    "config": cfg.model_dump(exclude={"progress", "resume"})}  # fmt: skip
         self.lm.meta.training = summary
+        if cfg.mode:
+            self.lm.meta.mode = cfg.mode
         self.save_checkpoint()  # first: a kill during what follows leaves the last step's checkpoint to resume from
         if dp.main:
             with staged_files(out) as tmp:
