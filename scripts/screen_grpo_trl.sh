@@ -7,22 +7,23 @@
 #
 #   bash scripts/screen_grpo_trl.sh [OUT]            # VARIANTS="ship lacs" to run some of them
 #
-# ship: the shipped lm-grpo's settings (lr 3e-5, temperature 1.0, beta 0.1, loss dapo, rewards
-# scaled by the group's std, the task term's cost the paper's stale formula); the others change one
-# or two things each (incoming: the task term priced on the fresh view, --task-cost incoming). About 20 min on this 2-core CPU.
+# ship: the first shipped lm-grpo's settings (lr 3e-5, temperature 1.0, beta 0.1, loss dapo, rewards
+# scaled by the group's std, the task term's cost the paper's stale formula, --task-cost greedy); the
+# others change one or two things each (incoming: the task term priced on the fresh view, --task-cost
+# incoming, now the default). About 20 min on this 2-core CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/grpo-screen}
 C=.venv/bin/comllm
 mkdir -p "$OUT"
 declare -A OPTS=(
-  [ship]="--lacs off"
-  [scale-none]="--lacs off --scale-rewards none"
-  [loss-grpo]="--lacs off --loss-type grpo"
-  [lr-1e-5]="--lacs off --lr 1e-5"
-  [beta-0.5]="--lacs off --beta 0.5"
-  [lacs]="--lacs sim --other-policy greedy-incoming"
-  [lacs-scale-none]="--lacs sim --other-policy greedy-incoming --scale-rewards none"
+  [ship]="--lacs off --task-cost greedy"
+  [scale-none]="--lacs off --task-cost greedy --scale-rewards none"
+  [loss-grpo]="--lacs off --task-cost greedy --loss-type grpo"
+  [lr-1e-5]="--lacs off --task-cost greedy --lr 1e-5"
+  [beta-0.5]="--lacs off --task-cost greedy --beta 0.5"
+  [lacs]="--lacs sim --other-policy greedy-incoming --task-cost greedy"
+  [lacs-scale-none]="--lacs sim --other-policy greedy-incoming --task-cost greedy --scale-rewards none"
   [incoming]="--lacs off --task-cost incoming"
   [incoming-scale-none]="--lacs off --task-cost incoming --scale-rewards none"
   [incoming-lr-1e-5]="--lacs off --task-cost incoming --lr 1e-5"

@@ -57,7 +57,7 @@ def rewards(config, record, completions=COMPLETIONS, as_dict=False):
 
 def test_reference_shaping_without_lacs(record):
     _, _, cost, batch = record
-    r = rewards(RewardConfig(lacs="off"), record)
+    r = rewards(RewardConfig(task_cost="greedy", lacs="off"), record)
     assert list(r) == ["format", "task", "lacs"]
     # server 1, local, unparseable, marked answer, out-of-range server, padded plain answer, Chinese local
     assert r["format"] == [0.2, 0.2, 0.0, 0.0, 0.0, 0.2, 0.2]
@@ -83,7 +83,7 @@ def test_task_cost_incoming_counts_the_traffic_in_flight(record):
 
 def test_sim_lacs_term_is_the_rollout_future(record):
     snap, dev, cost, batch = record
-    r = rewards(RewardConfig(lacs="sim", seed=3), record)
+    r = rewards(RewardConfig(task_cost="greedy", lacs="sim", seed=3), record)
     res = lacs_evaluate(snap, dev, LacsSettings(seed=3))
     for i, a in [(0, 1), (1, 0), (3, 3), (5, 2)]:
         assert r["lacs"][i] == pytest.approx(-0.8 * 0.3 * res.future[a])
@@ -103,7 +103,7 @@ def test_reference_lacs_term_is_the_reference_future(record):
 def test_normalised_shaping_gives_ratios(record):
     _, _, cost, _ = record
     answers = ["local"] + [f"server {k}" for k in range(1, 7)]
-    r = rewards(RewardConfig(lacs="sim", shaping="normalised"), record, completions=answers)
+    r = rewards(RewardConfig(task_cost="greedy", lacs="sim", shaping="normalised"), record, completions=answers)
     task = np.array(r["task"])
     np.testing.assert_allclose(task, 0.8 * cost.min() / cost)
     total = task + np.array(r["lacs"])

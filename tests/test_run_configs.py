@@ -156,7 +156,7 @@ def test_pipeline_sections_are_the_run_configs() -> None:
     (or the pipeline's documented one), or is set by the pipeline itself."""
     set_by_pipeline = {"sft": {"data", "out", "seed", "resume"}, "grpo": {"model", "data", "out", "seed", "resume", "lacs"},
                        "dqn": {"algo", "scenario", "out", "seed", "resume"}}  # fmt: skip
-    own = {"sft": {"args"}, "grpo": {"enabled", "args"}, "dqn": {"enabled", "algos", "args"}}
+    own = {"sft": {"args"}, "grpo": {"enabled", "args", "method"}, "dqn": {"enabled", "algos", "args"}}
     pipeline_defaults = {"sft": {"template": "annotated-compact"}, "grpo": {"steps": 200}, "dqn": {"steps": 60_000}}
     for name, section in _sections().items():
         run = section.run_config
@@ -192,7 +192,7 @@ def test_pipeline_passes_its_keys_to_the_commands_under_their_flags(tmp_path) ->
 
     paths = {"sft": ("sft",), "grpo": ("grpo",), "comllm": ("improve",), "dqn": ("dqn", "train")}
     for yaml_file in ("configs/tiny.yaml", "configs/paper.yaml"):
-        cfg = load_config(ROOT / yaml_file, {"run_dir": str(tmp_path)})
+        cfg = load_config(ROOT / yaml_file, {"run_dir": str(tmp_path)}, ["grpo.method=trl"])
         pipe = Pipeline(cfg, log=lambda m: None)
         for stage, path in paths.items():
             section = getattr(cfg, "improve" if stage == "comllm" else stage)
@@ -206,6 +206,11 @@ def test_pipeline_passes_its_keys_to_the_commands_under_their_flags(tmp_path) ->
                         got = list(got or [])
                     assert got == want, (yaml_file, stage, key, got, want)
         assert "--lacs" in pipe.stage_commands("grpo")[0] and "off" in pipe.stage_commands("grpo")[0]
+        # grpo.method all-actions (the configs' own): comllm improve with the improve keys, no look-ahead
+        cfg.grpo.method = "all-actions"
+        params = _command("improve").make_context("improve", pipe.stage_commands("grpo")[0][1:]).params
+        assert params["lam"] == 0 and params["horizon"] == 0 and params["out"].endswith("grpo")
+        assert params["iterations"] == cfg.improve.iterations and params["objective"] == cfg.improve.objective
 
 
 def test_the_comllm_stage_runs_the_all_action_stage_or_trl_grpo_with_lacs(tmp_path) -> None:  # type: ignore[no-untyped-def]

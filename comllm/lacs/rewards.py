@@ -19,10 +19,10 @@ look-ahead term ``future(a)``, ``C = cost + lam * future``:
 * ``lacs``: ``-task_weight * lam * future``;
 
 an unparseable answer gets ``unparseable`` (-10) from ``task`` and 0 from the others.
-``cost`` is the paper's one-step formula (``task_cost="greedy"``, the reference's) or, with
-``task_cost="incoming"``, the fresh view's: each server's backlog counts the Mbit already in
-flight to it (``greedy:incoming``'s estimate, README "What a policy sees"). A model trained on
-the fresh view is pulled back towards the stale greedy by the first.
+``cost`` is the fresh view's one-step cost (``task_cost="incoming"``, the default: each server's
+backlog counts the Mbit already in flight to it, ``greedy:incoming``'s estimate, README "What a
+policy sees") or the paper's formula (``task_cost="greedy"``, the reference's), which ignores that
+traffic and pulls a model trained on the fresh view back towards the stale greedy.
 ``shaping="normalised"`` replaces the last two by ratios in (0, 1]:
 ``task = task_weight * min_b cost(b) / cost(a)`` and
 ``lacs = task_weight * (min_b C(b) / C(a) - min_b cost(b) / cost(a))``.
@@ -72,7 +72,9 @@ class RewardConfig:
     unparseable: float = -10.0
     over_deadline_penalty: float = 10.0
     shaping: str = "reference"
-    task_cost: str = "greedy"
+    # incoming by default: priced by the paper's stale formula, TRL's GRPO pulled the fresh-view SFT model
+    # back towards stale greedy (README, "The all-action stage": scripts/screen_grpo_trl.sh)
+    task_cost: str = "incoming"
     horizon: int = LACS_DEFAULTS.horizon
     rollouts: int = LACS_DEFAULTS.rollouts
     other_policy: str = LACS_DEFAULTS.other_policy
