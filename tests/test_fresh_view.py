@@ -68,6 +68,14 @@ def test_observe_turn_adds_the_earlier_decisions_to_the_incoming_traffic():
         assert one.slot_pending[0] == n - 1 - i and one.slot_arrivals[0] == n
         assert one.device[0] == sim.arrivals[order[i]]
     assert (base.slot_pending == n - 1).all()  # simultaneous: every other task is unseen
+    # observe_after: the same view from the earlier decisions as device -> action (a record's slot_decisions)
+    for i in range(n):
+        decided = {int(sim.arrivals[p]): int(actions[p]) for p in order[:i]}
+        after, turn = sim.observe_after(int(sim.arrivals[order[i]]), decided), sim.observe_turn(i, actions)
+        for field in ("incoming", "incoming_n", "slot_pending", "device", "queued", "task_size"):
+            np.testing.assert_array_equal(getattr(after, field), getattr(turn, field))
+    with pytest.raises(ValueError, match="decided device"):
+        sim.observe_after(int(sim.arrivals[0]), {int(sim.arrivals[0]): 1})
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

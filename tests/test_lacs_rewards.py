@@ -81,6 +81,29 @@ def test_task_cost_incoming_counts_the_traffic_in_flight(record):
         RewardConfig(task_cost="stale")
 
 
+def test_a_sequential_record_is_priced_with_the_slots_earlier_decisions_in_flight():
+    """task_cost incoming on a record with slot_decisions: the task sees the traffic the earlier tasks sent."""
+    sim = MECSimulator(load_scenario("paper-6", {"decisions": "sequential", "arrival_prob": 0.6}), seed=5)
+    for _ in range(30):
+        sim.step(sim.decide(GreedyPolicy().act))
+    while len(sim.arrivals) < 3:
+        sim.step(sim.decide(GreedyPolicy().act))
+    dev, others = int(sim.arrivals[-1]), [int(d) for d in sim.arrivals[:2]]
+    decided = [[others[0], 1], [others[1], 1]]  # two tasks sent to server 1 before this one
+    snap = json.dumps(sim.snapshot().to_dict())
+    funcs = make_reward_funcs(RewardConfig(lacs="off"))
+    kw = {"snapshot": [snap] * 2, "device": [dev] * 2, "trainer_state": None}
+    plain = {f.__name__: f(prompts=["p"] * 2, completions=["server 1", "server 2"], **kw) for f in funcs}["task"]
+    seen = {f.__name__: f(prompts=["p"] * 2, completions=["server 1", "server 2"], slot_decisions=[json.dumps(decided)] * 2,
+                          **kw) for f in funcs}["task"]  # fmt: skip
+    turn = sim.observe_after(dev, dict(decided))
+    want = action_costs(turn, incoming=True)[0]
+    assert want[1] > action_costs(sim.observe().subset([len(sim.arrivals) - 1]), incoming=True)[0][1]
+    assert seen[0] < plain[0] and seen[1] == pytest.approx(plain[1])  # only server 1 got the earlier traffic
+    over = 10.0 * (want[1] > turn.max_delay[0])
+    assert seen[0] == pytest.approx(0.8 * (1 - want[1] - over))
+
+
 def test_sim_lacs_term_is_the_rollout_future(record):
     snap, dev, cost, batch = record
     r = rewards(RewardConfig(task_cost="greedy", lacs="sim", seed=3), record)

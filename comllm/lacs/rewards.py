@@ -22,7 +22,9 @@ an unparseable answer gets ``unparseable`` (-10) from ``task`` and 0 from the ot
 ``cost`` is the fresh view's one-step cost (``task_cost="incoming"``, the default: each server's
 backlog counts the Mbit already in flight to it, ``greedy:incoming``'s estimate, README "What a
 policy sees") or the paper's formula (``task_cost="greedy"``, the reference's), which ignores that
-traffic and pulls a model trained on the fresh view back towards the stale greedy.
+traffic and pulls a model trained on the fresh view back towards the stale greedy. A
+sequential record's task is priced as it saw the slot: with the traffic of the tasks decided
+before it (its ``slot_decisions``) in flight (:meth:`MECSimulator.observe_after`).
 ``shaping="normalised"`` replaces the last two by ratios in (0, 1]:
 ``task = task_weight * min_b cost(b) / cost(a)`` and
 ``lacs = task_weight * (min_b C(b) / C(a) - min_b cost(b) / cost(a))``.
@@ -174,9 +176,11 @@ class LacsRewards:
         rows = np.flatnonzero(batch.device == dev)
         if len(rows) != 1:
             raise LacsError(f"device={dev} has no task arriving in the snapshot's slot {snap.t}")
-        row = batch.subset(rows)
+        fixed = self._decided(decided)
+        # a sequential record's task sees the slot's earlier decisions (their traffic is headed out)
+        row = sim.observe_after(dev, fixed) if fixed else batch.subset(rows)
         cost = action_costs(row, incoming=self.config.task_cost == "incoming")[0]
-        rec = _Record(snap, dev, row, cost, self._decided(decided))
+        rec = _Record(snap, dev, row, cost, fixed)
         self._records[key] = rec
         if len(self._records) > self._cache_size:
             self._records.popitem(last=False)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Generator
+from typing import Any, Callable, Generator, Mapping
 
 import numpy as np
 
@@ -343,20 +343,36 @@ class MECSimulator:
         decided after this one. A batch of one task.
         """
         order = self.decision_order()
-        base = self.observe()
-        pos = int(order[i])
-        one = base.subset([pos])
-        if i > 0:
-            earlier = order[:i]
-            acts = np.asarray(actions, dtype=np.int64)[earlier]
-            sent = acts > 0
-            if sent.any():
-                sizes = self.new_size[self._arrivals[earlier]]
-                one.incoming = one.incoming.copy()
-                one.incoming_n = one.incoming_n.copy()
-                np.add.at(one.incoming[0], acts[sent] - 1, sizes[sent])
-                np.add.at(one.incoming_n[0], acts[sent] - 1, 1)
-        one.slot_pending = np.array([len(order) - 1 - i], dtype=np.int64)
+        earlier = order[:i]
+        return self._seen_after(int(order[i]), earlier, np.asarray(actions, dtype=np.int64)[earlier])
+
+    def observe_after(self, device: int, decided: Mapping[int, int]) -> StateBatch:
+        """The state of ``device``'s task, one arriving this slot, once the slot's tasks of
+        ``decided`` (device -> action) were decided: the view of :meth:`observe_turn` for any
+        set of earlier decisions (a sequential record's ``slot_decisions``). A batch of one task."""
+        where = {int(d): p for p, d in enumerate(self._arrivals)}
+        if int(device) not in where:
+            raise ValueError(f"device {device} has no task arriving in slot {self.t}")
+        for d in decided:
+            if int(d) not in where or int(d) == int(device):
+                raise ValueError(f"decided device {d} has no other task arriving in slot {self.t}")
+        earlier = np.array([where[int(d)] for d in decided], dtype=np.int64)
+        acts = np.array([int(a) for a in decided.values()], dtype=np.int64)
+        return self._seen_after(where[int(device)], earlier, acts)
+
+    def _seen_after(self, pos: int, earlier: np.ndarray, acts: np.ndarray) -> StateBatch:
+        """The task at position ``pos`` of :attr:`arrivals` seeing the tasks at ``earlier`` decided
+        as ``acts``: each one bound for server ``j`` adds its size to ``incoming[j]`` and one to
+        ``incoming_n[j]``; ``slot_pending`` counts the slot's tasks not decided yet."""
+        one = self.observe().subset([pos])
+        sent = acts > 0
+        if sent.any():
+            sizes = self.new_size[self._arrivals[earlier]]
+            one.incoming = one.incoming.copy()
+            one.incoming_n = one.incoming_n.copy()
+            np.add.at(one.incoming[0], acts[sent] - 1, sizes[sent])
+            np.add.at(one.incoming_n[0], acts[sent] - 1, 1)
+        one.slot_pending = np.array([len(self._arrivals) - 1 - len(earlier)], dtype=np.int64)
         return one
 
     def decide(self, act: Callable[[StateBatch], Any]) -> np.ndarray:
