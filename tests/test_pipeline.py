@@ -191,3 +191,19 @@ def test_tiny_pipeline_end_to_end_and_resume(tmp_path):
     # a second run skips every finished stage
     again = run_cli("pipeline", "--config", str(ROOT / "configs" / "tiny.yaml"), "--run-dir", str(run))
     assert again.returncode == 0 and again.stdout.count("done already") == 7
+
+
+def test_open_loop_rows_against_the_fresh_views_oracle(tmp_path):
+    """eval.oracle incoming: greedy:incoming is the reference (accuracy and perf ratio 1), the paper's greedy is not."""
+    from comllm.data import generate_records, write_records
+    from comllm.experiments.evaluation import _open_loop_rows
+    from comllm.scenario import load_scenario
+
+    path = tmp_path / "test-6.jsonl.gz"
+    write_records(path, generate_records(load_scenario("paper-6"), 150, split="test", template="lean-v2", seed=4))
+    specs = {"greedy": "greedy", "greedy:incoming": "greedy:incoming"}
+    fresh = {r["policy"]: r for r in _open_loop_rows(specs, {6: path}, lambda m: None, oracle="incoming")}
+    paper = {r["policy"]: r for r in _open_loop_rows(specs, {6: path}, lambda m: None)}
+    assert fresh["greedy:incoming"]["accuracy"] == 1.0 and fresh["greedy:incoming"]["perf_ratio"] == 1.0
+    assert paper["greedy"]["accuracy"] == 1.0 and fresh["greedy"]["accuracy"] < 1.0
+    assert {r["oracle"] for r in fresh.values()} == {"incoming"} and {r["oracle"] for r in paper.values()} == {"paper"}

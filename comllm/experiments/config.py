@@ -167,6 +167,11 @@ class EvalConfig(_Section):
         default_factory=lambda: ["none", "shuffle-fields", "paraphrase", "units", "numbers", "shuffle-servers"]
     )
     robustness_n: int = Field(500, ge=1)
+    oracle: Literal["paper", "incoming"] = Field(
+        "paper",
+        description="one-step oracle of the open-loop metrics (accuracy, perf ratio): paper (the paper's formula) |"
+        " incoming (the fresh view's, greedy:incoming)",
+    )
     lm_options: dict[Literal["sft", "grpo", "comllm"], str] = Field(
         default_factory=dict,
         description="options appended to a stage's llm policy spec, e.g. {comllm: 'cost_temperature=0.03'}",

@@ -6,9 +6,12 @@ Files written:
   ``closed_loop_heavy.json`` at ``eval.heavy_prob`` (rows of :func:`~comllm.experiments.sweep.aggregate`);
 * ``latencies.json``: every scored task's latency, seed 0, first scenario (latency CDF);
 * ``load_sweep.json``: the first scenario at each arrival probability of ``eval.loads``;
-* ``zero_shot.json``: open-loop metrics of each language-model policy (and greedy) per server count;
+* ``zero_shot.json``: open-loop metrics of each language-model policy (and the oracle) per server count;
 * ``robustness.json``: open-loop metrics of each language-model policy under each prompt perturbation;
 * ``open_loop.json``: open-loop metrics of every policy on the test sets of ``data.test_servers``.
+
+Open-loop metrics are scored against ``eval.oracle``: the paper's one-step formula or the fresh
+view's (``greedy:incoming``, which is then the zero-shot table's reference row).
 """
 
 from __future__ import annotations
@@ -83,9 +86,10 @@ def _closed_loop(pipe: "Pipeline", overrides: tuple[str, ...], keep: bool, log: 
 
 
 def _open_loop_rows(
-    spec_by_label: dict[str, str], files: dict[int, Path], log: Callable[[str], None], limit: int | None = None
+    spec_by_label: dict[str, str], files: dict[int, Path], log: Callable[[str], None], limit: int | None = None,
+    oracle: str = "paper",
 ) -> list[dict]:
-    """Open-loop rows of every policy on every file (its first ``limit`` records)."""
+    """Open-loop rows of every policy on every file (its first ``limit`` records), against ``oracle``."""
     from comllm.data.records import read_records
     from comllm.evaluate.open_loop import evaluate_open_loop
     from comllm.policies import make_policy
@@ -94,8 +98,9 @@ def _open_loop_rows(
     for n, path in files.items():
         records = list(read_records(path))[:limit]
         for label, spec in spec_by_label.items():
-            res = evaluate_open_loop(records, make_policy(spec))
-            rows.append({**{k: v for k, v in res.items() if k != "by_servers"}, "policy": label, "n_servers": n})
+            res = evaluate_open_loop(records, make_policy(spec), oracle=oracle)
+            rows.append({**{k: v for k, v in res.items() if k != "by_servers"}, "policy": label, "n_servers": n,
+                         "oracle": oracle})  # fmt: skip
         log(f"[eval] open loop on {path.name}: {len(spec_by_label)} policies")
     return rows
 
@@ -113,14 +118,14 @@ def _robustness(pipe: "Pipeline", log: Callable[[str], None]) -> list[dict]:
     for label, spec in lm_policies(pipe).items():
         for pert in e.perturbations:
             policy = make_policy(spec)
-            row: dict[str, Any] = {"policy": label, "perturbation": pert, "n_servers": n}
+            row: dict[str, Any] = {"policy": label, "perturbation": pert, "n_servers": n, "oracle": e.oracle}
             if pert != "none":
                 try:
                     policy.template = perturbed_template(pert, seed=pipe.cfg.seed, base=policy.template)
                 except Exception as err:  # noqa: BLE001  (a perturbation the template cannot take is reported)
                     rows.append({**row, "error": str(err)})
                     continue
-            res = evaluate_open_loop(records, policy)
+            res = evaluate_open_loop(records, policy, oracle=e.oracle)
             rows.append({**{k: v for k, v in res.items() if k != "by_servers"}, **row})
         log(f"[eval] robustness of {label}: {len(e.perturbations)} perturbations")
     return rows
@@ -148,10 +153,11 @@ def run_evaluation(pipe: "Pipeline", log: Callable[[str], None] = print) -> None
     lms = lm_policies(pipe)
     data = pipe.data_dir()
     zs_files = {n: data / f"test-{n}.jsonl.gz" for n in e.server_counts if (data / f"test-{n}.jsonl.gz").is_file()}
-    _write(out / "zero_shot.json", _open_loop_rows({**lms, "greedy": "greedy"}, zs_files, log, e.zero_shot_n))
+    oracle_policy = "greedy:incoming" if e.oracle == "incoming" else "greedy"
+    _write(out / "zero_shot.json", _open_loop_rows({**lms, oracle_policy: oracle_policy}, zs_files, log, e.zero_shot_n, e.oracle))
     ol_files = {n: data / f"test-{n}.jsonl.gz" for n in pipe.cfg.data.test_servers}
     # open loop has no simulator, and a spec of the scenario's size (dqn:{n}) no single form
     baselines = {b: b for b in e.baselines if "{n}" not in b and not _needs_simulator(b)}
-    _write(out / "open_loop.json", _open_loop_rows({**baselines, **lms}, ol_files, log))
+    _write(out / "open_loop.json", _open_loop_rows({**baselines, **lms}, ol_files, log, oracle=e.oracle))
     if lms and e.perturbations:
         _write(out / "robustness.json", _robustness(pipe, log))
