@@ -148,3 +148,15 @@ def test_one_table_of_policy_labels():
     assert set(SHIPPED_DRL.values()) <= set(LABELS) and label("greedy") == "greedy"
     shipped = shipped_policies(6)
     assert {"SFT", "DQN", "D3QN-LSTM"} <= set(shipped) and shipped["D3QN-LSTM"].endswith("d3qn-6")
+
+
+def test_read_curve_takes_the_iterations_of_comllm_improve(tmp_path):
+    """An improve run's train_log.csv (one row per iteration) is a training curve: loss and closed-loop latency."""
+    from comllm.report.build import read_curve
+
+    (tmp_path / "train_log.csv").write_text(
+        "iteration,states,loss,expected_advantage,eval_latency,eval_drop_rate,mix\n"
+        "1,100,0.5,-0.1,4.3,0.01,arrival_prob=0.3\n2,100,0.4,-0.05,4.2,0.0,arrival_prob=0.5\n"
+    )
+    curve = read_curve(tmp_path)
+    assert curve == {"step": [1.0, 2.0], "loss": [0.5, 0.4], "eval_latency": [4.3, 4.2], "eval_drop_rate": [0.01, 0.0]}

@@ -24,7 +24,7 @@ from comllm.report.tables import (
     write_tables,
 )
 
-_STEP_KEYS = ("step", "global_step", "timesteps", "steps", "total_timesteps")
+_STEP_KEYS = ("step", "global_step", "timesteps", "steps", "total_timesteps", "iteration")  # iteration: comllm improve
 _METRIC_WORDS = ("loss", "reward", "latency", "accuracy", "drop")
 
 
