@@ -16,12 +16,9 @@ data=()
 for f in "$DATA"/sft-*.jsonl.gz; do data+=(--data "$f"); done
 [ -f "$OUT/model.safetensors" ] || $C sft --model default --template lean-v2 "${data[@]}" \
   --hidden 64 --layers 2 --heads 2 --intermediate 192 --steps 4000 --batch-size 48 --lr 2e-3 --seed 7 \
-  --cost-head 2.0 --renumber 0.5 --renumber-max 24 --line-positions lines --line-compare earlier \
+  --cost-head 2.0 --mode cost --renumber 0.5 --renumber-max 24 --line-positions lines --line-compare earlier \
   $(for f in $FAMILIES; do echo --perturb "$f"; done) --perturb-prob 0.3 --perturb-seed 7 \
   --eval-data "$DATA/test-0.3.jsonl.gz" --eval-every 1000 --eval-size 500 --save-every 500 --threads 2 --no-progress \
   --out "$OUT"
-if [ "$SHIP" = 1 ]; then
-  bash scripts/ship_checkpoint.sh "$OUT" paper6-fast cost
-else  # the run folder decides in cost mode too (llm:runs/...)
-  .venv/bin/python -c "import json, pathlib; p = pathlib.Path('$OUT/comllm.json'); m = json.loads(p.read_text()); m['mode'] = 'cost'; p.write_text(json.dumps(m, indent=2) + chr(10))"
-fi
+# the run folder decides in cost mode too (--mode cost: llm:runs/...)
+if [ "$SHIP" = 1 ]; then bash scripts/ship_checkpoint.sh "$OUT" paper6-fast cost; fi
