@@ -246,6 +246,12 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def split_override_set(sets: str) -> list[str]:
+    """The ``key=value`` items of one ``;``-separated set (``'arrival_prob=0.5;decisions=sequential'``:
+    an entry of ``comllm improve --mix`` or of the pipeline's ``data.sft_sets``)."""
+    return [kv.strip() for kv in sets.split(";") if kv.strip()]
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """Parse ``["arrival_prob=0.5", "servers=[standard, energy-saving]"]`` (values are YAML)."""
     out: dict[str, Any] = {}

@@ -60,6 +60,8 @@ PERTURB_FAMILIES = ("shuffle-fields", "paraphrase", "units", "numbers", "shuffle
 #: which line ends a line end sees under ``--line-positions lines`` (:func:`comllm.lm.model.line_attention`):
 #: the earlier ones, all, or none
 LINE_COMPARE = ("earlier", "all", "none")
+#: how the ``llm`` policy decides with a model (:mod:`comllm.lm.policy`): score, sample or by the cost head
+DECISION_MODES = ("score", "sample", "cost")
 #: perturbation seeds of the robustness evaluation: 0 .. EVAL_PERTURB_SEEDS - 1 (never drawn for training)
 EVAL_PERTURB_SEEDS = 1000
 #: perturbation seeds drawn for training prompts: [start, stop)
@@ -168,7 +170,7 @@ class SFTConfig(BaseModel):
         " reads the task and its own line only, the same on any server count)",
     )
 
-    mode: Literal["score", "sample", "cost"] | None = Field(
+    mode: Literal[DECISION_MODES] | None = Field(  # type: ignore[valid-type]
         None,
         description="how the `llm` policy decides with the saved model unless told: score | sample | cost (by the"
         " cost head: needs --cost-head > 0 or a starting model with one); default: the starting model's",

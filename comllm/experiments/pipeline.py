@@ -44,6 +44,7 @@ from comllm.errors import ComllmError
 from comllm.experiments.config import LACS_KEYS, PipelineConfig
 from comllm.experiments.config import section_flags as _flags
 from comllm.locking import lock_folder
+from comllm.scenario import split_override_set
 
 DONE = ".stage-done"
 _PACKAGES = (
@@ -77,11 +78,6 @@ def git_revision() -> str | None:
         return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.TimeoutExpired):
         return None
-
-
-def _set_flags(sets: str) -> list[str]:
-    """``--set`` flags of ``'k=v;k=v'`` (an entry of ``data.sft_sets``)."""
-    return sum((["--set", kv.strip()] for kv in sets.split(";") if kv.strip()), [])
 
 
 def resumable(stage: str, out: Path) -> bool:
@@ -148,15 +144,13 @@ class Pipeline:
     def data_dir(self) -> Path:
         return self.run_dir / "data"
 
-    def sft_sets(self) -> list[str]:
-        """The scenario overrides of each SFT file (``data.sft_sets``; one file of no overrides if empty)."""
-        return list(self.cfg.data.sft_sets) or [""]
-
-    def sft_files(self) -> list[Path]:
-        """The SFT record files: ``sft.jsonl.gz``, or ``sft-I.jsonl.gz`` per entry of ``data.sft_sets``."""
-        if not self.cfg.data.sft_sets:
-            return [self.data_dir() / "sft.jsonl.gz"]
-        return [self.data_dir() / f"sft-{i}.jsonl.gz" for i in range(len(self.cfg.data.sft_sets))]
+    def sft_files(self) -> list[tuple[Path, list[str]]]:
+        """The SFT record files and the scenario overrides of each: ``sft-I.jsonl.gz`` per entry of
+        ``data.sft_sets``, or one ``sft.jsonl.gz`` at the scenario's own settings."""
+        sets = self.cfg.data.sft_sets
+        if not sets:
+            return [(self.data_dir() / "sft.jsonl.gz", [])]
+        return [(self.data_dir() / f"sft-{i}.jsonl.gz", split_override_set(s)) for i, s in enumerate(sets)]
 
     def test_counts(self) -> list[int]:
         e = self.cfg.eval
@@ -170,8 +164,8 @@ class Pipeline:
         if stage == "data":
             cmds = [
                 ["data", *common, "--split", "sft", "--n", str(dc.sft_n), "--servers", dc.sft_servers,
-                 "--seed", str(c.seed + 10 * i), *_set_flags(sets), "--out", str(path)]
-                for i, (sets, path) in enumerate(zip(self.sft_sets(), self.sft_files()))
+                 "--seed", str(c.seed + 10 * i), *sum((["--set", kv] for kv in sets), []), "--out", str(path)]
+                for i, (path, sets) in enumerate(self.sft_files())
             ] + [
                 ["data", *common, "--split", "grpo", "--n", str(dc.grpo_n), "--servers", dc.grpo_servers,
                  "--seed", str(c.seed + 1), *sum((["--set", s] for s in dc.grpo_set), []), "--out", str(d / "grpo.jsonl.gz")],
@@ -182,7 +176,7 @@ class Pipeline:
                              "--seed", str(c.seed + 100 + n), "--out", str(d / f"test-{n}.jsonl.gz")])  # fmt: skip
             return cmds
         if stage == "sft":
-            cmd = ["sft", *_flags(c.sft, always=("model", "template")), *sum((["--data", str(f)] for f in self.sft_files()), []),
+            cmd = ["sft", *_flags(c.sft, always=("model", "template")), *sum((["--data", str(f)] for f, _ in self.sft_files()), []),
                    "--out", str(run / "sft"), "--seed", str(c.seed)]  # fmt: skip
             return [cmd + c.sft.args]
         if stage == "comllm" and c.improve.method == "all-actions":

@@ -58,7 +58,7 @@ from comllm.errors import ComllmError
 from comllm.lacs.lookahead import LACS_DEFAULTS, LacsSettings
 from comllm.lacs.parallel import connect_ray, score_states
 from comllm.limits import MAX_TEMPERATURE, MAX_WORKERS
-from comllm.scenario import Scenario, load_scenario
+from comllm.scenario import Scenario, load_scenario, split_override_set
 from comllm.sft_config import LINE_COMPARE, PERTURB_FAMILIES
 from comllm.sim import MECSimulator, Snapshot
 from comllm.sim.batch import RULES as ROLLOUT_RULES
@@ -490,7 +490,7 @@ def improve(cfg: ImproveConfig, log: Callable[[str], None] = print, progress: An
         connect_ray(cfg.ray)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    scenarios = [load_scenario(cfg.scenario, list(cfg.overrides) + [kv for kv in m.split(";") if kv.strip()])
+    scenarios = [load_scenario(cfg.scenario, list(cfg.overrides) + split_override_set(m))
                  for m in (cfg.mix or ("",))]  # fmt: skip
     with lock_folder(out, "comllm improve"):
         start, state = 0, None

@@ -38,6 +38,7 @@ import torch
 from comllm.errors import ComllmError, short
 from comllm.lm import model as _model  # noqa: F401  (registers comllm_lm with the Auto classes)
 from comllm.limits import MAX_TEMPERATURE
+from comllm.sft_config import DECISION_MODES
 
 META_FILE = "comllm.json"
 FORMAT_VERSION = 1
@@ -115,8 +116,8 @@ class LMMeta:
         known = {k: data[k] for k in keys if k in data}
         if "template" not in known:
             raise LMError(f"{path} has no 'template' field")
-        if known.get("mode", "score") not in ("score", "sample", "cost"):
-            raise LMError(f"{path}: field 'mode' = {short(known['mode'])} is not one of score, sample, cost")
+        if known.get("mode", "score") not in DECISION_MODES:
+            raise LMError(f"{path}: field 'mode' = {short(known['mode'])} is not one of {', '.join(DECISION_MODES)}")
         t = known.get("cost_temperature", 0.0)
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= MAX_TEMPERATURE:  # refuses nan
             raise LMError(f"{path}: field 'cost_temperature' = {short(t)} is not a number in [0, {MAX_TEMPERATURE:g}]")

@@ -57,9 +57,9 @@ from comllm.lm.scoring import action_line_ends, line_costs, score_candidates
 from comllm.limits import MAX_TEMPERATURE
 from comllm.policies.base import Policy, PolicyError, register_policy
 from comllm.scenario import Scenario
+from comllm.sft_config import DECISION_MODES
 from comllm.state import StateBatch, TaskState, group_by_servers
 
-MODES = ("score", "sample", "cost")
 FALLBACKS = ("greedy", "local", "random")
 #: upper bounds of the decoding options (an answer is a few tokens; a reasoning trace a few hundred)
 MAX_NEW_TOKENS = 4096
@@ -85,8 +85,8 @@ class DecodeOptions:
     cost_temperature: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise PolicyError(f"llm option mode='{self.mode}' must be one of {', '.join(MODES)}")
+        if self.mode not in DECISION_MODES:
+            raise PolicyError(f"llm option mode='{self.mode}' must be one of {', '.join(DECISION_MODES)}")
         if self.fallback not in FALLBACKS:
             raise PolicyError(f"llm option fallback='{self.fallback}' must be one of {', '.join(FALLBACKS)}")
         if self.norm not in ("sum", "mean"):
