@@ -102,6 +102,9 @@ class SFTConfig(BaseModel):
     layers: int = Field(_SHAPE.layers, ge=1, description="embedded model: decoder layers")
     heads: int = Field(_SHAPE.heads, ge=1, description="embedded model: attention heads")
     intermediate: int = Field(_SHAPE.intermediate, ge=8, description="embedded model: MLP width")
+    value_range: Literal["wide", "narrow"] = Field(
+        "wide", description="embedded model: range of its value tokens, wide (0.001 .. 1e7) | narrow (0.01 .. 2000)"
+    )
     # Hugging Face models
     lora: bool = Field(False, description="HF model: train a LoRA adapter (r 64, alpha 128)", json_schema_extra=_flag("--lora"))
     lora_r: int = Field(64, ge=1, description="LoRA rank")

@@ -87,7 +87,8 @@ def test_printed_decimals_is_the_value_of_the_formatted_text(xs, d) -> None:
 
 def test_encode_values_matches_the_codec_one_by_one(lm) -> None:
     codec = lm.tokenizer.codec
-    values = np.array([0.0, 0.01, 3.17, 1999.99, 2000.0, 2000.01, 1e9])
+    top, res = codec.max_value, codec.resolution  # the range's end: the last value kept, then two clipped
+    values = np.array([0.0, 0.01, 3.17, top - res, top, top + res, 1e12])
     spaced = np.array([0, 1, 1, 0, 1, 1, 0])
     ids, clipped = encode_values(codec, values, spaced)
     ref = [codec.encode(float(v), bool(s)) for v, s in zip(values, spaced, strict=True)]

@@ -13,7 +13,7 @@ from transformers import AutoTokenizer
 
 import comllm.lm  # noqa: F401  (registers the Auto classes)
 from comllm.lm.tokenizer import ComllmTokenizer
-from comllm.lm.values import ValueCodec, value_features
+from comllm.lm.values import VALUE_RANGES, ValueCodec, value_features
 
 CORPUS = [
     "task 4.19 Mbit deadline 10\nlocal: est 7.98 | wait 3 cpu 2.5 GHz density 297\n"
@@ -132,3 +132,54 @@ def test_codec_formats_shortest() -> None:
     c = ValueCodec(base=0)
     assert [c.format(x) for x in (297.0, 41.8, 4.19, 0.0)] == ["297", "41.8", "4.19", "0"]
     assert np.allclose([c.decode(c.encode(x)[0])[0] for x in (297.0, 41.8)], [297.0, 41.8])
+
+
+def test_a_codec_saved_without_scales_is_the_narrow_one() -> None:
+    old = {k: v for k, v in ValueCodec(base=7).to_dict().items() if k != "scales"}  # a checkpoint of before
+    assert ValueCodec.from_dict(old) == ValueCodec(base=7)
+    wide = ValueCodec(base=7, **VALUE_RANGES["wide"])
+    assert ValueCodec.from_dict(wide.to_dict()) == wide
+    with pytest.raises(ValueError, match="scales"):
+        ValueCodec(base=1, scales=(1.0, -3.0))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(min_value=0.0, max_value=1e7, allow_nan=False))
+def test_wide_codec_keeps_values_written_in_other_units(value: float) -> None:
+    codec = ValueCodec(base=500, **VALUE_RANGES["wide"])
+    tid, clipped = codec.encode(value)
+    assert not clipped and abs(codec.decode(tid)[0] - value) <= 0.0005 + 1e-9
+    feats = value_features(torch.tensor([tid]), codec)
+    assert feats.shape == (1, codec.n_features) and bool(torch.isfinite(feats).all())
+    assert float(feats.abs().max()) <= 9.0  # log1p(1e7) / 2 ≈ 8.06; the rest within [-1, 1]
+
+
+def test_wide_codec_reads_a_units_prompt_unclipped(tmp_path) -> None:
+    """States in kbit and s / ms: clipped by the narrow range (sizes, queues of over 2,000 kbit), not by the wide one."""
+    from comllm.text.perturb import perturbed_template
+    from tests.fixtures.text_states import random_fresh_state
+
+    rng = np.random.default_rng(5)
+    states = [random_fresh_state(rng, 6, history_len=10) for _ in range(40)]
+    texts = [perturbed_template("units", seed=i, base="lean-v2").render_prompt(s) for i, s in enumerate(states)]
+    narrow = ComllmTokenizer.build(texts, tmp_path / "narrow")
+    wide = ComllmTokenizer.build(texts, tmp_path / "wide", codec=VALUE_RANGES["wide"])
+    for t in texts:
+        narrow.encode_text(t)
+        wide.encode_text(t)
+    assert narrow.stats["clipped"] > 0
+    assert wide.stats["values"] == narrow.stats["values"] and wide.stats["clipped"] == 0
+
+
+def test_a_new_embedded_model_has_the_wide_range_unless_asked() -> None:
+    from comllm.lm.sft import new_embedded_lm
+    from comllm.sft_config import ModelShape
+    from tests.fixtures.text_states import random_fresh_state
+
+    states = [random_fresh_state(np.random.default_rng(1), 3) for _ in range(4)]
+    shape = ModelShape(hidden=16, layers=1, heads=2, intermediate=32, value_hidden=8)
+    wide = new_embedded_lm("lean-v2", states, shape, seed=0)
+    narrow = new_embedded_lm("lean-v2", states, shape, seed=0, value_range="narrow")
+    assert wide.tokenizer.codec == ValueCodec(base=wide.tokenizer.n_words, **VALUE_RANGES["wide"])
+    assert narrow.tokenizer.codec == ValueCodec(base=narrow.tokenizer.n_words)
+    assert ValueCodec.from_dict(wide.model.config.value_codec) == wide.tokenizer.codec

@@ -77,6 +77,7 @@ from comllm.lm.distributed import DataParallel
 from comllm.lm.loading import LMError, LMMeta, LoadedLM, LoraSpec, load_lm, pick_device
 from comllm.lm.model import ModelShape, build_model, set_line_positions
 from comllm.lm.tokenizer import ComllmTokenizer
+from comllm.lm.values import VALUE_RANGES
 from comllm.locking import LOCK_FILE, is_main_process, lock_folder
 from comllm.sft_config import EVAL_PERTURB_SEEDS, TRAIN_PERTURB_SEEDS, SFTConfig, SFTError, make_config  # noqa: F401
 from comllm.state import TaskState
@@ -542,7 +543,12 @@ def _distinct_lines(texts: Iterable[str]) -> list[str]:
 
 
 def new_embedded_lm(
-    template: str, corpus_states: list[TaskState], shape: ModelShape, seed: int, perturbation_words: bool = False
+    template: str,
+    corpus_states: list[TaskState],
+    shape: ModelShape,
+    seed: int,
+    perturbation_words: bool = False,
+    value_range: str = "wide",
 ) -> LoadedLM:
     """A fresh embedded model whose word vocabulary covers every registered template and answer.
 
@@ -550,7 +556,9 @@ def new_embedded_lm(
     perturbations write too (:func:`perturbation_corpus`), so that no perturbed prompt
     meets an unknown word. Without it the vocabulary, hence the initialisation, is the
     one of before (the perturbations' words are left out: a model that never reads them
-    in training gains nothing from having them).
+    in training gains nothing from having them). ``value_range``: a key of
+    :data:`~comllm.lm.values.VALUE_RANGES` (``wide`` reads values written in other units
+    unclipped; ``narrow`` is the codec of the checkpoints made before it).
     """
     from comllm.text import TEMPLATES
 
@@ -567,7 +575,7 @@ def new_embedded_lm(
         corpus.append(suffix)
     build_dir = tempfile.mkdtemp(prefix="comllm-tok-")
     try:
-        tokenizer = ComllmTokenizer.build(corpus, build_dir)
+        tokenizer = ComllmTokenizer.build(corpus, build_dir, codec=VALUE_RANGES[value_range])
         model = build_model(tokenizer, shape, seed=seed)
     finally:
         shutil.rmtree(build_dir, ignore_errors=True)
@@ -797,7 +805,7 @@ def _new_lm(cfg: SFTConfig, states: list[TaskState], device: str) -> LoadedLM:
         shape = ModelShape(hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads, intermediate=cfg.intermediate)
         pick = np.random.default_rng(cfg.seed).choice(len(states), min(len(states), 300), replace=False)
         lm = new_embedded_lm(cfg.template, [states[i] for i in pick], shape, cfg.seed,  # type: ignore[arg-type]
-                             perturbation_words=bool(cfg.perturb))  # fmt: skip
+                             perturbation_words=bool(cfg.perturb), value_range=cfg.value_range)  # fmt: skip
         lm.model.to(device)
         return lm
     lora = LoraSpec(r=cfg.lora_r, alpha=cfg.lora_alpha) if cfg.lora else None

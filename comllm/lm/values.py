@@ -8,9 +8,20 @@ id from deterministic features of its value (:func:`value_features`), not from
 a lookup table, so nearby values get nearby embeddings and every value in the
 range is understood, seen in training or not.
 
-Defaults: resolution 0.01, range 0..2000 (covers 297 cycles/bit, 41.8 GHz,
-penalties of 100, queues of hundreds of Mbit, latencies of hundreds of slots).
-A value above the range is clipped to ``max_value`` and counted.
+Two ranges:
+
+* ``narrow`` (the dataclass defaults, and every checkpoint whose codec does not name
+  ``scales``): resolution 0.01, range 0..2000 (297 cycles/bit, 41.8 GHz, penalties of
+  100, queues of hundreds of Mbit, latencies of hundreds of slots in the canonical units).
+* ``wide`` (:data:`VALUE_RANGES`, what a new embedded model gets by default, ``comllm sft
+  --value-range``): resolution 0.001, range 0..10,000,000 and monotone features up to
+  1,000,000, so that the same state written in other units (README, "Robustness") keeps
+  its values: a task of 3,817.9 kbit, a queue of 40,702.41 kbit, an estimate of 0.454 s or
+  8,487.88 ms are neither clipped nor rounded.
+
+A value above the range is clipped to ``max_value`` and counted. The features depend on
+the value only (not on the resolution or the range), so a value means the same to a model
+under either range.
 """
 
 from __future__ import annotations
@@ -29,7 +40,8 @@ class ValueCodec:
 
     ``base``: first value id (the text vocabulary's size); ``resolution``: value
     step of one id (e.g. 0.01); ``max_value``: largest representable value;
-    ``periods``: periods (in value units) of the sin/cos features.
+    ``periods``: periods (in value units) of the sin/cos features; ``scales``: scales (in
+    value units) of the monotone ``tanh(v / s)`` features (each resolves values around ``s``).
     """
 
     base: int
@@ -38,6 +50,7 @@ class ValueCodec:
     periods: tuple[float, ...] = field(
         default_factory=lambda: tuple(float(p) for p in np.geomspace(0.1, 10.0, 8).round(6))
     )
+    scales: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 
     def __post_init__(self) -> None:
         if self.base < 0:
@@ -46,6 +59,8 @@ class ValueCodec:
             raise ValueError(f"value codec resolution={self.resolution} must be > 0")
         if not (self.max_value > 0):
             raise ValueError(f"value codec max_value={self.max_value} must be > 0")
+        if not self.scales or not all(math.isfinite(x) and x > 0 for x in self.scales):
+            raise ValueError(f"value codec scales={list(self.scales)} must be positive numbers")
 
     @property
     def n_steps(self) -> int:
@@ -64,18 +79,20 @@ class ValueCodec:
 
     @property
     def n_features(self) -> int:
-        return len(_SCALES) + 2 + 2 * len(self.periods)
+        return len(self.scales) + 2 + 2 * len(self.periods)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["periods"] = list(self.periods)
+        d["scales"] = list(self.scales)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ValueCodec":
         d = dict(d)
-        if "periods" in d:
-            d["periods"] = tuple(float(p) for p in d["periods"])
+        for key in ("periods", "scales"):
+            if key in d:
+                d[key] = tuple(float(p) for p in d[key])
         return cls(**d)
 
     # ---- ids <-> values -------------------------------------------------
@@ -109,21 +126,30 @@ class ValueCodec:
         return text
 
 
-#: scales of the monotone features ``tanh(v / s)``: each resolves values around ``s``
-_SCALES = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+#: the codec fields (other than ``base``) of each value range; ``narrow`` is the dataclass default
+VALUE_RANGES: dict[str, dict] = {
+    "narrow": {},
+    "wide": {
+        "resolution": 0.001,
+        "max_value": 10_000_000.0,
+        "scales": (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4, 3e4, 1e5, 3e5, 1e6),
+    },
+}
 
 
 @functools.lru_cache(maxsize=16)
-def _constants(periods: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The periods and :data:`_SCALES` as float64 tensors on ``device`` (made once, not per call)."""
+def _constants(
+    periods: tuple[float, ...], scales: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The periods and scales as float64 tensors on ``device`` (made once, not per call)."""
     return (torch.tensor(periods, dtype=torch.float64, device=device),
-            torch.tensor(_SCALES, dtype=torch.float64, device=device))  # fmt: skip
+            torch.tensor(scales, dtype=torch.float64, device=device))  # fmt: skip
 
 
 def value_features(ids: torch.Tensor, codec: ValueCodec) -> torch.Tensor:
     """Deterministic features of value ids, shape ``ids.shape + (codec.n_features,)``, float32.
 
-    ``[tanh(v / s) for s in 1, 3, ..., 1000; log1p(v) / 2; spaced;
+    ``[tanh(v / s) for s in codec.scales (1, 3, ..., 1000 narrow); log1p(v) / 2; spaced;
     sin(2πv/P), cos(2πv/P) for P in periods (0.1 .. 10)]``: bounded monotone
     features at several scales (a comparison of two latencies of a few slots
     is as easy to learn as one of two queues of hundreds of Mbit), plus
@@ -136,7 +162,7 @@ def value_features(ids: torch.Tensor, codec: ValueCodec) -> torch.Tensor:
     step = torch.div(off, 2, rounding_mode="floor")
     spaced = off - 2 * step
     v = step * codec.resolution
-    periods, scales = _constants(codec.periods, ids.device)
+    periods, scales = _constants(codec.periods, codec.scales, ids.device)
     phase = (2 * math.pi) * torch.remainder(v[..., None], periods) / periods
     feats = [
         torch.tanh(v[..., None] / scales),
