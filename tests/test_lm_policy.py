@@ -117,3 +117,20 @@ def test_shipped_default_is_found_and_near_the_oracle() -> None:
             sim.step(np.zeros(0, dtype=np.int64))
     assert policy.stats["invalid"] == 0
     assert oracle / chosen > 0.95
+
+
+def test_perturbed_prompts_in_closed_loop(lm) -> None:
+    """``perturb=FAMILY``: every prompt in that family's style (drawn per state), decisions stay valid."""
+    from comllm.text.perturb import PerturbedTemplate
+
+    model, path = lm
+    sc = load_scenario("small")
+    pol = make_policy(f"llm:{path},perturb=units,perturb_seed=3", sc)
+    assert isinstance(pol.template, PerturbedTemplate) and pol.template.base.name == "estimates-compact"
+    states = _batch(3, 6, seed=2).states()
+    plain = make_policy(f"llm:{path}", sc)
+    assert [pol.template.render_prompt(s) for s in states] != [plain.template.render_prompt(s) for s in states]
+    summary, _ = evaluate_closed_loop(sc, pol, slots=20, seeds=1, warmup=5)
+    assert summary["n_tasks"] > 0 and summary["policy_stats"]["invalid"] == 0
+    with pytest.raises(PolicyError, match="perturb='nope'"):
+        make_policy(f"llm:{path},perturb=nope")

@@ -38,7 +38,12 @@ or ``llm:mode=sample``. Options:
   path). Other models always take the reference path;
 * ``batch`` (default 64): states per forward pass; ``device`` (``auto``);
   ``template`` (override the checkpoint's); ``max_new_tokens`` (sample mode);
-  ``threads`` (torch CPU threads; default: leave torch's setting).
+  ``threads`` (torch CPU threads; default: leave torch's setting);
+* ``perturb=FAMILY`` (a name of :data:`comllm.text.perturb.PERTURBATIONS`, e.g. ``units`` or
+  ``all``): every prompt is rendered in that family's style, drawn per state from
+  ``perturb_seed`` (default 0; training draws from 1,000,000 on) and the state's canonical
+  text, as ``comllm eval-data`` robustness does; in closed loop it measures what a rewritten
+  prompt costs the running system (README, "Robustness"). Prompts then take the text path.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from comllm.limits import MAX_TEMPERATURE
 from comllm.policies.base import Policy, PolicyError, register_policy
 from comllm.scenario import Scenario
 from comllm.sft_config import DECISION_MODES
+from comllm.text.perturb import PERTURBATIONS, perturbed_template
 from comllm.state import StateBatch, TaskState, group_by_servers
 
 FALLBACKS = ("greedy", "local", "random")
@@ -394,7 +400,7 @@ def parse_spec(arg: str | None) -> tuple[str | None, dict[str, str]]:
 _OPTION_TYPES: dict[str, Any] = {
     "mode": str, "temperature": float, "top_p": float, "norm": str, "fallback": str, "batch": int,
     "max_new_tokens": int, "fast": lambda v: _boolean("fast", v), "seed": int, "device": str, "template": str, "threads": int, "dtype": str,
-    "cost_temperature": float,
+    "cost_temperature": float, "perturb": str, "perturb_seed": int,
 }  # fmt: skip
 
 
@@ -424,6 +430,9 @@ def make_lm_policy(arg: str | None, scenario: Scenario | None = None) -> LMPolic
             raise PolicyError(f"llm option threads={opts['threads']} must be in 1..4096")
     load = {k: opts.pop(k) for k in ("template", "device", "dtype", "threads") if k in opts}
     seed = opts.pop("seed", 0)
+    perturb, perturb_seed = opts.pop("perturb", None), opts.pop("perturb_seed", 0)
+    if perturb is not None and perturb not in PERTURBATIONS:
+        raise PolicyError(f"llm option perturb='{perturb}' is not a perturbation (known: {', '.join(PERTURBATIONS)})")
     options = DecodeOptions(**opts)  # checked before the model is loaded (the checkpoint's mode after)
     if "threads" in load:
         torch.set_num_threads(load.pop("threads"))
@@ -436,11 +445,14 @@ def make_lm_policy(arg: str | None, scenario: Scenario | None = None) -> LMPolic
         options = dataclasses.replace(options, mode=lm.meta.mode)
     if "cost_temperature" not in opts and scenario is not None and scenario.decisions == "simultaneous":
         options = dataclasses.replace(options, cost_temperature=float(lm.meta.cost_temperature))
-    return LMPolicy(lm, options, seed=seed)  # make_policy checks it against the scenario
+    policy = LMPolicy(lm, options, seed=seed)  # make_policy checks it against the scenario
+    if perturb is not None:
+        policy.template = perturbed_template(perturb, seed=perturb_seed, base=policy.template)
+    return policy
 
 
 register_policy(
-    "llm", "language model: llm[:PATH][,mode=score|sample|cost,temperature=..,top_p=..,cost_temperature=..]", LMPolicy
+    "llm", "language model: llm[:PATH][,mode=score|sample|cost,temperature=..,top_p=..,cost_temperature=..,perturb=FAMILY]", LMPolicy
 )(
     make_lm_policy
 )
