@@ -10,14 +10,16 @@ DATA=${DATA:-runs/p6}
 OUT=${1:-runs/p6fast}
 # the perturbation families of training (the rest are held out); SHIP=0 trains without shipping
 FAMILIES=${FAMILIES:-shuffle-fields paraphrase numbers}
+PROB=${PROB:-0.3}      # share of the training prompts perturbed
+STEPS=${STEPS:-4000}
 SHIP=${SHIP:-1}
 C=.venv/bin/comllm
 data=()
 for f in "$DATA"/sft-*.jsonl.gz; do data+=(--data "$f"); done
 [ -f "$OUT/model.safetensors" ] || $C sft --model default --template lean-v2 "${data[@]}" \
-  --hidden 64 --layers 2 --heads 2 --intermediate 192 --steps 4000 --batch-size 48 --lr 2e-3 --seed 7 \
+  --hidden 64 --layers 2 --heads 2 --intermediate 192 --steps "$STEPS" --batch-size 48 --lr 2e-3 --seed 7 \
   --cost-head 2.0 --mode cost --renumber 0.5 --renumber-max 24 --line-positions lines --line-compare earlier \
-  $(for f in $FAMILIES; do echo --perturb "$f"; done) --perturb-prob 0.3 --perturb-seed 7 \
+  $(for f in $FAMILIES; do echo --perturb "$f"; done) --perturb-prob "$PROB" --perturb-seed 7 \
   --eval-data "$DATA/test-0.3.jsonl.gz" --eval-every 1000 --eval-size 500 --save-every 500 --threads 2 --no-progress \
   --out "$OUT"
 # the run folder decides in cost mode too (--mode cost: llm:runs/...)

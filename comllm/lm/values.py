@@ -14,14 +14,17 @@ Two ranges:
   ``scales``): resolution 0.01, range 0..2000 (297 cycles/bit, 41.8 GHz, penalties of
   100, queues of hundreds of Mbit, latencies of hundreds of slots in the canonical units).
 * ``wide`` (:data:`VALUE_RANGES`, what a new embedded model gets by default, ``comllm sft
-  --value-range``): resolution 0.001, range 0..10,000,000 and monotone features up to
-  1,000,000, so that the same state written in other units (README, "Robustness") keeps
-  its values: a task of 3,817.9 kbit, a queue of 40,702.41 kbit, an estimate of 0.454 s or
-  8,487.88 ms are neither clipped nor rounded.
+  --value-range``): resolution 0.001, range 0..10,000,000, so that the same state written in
+  other units (README, "Robustness") keeps its values (a task of 3,817.9 kbit, a queue of
+  40,702.41 kbit, an estimate of 0.454 s or 8,487.88 ms are neither clipped nor rounded), and
+  features that a change of unit moves without changing them: monotone ones at scales
+  0.01 .. 1,000,000 in steps of about √10 (a value × 10 is the same features two scales on)
+  and, for the fine detail, periodic ones of ``log10 v`` whose periods divide one decade (a
+  value × 10, × 100 or × 0.1 has the same phases). The narrow codec's periodic features of
+  ``v`` itself tie the fine detail to the unit: a model trained on slots could not read
+  estimates in ms (docs/notes/fresh-models.md, tenth round).
 
-A value above the range is clipped to ``max_value`` and counted. The features depend on
-the value only (not on the resolution or the range), so a value means the same to a model
-under either range.
+A value above the range is clipped to ``max_value`` and counted.
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ class ValueCodec:
 
     ``base``: first value id (the text vocabulary's size); ``resolution``: value
     step of one id (e.g. 0.01); ``max_value``: largest representable value;
-    ``periods``: periods (in value units) of the sin/cos features; ``scales``: scales (in
-    value units) of the monotone ``tanh(v / s)`` features (each resolves values around ``s``).
+    ``periods``: periods (in value units) of the sin/cos features of ``v``; ``scales``: scales
+    (in value units) of the monotone ``tanh(v / s)`` features (each resolves values around
+    ``s``); ``log_periods``: periods (in decades) of the sin/cos features of ``log10 v``.
     """
 
     base: int
@@ -51,6 +55,7 @@ class ValueCodec:
         default_factory=lambda: tuple(float(p) for p in np.geomspace(0.1, 10.0, 8).round(6))
     )
     scales: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+    log_periods: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.base < 0:
@@ -61,6 +66,9 @@ class ValueCodec:
             raise ValueError(f"value codec max_value={self.max_value} must be > 0")
         if not self.scales or not all(math.isfinite(x) and x > 0 for x in self.scales):
             raise ValueError(f"value codec scales={list(self.scales)} must be positive numbers")
+        for name in ("periods", "log_periods"):
+            if not all(math.isfinite(x) and x > 0 for x in getattr(self, name)):
+                raise ValueError(f"value codec {name}={list(getattr(self, name))} must be positive numbers")
 
     @property
     def n_steps(self) -> int:
@@ -79,18 +87,19 @@ class ValueCodec:
 
     @property
     def n_features(self) -> int:
-        return len(self.scales) + 2 + 2 * len(self.periods)
+        return len(self.scales) + 2 + 2 * len(self.periods) + 2 * len(self.log_periods)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["periods"] = list(self.periods)
         d["scales"] = list(self.scales)
+        d["log_periods"] = list(self.log_periods)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ValueCodec":
         d = dict(d)
-        for key in ("periods", "scales"):
+        for key in ("periods", "scales", "log_periods"):
             if key in d:
                 d[key] = tuple(float(p) for p in d[key])
         return cls(**d)
@@ -132,25 +141,34 @@ VALUE_RANGES: dict[str, dict] = {
     "wide": {
         "resolution": 0.001,
         "max_value": 10_000_000.0,
-        "scales": (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4, 3e4, 1e5, 3e5, 1e6),
+        "scales": tuple(float(f"{m}e{e}") for e in range(-2, 6) for m in (1, 3)) + (1e6,),
+        "periods": (),
+        "log_periods": tuple(2.0**-k for k in range(9)),  # 1 .. 1/256 decade: 0.1 % apart is 0.8 rad
     },
 }
 
 
-@functools.lru_cache(maxsize=16)
-def _constants(
-    periods: tuple[float, ...], scales: tuple[float, ...], device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The periods and scales as float64 tensors on ``device`` (made once, not per call)."""
-    return (torch.tensor(periods, dtype=torch.float64, device=device),
-            torch.tensor(scales, dtype=torch.float64, device=device))  # fmt: skip
+@functools.lru_cache(maxsize=32)
+def _constant(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """``values`` as a float64 tensor on ``device`` (made once, not per call)."""
+    return torch.tensor(values, dtype=torch.float64, device=device)
+
+
+def _phases(x: torch.Tensor, periods: tuple[float, ...]) -> list[torch.Tensor]:
+    """sin and cos of ``2πx / P`` for each period (none without periods)."""
+    if not periods:
+        return []
+    p = _constant(periods, x.device)
+    phase = (2 * math.pi) * torch.remainder(x[..., None], p) / p
+    return [torch.sin(phase), torch.cos(phase)]
 
 
 def value_features(ids: torch.Tensor, codec: ValueCodec) -> torch.Tensor:
     """Deterministic features of value ids, shape ``ids.shape + (codec.n_features,)``, float32.
 
     ``[tanh(v / s) for s in codec.scales (1, 3, ..., 1000 narrow); log1p(v) / 2; spaced;
-    sin(2πv/P), cos(2πv/P) for P in periods (0.1 .. 10)]``: bounded monotone
+    sin(2πv/P), cos(2πv/P) for P in periods (0.1 .. 10 narrow, none wide);
+    sin(2π log10(v)/L), cos(2π log10(v)/L) for L in log_periods (none narrow; 0 for v = 0)]``: bounded monotone
     features at several scales (a comparison of two latencies of a few slots
     is as easy to learn as one of two queues of hundreds of Mbit), plus
     periodic ones for fine detail. Periods stay short, so a large value never
@@ -162,13 +180,13 @@ def value_features(ids: torch.Tensor, codec: ValueCodec) -> torch.Tensor:
     step = torch.div(off, 2, rounding_mode="floor")
     spaced = off - 2 * step
     v = step * codec.resolution
-    periods, scales = _constants(codec.periods, codec.scales, ids.device)
-    phase = (2 * math.pi) * torch.remainder(v[..., None], periods) / periods
     feats = [
-        torch.tanh(v[..., None] / scales),
+        torch.tanh(v[..., None] / _constant(codec.scales, ids.device)),
         (torch.log1p(v) / 2)[..., None],
         spaced[..., None],
-        torch.sin(phase),
-        torch.cos(phase),
+        *_phases(v, codec.periods),
     ]
+    if codec.log_periods:
+        positive = (v > 0)[..., None]
+        feats += [f * positive for f in _phases(torch.log10(v.clamp(min=codec.resolution)), codec.log_periods)]
     return torch.cat(feats, dim=-1).to(torch.float32)
