@@ -183,3 +183,20 @@ def test_a_new_embedded_model_has_the_wide_range_unless_asked() -> None:
     assert wide.tokenizer.codec == ValueCodec(base=wide.tokenizer.n_words, **VALUE_RANGES["wide"])
     assert narrow.tokenizer.codec == ValueCodec(base=narrow.tokenizer.n_words)
     assert ValueCodec.from_dict(wide.model.config.value_codec) == wide.tokenizer.codec
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(min_value=0.01, max_value=9000.0, allow_nan=False), st.sampled_from([-1, 1, 2]))
+def test_wide_features_move_with_a_change_of_unit(value: float, decades: int) -> None:
+    """× 10^k (kbit for Mbit, ms or s for slots): the monotone features shift by 2k scales, the
+    periodic ones of log10 v stay; what a model learnt of a value's fine detail carries over."""
+    codec = ValueCodec(base=0, **VALUE_RANGES["wide"])
+    value = round(value, 2)  # printed as the canonical prompts do, so × 0.1 stays on the 0.001 grid
+    ids = torch.tensor([codec.encode(value)[0], codec.encode(value * 10.0**decades)[0]])
+    f = value_features(ids, codec).double()
+    n = len(codec.scales)
+    k = 2 * decades  # the scales go 1, 3, 10, 30, ...: × 10 is two scales on
+    a, b = (f[0, : n - k], f[1, k:n]) if k > 0 else (f[0, -k:n], f[1, : n + k])
+    assert torch.allclose(a, b, atol=1e-4)
+    assert torch.allclose(f[0, n + 2 :], f[1, n + 2 :], atol=2e-3)
+    assert float(f[1, n + 2 :].abs().max()) > 0.0  # a positive value has phases
