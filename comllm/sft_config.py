@@ -62,6 +62,12 @@ PERTURB_FAMILIES = ("shuffle-fields", "paraphrase", "units", "numbers", "shuffle
 LINE_COMPARE = ("earlier", "all", "none")
 #: how the ``llm`` policy decides with a model (:mod:`comllm.lm.policy`): score, sample or by the cost head
 DECISION_MODES = ("score", "sample", "cost")
+
+
+def is_perturb_family(name: str) -> bool:
+    """A family of :data:`PERTURB_FAMILIES`, or several joined by ``+`` (applied in turn:
+    :func:`comllm.text.perturb.get_perturbation`)."""
+    return bool(name) and all(part in PERTURB_FAMILIES for part in name.split("+"))
 #: perturbation seeds of the robustness evaluation: 0 .. EVAL_PERTURB_SEEDS - 1 (never drawn for training)
 EVAL_PERTURB_SEEDS = 1000
 #: perturbation seeds drawn for training prompts: [start, stop)
@@ -196,14 +202,11 @@ class SFTConfig(BaseModel):
         return self
 
     def _check_perturb(self) -> None:
-        """Known families (those of :data:`comllm.text.perturb.PERTURBATIONS`)."""
-        if not self.perturb:
-            return
-        from comllm.text.perturb import PERTURBATIONS
-
+        """Known families (those of :data:`comllm.text.perturb.PERTURBATIONS`, alone or joined by ``+``)."""
         for family in self.perturb:
-            if family not in PERTURBATIONS:
-                raise FieldError("perturb", family, f"unknown --perturb family (known: {', '.join(PERTURBATIONS)})")
+            if not is_perturb_family(family):
+                raise FieldError("perturb", family, f"unknown --perturb family (known: {', '.join(PERTURB_FAMILIES)},"
+                                 " or families joined by '+')")  # fmt: skip
 
 
 def make_config(**kwargs: Any) -> SFTConfig:

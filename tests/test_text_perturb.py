@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -394,3 +396,23 @@ def test_old_compact_paraphrase_draws_are_unchanged_by_the_fresh_words() -> None
     for base in COMPACT:
         style = perturbed_template("paraphrase", 0, base=base)._template_for(_example_state()).style
         assert set(style.labels) == set(WORDS)
+
+
+def test_families_joined_by_plus_apply_in_turn() -> None:
+    """``a+b``: the restyles of ``a`` then ``b`` (as ``all`` chains every family); reads back to the state."""
+    combo = get_perturbation("shuffle-fields+units+numbers")
+    assert combo.changes == {"orders", "units", "numbers"}
+    everything = "shuffle-fields+paraphrase+units+numbers+shuffle-servers"
+    t = get_template("paper")
+    rng = np.random.default_rng(3)
+    for seed in range(6):
+        q = t.quantize(random_state(rng, 5))
+        # the same draws as the family that chains all five in the same order
+        assert perturbed_template(everything, seed, base="paper").render_prompt(q) == perturbed_template(
+            "all", seed, base="paper"
+        ).render_prompt(q)
+        text = perturbed_template("shuffle-fields+units+numbers", seed, base="paper").render_prompt(q)
+        assert parse_prompt(text) == q
+    for bad in ("units+loud", "units+", "+units"):
+        with pytest.raises(TextError, match=re.escape(f"unknown perturbation '{bad}'")):
+            get_perturbation(bad)

@@ -59,7 +59,7 @@ from comllm.lacs.lookahead import LACS_DEFAULTS, LacsSettings
 from comllm.lacs.parallel import connect_ray, score_states
 from comllm.limits import MAX_TEMPERATURE, MAX_WORKERS
 from comllm.scenario import Scenario, load_scenario, split_override_set
-from comllm.sft_config import LINE_COMPARE, PERTURB_FAMILIES
+from comllm.sft_config import LINE_COMPARE, PERTURB_FAMILIES, is_perturb_family
 from comllm.sim import MECSimulator, Snapshot
 from comllm.sim.batch import RULES as ROLLOUT_RULES
 from comllm.state import StateBatch
@@ -190,8 +190,9 @@ class ImproveConfig:
         need(self.line_compare is None or self.line_compare in LINE_COMPARE, "line_compare",
              f"must be one of {', '.join(LINE_COMPARE)}")
         for family in self.perturb:
-            if family not in PERTURB_FAMILIES:
-                raise ImproveError(f"--perturb = {family!r}: unknown family (known: {', '.join(PERTURB_FAMILIES)})")
+            if not is_perturb_family(family):
+                raise ImproveError(f"--perturb = {family!r}: unknown family (known: {', '.join(PERTURB_FAMILIES)}, "
+                                   "or families joined by '+')")  # fmt: skip
         need(not self.augmented or self.objective == "regress", "objective",
              "--renumber and --perturb are for --objective regress (its targets follow the action, not the answer's id)")
 

@@ -40,7 +40,7 @@ or ``llm:mode=sample``. Options:
   ``template`` (override the checkpoint's); ``max_new_tokens`` (sample mode);
   ``threads`` (torch CPU threads; default: leave torch's setting);
 * ``perturb=FAMILY`` (a name of :data:`comllm.text.perturb.PERTURBATIONS`, e.g. ``units`` or
-  ``all``): every prompt is rendered in that family's style, drawn per state from
+  ``all``, or several joined by ``+``): every prompt is rendered in that family's style, drawn per state from
   ``perturb_seed`` (default 0; training draws from 1,000,000 on) and the state's canonical
   text, as ``comllm eval-data`` robustness does; in closed loop it measures what a rewritten
   prompt costs the running system (README, "Robustness"). Prompts then take the text path.
@@ -62,8 +62,8 @@ from comllm.lm.scoring import action_line_ends, line_costs, score_candidates
 from comllm.limits import MAX_TEMPERATURE
 from comllm.policies.base import Policy, PolicyError, register_policy
 from comllm.scenario import Scenario
-from comllm.sft_config import DECISION_MODES
-from comllm.text.perturb import PERTURBATIONS, perturbed_template
+from comllm.sft_config import DECISION_MODES, PERTURB_FAMILIES, is_perturb_family
+from comllm.text.perturb import perturbed_template
 from comllm.state import StateBatch, TaskState, group_by_servers
 
 FALLBACKS = ("greedy", "local", "random")
@@ -431,8 +431,9 @@ def make_lm_policy(arg: str | None, scenario: Scenario | None = None) -> LMPolic
     load = {k: opts.pop(k) for k in ("template", "device", "dtype", "threads") if k in opts}
     seed = opts.pop("seed", 0)
     perturb, perturb_seed = opts.pop("perturb", None), opts.pop("perturb_seed", 0)
-    if perturb is not None and perturb not in PERTURBATIONS:
-        raise PolicyError(f"llm option perturb='{perturb}' is not a perturbation (known: {', '.join(PERTURBATIONS)})")
+    if perturb is not None and not is_perturb_family(perturb):
+        raise PolicyError(f"llm option perturb='{perturb}' is not a perturbation (known: {', '.join(PERTURB_FAMILIES)}, "
+                          "or families joined by '+')")  # fmt: skip
     options = DecodeOptions(**opts)  # checked before the model is loaded (the checkpoint's mode after)
     if "threads" in load:
         torch.set_num_threads(load.pop("threads"))

@@ -182,9 +182,16 @@ PERTURBATIONS: dict[str, Perturbation] = {
 
 
 def get_perturbation(name: str) -> Perturbation:
-    if name not in PERTURBATIONS:
-        raise TextError(f"unknown perturbation '{name}' (known: {', '.join(PERTURBATIONS)})")
-    return PERTURBATIONS[name]
+    """The perturbation ``name``: a family of :data:`PERTURBATIONS`, or families joined by ``+``
+    (``shuffle-fields+units``: each applied in turn, as ``all`` applies every one)."""
+    if name in PERTURBATIONS:
+        return PERTURBATIONS[name]
+    parts = name.split("+")
+    if len(parts) < 2 or any(p not in PERTURBATIONS for p in parts):
+        raise TextError(f"unknown perturbation '{name}' (known: {', '.join(PERTURBATIONS)}, or families joined by '+')")
+    chosen = [PERTURBATIONS[p] for p in parts]
+    return Perturbation(name, "; then ".join(p.description for p in chosen), _chain(*(p.restyle for p in chosen)),
+                        frozenset().union(*(p.changes for p in chosen)))  # fmt: skip
 
 
 class PerturbedTemplate(Template):
