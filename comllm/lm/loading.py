@@ -15,7 +15,8 @@ weights; its base model is named in the adapter config and loaded first.
   with ``--objective regress`` from it), ``paper6-fast`` (a 2 x 64 cost-mode model trained on the
   same records, the fast one), ``comllm-fast`` (the all-action stage with ``--objective regress``
   from it), ``paper6-robust`` (the fast shape on the wide value codec, trained on perturbed
-  prompts with ``units`` and families combined), ``comllm``,
+  prompts with ``units`` and families combined), ``comllm-robust`` (the all-action stage from it),
+  ``comllm``,
   ``grpo``, ``estimates`` -> ``comllm/checkpoints/lm-<name>``;
 * a local folder written by ``comllm sft`` or ``save_pretrained``;
 * a Hugging Face model name (``Qwen/Qwen2.5-0.5B``), loaded through the Auto classes.
@@ -231,7 +232,7 @@ SHIPPED: dict[str, str] = {
     "default": "lm-default", "sft": "lm-paper6", "comllm": "lm-comllm", "grpo": "lm-grpo",
     "paper6": "lm-paper6", "paper6-set": "lm-paper6-set", "paper6-cost": "lm-paper6-cost", "comllm-cost": "lm-comllm-cost",
     "paper6-fast": "lm-paper6-fast", "comllm-fast": "lm-comllm-fast", "estimates": "lm-estimates",
-    "paper6-robust": "lm-paper6-robust",
+    "paper6-robust": "lm-paper6-robust", "comllm-robust": "lm-comllm-robust",
 }  # fmt: skip
 
 
