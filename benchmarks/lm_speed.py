@@ -8,7 +8,9 @@ each row times the policy's ``act`` on prebuilt batches of 1 and 64 states (as t
 calls it: the prompts and the model) in the checkpoint's decision mode (``score``, or ``cost``
 for a model that names it: ``llm:paper6-cost``), through the fast path (prompt ids from the
 numbers, :mod:`comllm.lm.fast_prompts`, and :mod:`comllm.lm.fast`, the default) and the
-reference path (``fast=false``: rendered and tokenized prompts, the model's own forward), and,
+reference path (``fast=false``: rendered and tokenized prompts, the model's own forward), the
+fast path with its decoder products in bfloat16 (``matmul=bf16``) and the share of the states
+on which it decides as the float32 fast path does, and,
 side by side in the same run, the greedy oracle's ``act`` on the same batches. Best of 3
 repeats after a warm-up. Goals
 (issue 13, this 2-core machine, 6 servers): >= 300 decisions/s at batch 1 and >= 1,000 at
@@ -77,14 +79,14 @@ def decision_table(models: list[str], servers: list[int]) -> Table:
     from comllm.policies import make_policy
 
     table = Table(title=f"decisions/s, each model in its checkpoint's mode ({torch.get_num_threads()} torch threads)")
-    for col in ("policy", "mode", "params", "servers", "prompt tokens", "fast b=1", "fast b=64", "reference b=1",
-                "reference b=64"):  # fmt: skip
+    for col in ("policy", "mode", "params", "servers", "prompt tokens", "fast b=1", "fast b=64", "bf16 b=1",
+                "bf16 b=64", "bf16 same action", "reference b=1", "reference b=64"):  # fmt: skip
         table.add_column(col, justify="right")
     greedy = make_policy("greedy:incoming")
     for n in servers:
         states = sample_states(n, 128, seed=n)
         row = ["greedy:incoming", "–", "–", str(n), "–"]
-        row += [f"{decisions_per_s(greedy, states, b):,.0f}" for b in (1, 64)] + ["", ""]
+        row += [f"{decisions_per_s(greedy, states, b):,.0f}" for b in (1, 64)] + [""] * 5
         table.add_row(*row)
         for model in models:
             lm = load_lm(model)
@@ -95,6 +97,15 @@ def decision_table(models: list[str], servers: list[int]) -> Table:
             row = [f"llm:{model} ({lm.meta.template})", lm.meta.mode, f"{n_params / 1e6:.2f} M", str(n), f"{tokens:.0f}"]
             speeds = [decisions_per_s(fast, states, b) for b in (1, 64)] if fast.fast_scorer is not None else [None, None]
             row += [f"{v:,.0f}" if v else "–" for v in speeds]
+            # the fast path with its decoder products in bfloat16 (llm option matmul=bf16), and how often it
+            # decides as the float32 path does on these states
+            bf16 = LMPolicy(lm, DecodeOptions(mode=lm.meta.mode, matmul="bf16"))
+            if bf16.fast_scorer is not None:
+                row += [f"{decisions_per_s(bf16, states, b):,.0f}" for b in (1, 64)]
+                fast.options.batch = bf16.options.batch = 64
+                row.append(f"{np.mean(fast.decide(states) == bf16.decide(states)):.3f}")
+            else:
+                row += ["–"] * 3
             row += [f"{decisions_per_s(ref, states, b):,.0f}" for b in (1, 64)]
             table.add_row(*row)
     return table
@@ -195,7 +206,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    console = Console()
+    console = Console(width=220)
     models = args.model or ["default"]
     console.print(decision_table(models, [int(s) for s in args.servers.split(",")]))
     if args.closed_loop:

@@ -98,3 +98,19 @@ def test_lean_prompts_tokenize_to_few_tokens(lm, states):
     six = [s for s in states if s.n_servers == 6][:5]
     lengths = {len(p) for p in LMPolicy(lm, DecodeOptions()).prompt_ids(six)}
     assert lengths == {88}  # every number is one value token: the length depends on N only
+
+
+def test_bf16_matrix_products_stay_close_to_float32(lm, states):
+    """``matmul=bf16``: the decoder's products in bfloat16, the rest in float32; scores within bf16 rounding."""
+    fp32 = LMPolicy(lm, DecodeOptions(batch=16))
+    bf16 = LMPolicy(lm, DecodeOptions(batch=16, matmul="bf16"))
+    assert bf16.fast_scorer.matmul_dtype is torch.bfloat16 and bf16.fast_scorer.layers[0][1].dtype is torch.bfloat16
+    six = [s for s in states if s.n_servers == 6][:20]
+    a, b = fp32.scores(six).numpy(), bf16.scores(six).numpy()
+    assert b.dtype == np.float32 and np.isfinite(b).all()
+    np.testing.assert_allclose(b, a, atol=0.05 * max(1.0, float(np.abs(a).max())))
+    assert (fp32.decide(states) == bf16.decide(states)).mean() >= 0.9
+    with pytest.raises(PolicyError, match="matmul='fp16'"):
+        DecodeOptions(matmul="fp16")
+    with pytest.raises(ValueError, match="matmul_dtype"):
+        FastScorer(lm.model, matmul_dtype=torch.float16)
