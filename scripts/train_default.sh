@@ -19,7 +19,7 @@ mkdir -p "$OUT"
 C=.venv/bin/comllm
 [ -f "$OUT/sft.jsonl.gz" ] || $C data --scenario paper-6 --n 200000 --split sft --servers 2-24 --seed 11 --out "$OUT/sft.jsonl.gz"
 [ -f "$OUT/mon.jsonl.gz" ] || $C data --scenario paper-6 --n 2000 --split test --servers 2-24 --seed 12 --out "$OUT/mon.jsonl.gz"
-[ -f "$OUT/stageA/model.safetensors" ] || $C sft --model default --template estimates-compact --data "$OUT/sft.jsonl.gz" \
+[ -f "$OUT/stageA/model.safetensors" ] || $C sft --model default --value-range narrow --template estimates-compact --data "$OUT/sft.jsonl.gz" \
   --out "$OUT/stageA" --steps 4000 --batch-size 32 --cost-head 1.0 --seed 0 \
   --eval-data "$OUT/mon.jsonl.gz" --eval-every 1000 --eval-size 1500 --save-every 500 --no-progress
 [ -f "$OUT/stageB/model.safetensors" ] || $C sft --model "$OUT/stageA" --template annotated-compact --data "$OUT/sft.jsonl.gz" \

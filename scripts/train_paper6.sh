@@ -28,7 +28,7 @@ for p in 0.3 0.5; do
   [ -f "$OUT/test-$p.jsonl.gz" ] || $C data --scenario paper-6 --n 2000 --split test --template lean-v2 \
     --labels greedy:incoming --set arrival_prob=$p --out "$OUT/test-$p.jsonl.gz"
 done
-[ -f "$OUT/sft/model.safetensors" ] || $C sft --model default --template lean-v2 \
+[ -f "$OUT/sft/model.safetensors" ] || $C sft --model default --value-range narrow --template lean-v2 \
   $(for f in "$OUT"/sft-*.jsonl.gz; do echo --data "$f"; done) \
   --hidden 128 --layers 3 --heads 4 --intermediate 384 --steps 3000 --batch-size 48 --lr 2e-3 --seed 0 \
   --perturb shuffle-fields --perturb paraphrase --perturb numbers --perturb shuffle-servers --perturb-prob 0.3 \

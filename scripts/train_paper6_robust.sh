@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Reproduces comllm/checkpoints/lm-paper6-robust (`llm:paper6-robust`): the fast model's shape and
 # recipe (scripts/train_paper6_fast.sh, the paper-6 records of scripts/train_paper6.sh: run that first
-# for the data) on the wide value codec (the default of a new model since it: values in other units
+# for the data) on the wide value codec (VALUE_RANGE=wide, the default of `comllm sft`: values in other units
 # read unclipped, their features moved by a change of unit, comllm/lm/values.py), 60 % of the prompts
 # perturbed, `units` and the four families at once among the families drawn; `shuffle-servers` is
 # held out (alone and inside `all`). 6,000 steps x 48. Wall time: README ("Robustness").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/p6robust}
-FAMILIES="shuffle-fields paraphrase numbers units shuffle-fields+paraphrase+units+numbers" PROB=0.6 STEPS=6000 SHIP=0 \
+VALUE_RANGE=wide FAMILIES="shuffle-fields paraphrase numbers units shuffle-fields+paraphrase+units+numbers" PROB=0.6 STEPS=6000 SHIP=0 \
   bash scripts/train_paper6_fast.sh "$OUT"
 bash scripts/ship_checkpoint.sh "$OUT" paper6-robust cost
