@@ -63,15 +63,20 @@ LINE_COMPARE = ("earlier", "all", "none")
 #: how the ``llm`` policy decides with a model (:mod:`comllm.lm.policy`): score, sample or by the cost head
 DECISION_MODES = ("score", "sample", "cost")
 
+#: perturbation seeds of the robustness evaluation: 0 .. EVAL_PERTURB_SEEDS - 1 (never drawn for training)
+EVAL_PERTURB_SEEDS = 1000
+#: perturbation seeds drawn for training prompts: [start, stop)
+TRAIN_PERTURB_SEEDS = (1_000_000, 1_000_000 + 2**31)
+
+
+#: what an unknown ``--perturb`` / ``perturb=`` value is told
+PERTURB_KNOWN = f"known: {', '.join(PERTURB_FAMILIES)}, or families joined by '+'"
+
 
 def is_perturb_family(name: str) -> bool:
     """A family of :data:`PERTURB_FAMILIES`, or several joined by ``+`` (applied in turn:
     :func:`comllm.text.perturb.get_perturbation`)."""
     return bool(name) and all(part in PERTURB_FAMILIES for part in name.split("+"))
-#: perturbation seeds of the robustness evaluation: 0 .. EVAL_PERTURB_SEEDS - 1 (never drawn for training)
-EVAL_PERTURB_SEEDS = 1000
-#: perturbation seeds drawn for training prompts: [start, stop)
-TRAIN_PERTURB_SEEDS = (1_000_000, 1_000_000 + 2**31)
 
 
 def _flag(*names: str) -> dict[str, Any]:
@@ -205,8 +210,7 @@ class SFTConfig(BaseModel):
         """Known families (those of :data:`comllm.text.perturb.PERTURBATIONS`, alone or joined by ``+``)."""
         for family in self.perturb:
             if not is_perturb_family(family):
-                raise FieldError("perturb", family, f"unknown --perturb family (known: {', '.join(PERTURB_FAMILIES)},"
-                                 " or families joined by '+')")  # fmt: skip
+                raise FieldError("perturb", family, f"unknown --perturb family ({PERTURB_KNOWN})")
 
 
 def make_config(**kwargs: Any) -> SFTConfig:

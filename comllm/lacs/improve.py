@@ -59,7 +59,7 @@ from comllm.lacs.lookahead import LACS_DEFAULTS, LacsSettings
 from comllm.lacs.parallel import connect_ray, score_states
 from comllm.limits import MAX_TEMPERATURE, MAX_WORKERS
 from comllm.scenario import Scenario, load_scenario, split_override_set
-from comllm.sft_config import LINE_COMPARE, PERTURB_FAMILIES, is_perturb_family
+from comllm.sft_config import LINE_COMPARE, PERTURB_KNOWN, is_perturb_family
 from comllm.sim import MECSimulator, Snapshot
 from comllm.sim.batch import RULES as ROLLOUT_RULES
 from comllm.state import StateBatch
@@ -191,8 +191,7 @@ class ImproveConfig:
              f"must be one of {', '.join(LINE_COMPARE)}")
         for family in self.perturb:
             if not is_perturb_family(family):
-                raise ImproveError(f"--perturb = {family!r}: unknown family (known: {', '.join(PERTURB_FAMILIES)}, "
-                                   "or families joined by '+')")  # fmt: skip
+                raise ImproveError(f"--perturb = {family!r}: unknown family ({PERTURB_KNOWN})")
         need(not self.augmented or self.objective == "regress", "objective",
              "--renumber and --perturb are for --objective regress (its targets follow the action, not the answer's id)")
 

@@ -45,7 +45,7 @@ or ``llm:mode=sample``. Options:
 * ``perturb=FAMILY`` (a name of :data:`comllm.text.perturb.PERTURBATIONS`, e.g. ``units`` or
   ``all``, or several joined by ``+``): every prompt is rendered in that family's style, drawn per state from
   ``perturb_seed`` (default 0; training draws from 1,000,000 on) and the state's canonical
-  text, as ``comllm eval-data`` robustness does; in closed loop it measures what a rewritten
+  text, as the robustness table of ``scripts/zero_shot.py`` does; in closed loop it measures what a rewritten
   prompt costs the running system (README, "Robustness"). Prompts then take the text path.
 """
 
@@ -65,7 +65,7 @@ from comllm.lm.scoring import action_line_ends, line_costs, score_candidates
 from comllm.limits import MAX_TEMPERATURE
 from comllm.policies.base import Policy, PolicyError, register_policy
 from comllm.scenario import Scenario
-from comllm.sft_config import DECISION_MODES, PERTURB_FAMILIES, is_perturb_family
+from comllm.sft_config import DECISION_MODES, PERTURB_KNOWN, is_perturb_family
 from comllm.text.perturb import perturbed_template
 from comllm.state import StateBatch, TaskState, group_by_servers
 
@@ -439,8 +439,7 @@ def make_lm_policy(arg: str | None, scenario: Scenario | None = None) -> LMPolic
     seed = opts.pop("seed", 0)
     perturb, perturb_seed = opts.pop("perturb", None), opts.pop("perturb_seed", 0)
     if perturb is not None and not is_perturb_family(perturb):
-        raise PolicyError(f"llm option perturb='{perturb}' is not a perturbation (known: {', '.join(PERTURB_FAMILIES)}, "
-                          "or families joined by '+')")  # fmt: skip
+        raise PolicyError(f"llm option perturb='{perturb}' is not a perturbation ({PERTURB_KNOWN})")
     options = DecodeOptions(**opts)  # checked before the model is loaded (the checkpoint's mode after)
     if "threads" in load:
         torch.set_num_threads(load.pop("threads"))
