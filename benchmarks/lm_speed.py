@@ -1,12 +1,12 @@
 """Language-model policy speed: decisions per second beside greedy's, closed-loop wall time, SFT samples/s.
 
-    python benchmarks/lm_speed.py [--model paper6 --model comllm ...] [--threads 2] [--servers 6,11,16]
+    python benchmarks/lm_speed.py [--model paper6 --model comllm ...]   (default: every shipped model) [--threads 2] [--servers 6,11,16]
                                   [--closed-loop] [--train]
 
 Decisions: states from a paper-6-like simulator run with N servers (a mixed server set);
 each row times the policy's ``act`` on prebuilt batches of 1 and 64 states (as the closed loop
 calls it: the prompts and the model) in the checkpoint's decision mode (``score``, or ``cost``
-for a model that names it: ``llm:paper6-cost``), through the fast path (prompt ids from the
+for a model that names it: ``llm:paper6``), through the fast path (prompt ids from the
 numbers, :mod:`comllm.lm.fast_prompts`, and :mod:`comllm.lm.fast`, the default) and the
 reference path (``fast=false``: rendered and tokenized prompts, the model's own forward), the
 fast path with its decoder products in bfloat16 (``matmul=bf16``) and the share of the states
@@ -38,7 +38,7 @@ from rich.console import Console
 from rich.table import Table
 
 from comllm.cost import action_costs
-from comllm.lm.loading import load_lm
+from comllm.lm.loading import SHIPPED, load_lm
 from comllm.lm.policy import DecodeOptions, LMPolicy
 from comllm.scenario import SERVER_TYPE_NAMES, load_scenario
 from comllm.sim import MECSimulator
@@ -197,7 +197,8 @@ def _shape(cfg):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", action="append", help="a shipped name (default, paper6, comllm, ...) or a folder; repeatable")
+    ap.add_argument("--model", action="append",
+                    help="a shipped name (default, paper6, comllm, ...) or a folder; repeatable (default: every shipped model)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--servers", default="6,11,16")
     ap.add_argument("--closed-loop", action="store_true", help="also time the 2,000-slot x 3-seed closed loop")
@@ -207,7 +208,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     console = Console(width=220)
-    models = args.model or ["default"]
+    models = args.model or list({folder: name for name, folder in reversed(SHIPPED.items())}.values())[::-1]
     console.print(decision_table(models, [int(s) for s in args.servers.split(",")]))
     if args.closed_loop:
         console.print(closed_loop_table(models))

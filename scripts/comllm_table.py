@@ -1,6 +1,6 @@
 """The README's COMLLM table: the language models' closed-loop runs beside the fresh-view baselines.
 
-    python scripts/comllm_table.py RESULTS.json... [--out docs/results/comllm.md]
+    python scripts/comllm_table.py RESULTS.json... [--out docs/results/comllm.md] [--label SPEC=LABEL ...]
 
 RESULTS: ``comllm simulate --json`` files of the language models (one setting each, e.g. from
 ``comllm simulate --scenario paper-6 --policy llm:comllm --slots 2000 --seeds 3 --set
@@ -8,6 +8,7 @@ arrival_prob=0.3 --set decisions=sequential --json F``). The baselines' rows com
 ``docs/results/fresh-view.json`` (greedy, greedy:incoming, DQN) and
 ``docs/results/fresh-view-planner.json`` (the planner, 400 slots × 2 seeds). One table per
 protocol: latency ± 95 % CI / drops / Jain of offloads, and each model's per-server share.
+``--label`` names a model's rows (its spec without ``threads=``, e.g. ``llm:runs/x/final=GRPO``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, default=Path("docs/results/comllm.md"))
+    ap.add_argument("--label", action="append", default=[], help="SPEC=LABEL: the rows' name for a model (repeatable)")
     args = ap.parse_args()
+    labels = dict(x.rsplit("=", 1) for x in args.label)
     rows: dict[tuple[str, tuple[str, str, str]], dict] = {}
     for f in ("docs/results/fresh-view.json", "docs/results/fresh-view-planner.json"):
         for r in json.loads(Path(f).read_text()):
@@ -40,6 +43,7 @@ def main() -> None:
         data = json.loads(f.read_text())
         for r in data if isinstance(data, list) else [data]:
             name = ",".join(x for x in r["policy"].split(",") if not x.startswith("threads="))  # options that change decisions kept
+            name = labels.get(name, name)
             models.append(name) if name not in models else None
             rows[(name, key(r))] = r
     order = [*models, "greedy", "greedy:incoming", "DQN", "lacs-planner"]

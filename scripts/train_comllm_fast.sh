@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces `llm:comllm-fast` (README: "The all-action stage"): the COMLLM stage with the
 # `regress` objective from the fast paper-protocol model lm-paper6-fast
-# (scripts/train_paper6_fast.sh), on paper-6 only. The recipe of scripts/train_comllm_cost.sh
+# (scripts/train_paper6_fast.sh), on paper-6 only. The recipe of the retired lm-comllm-cost
 # (closed-loop collection deciding by the cost head, LACS H 5 / K 32 of every action of up to 8
 # decisions per slot, the slot's other tasks as the model decided them, log1p targets, 3 epochs
 # at lr 1e-4, beta 0.1, the four --mix settings in turn), with the training prompts of its SFT:

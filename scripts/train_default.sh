@@ -1,35 +1,26 @@
 #!/usr/bin/env bash
-# Reproduces the shipped language models (README: "The language-model policy").
+# Reproduces comllm/checkpoints/lm-default, the `llm` policy (README: "The language-model policy").
 #
-#   bash scripts/train_default.sh [OUT] [--stage-b-device cuda|cpu]
+#   bash scripts/train_default.sh [OUT]
 #
-# Stage A (CPU, ~32 min on 2 cores): 200,000 oracle-labelled states from closed-loop
-#   trajectories with 2-24 servers; SFT of a new embedded value-aware decoder (2.07 M
-#   parameters) on the `estimates-compact` template with the auxiliary per-action cost head.
-#   Shipped as comllm/checkpoints/lm-estimates.
-# Stage B (GPU, 3.8 min on one H200; on 2 CPU cores expect ~6 h): warm start from stage A on the
-#   `annotated-compact` template (raw fields + per-action estimates), the first 130,000 records,
-#   5,000 steps of 64. Shipped as comllm/checkpoints/lm-default.
+# The fast robust recipe of lm-paper6-robust (scripts/train_paper6_robust.sh: a 2 x 64 model that
+# decides by its cost head, wide value codec, 60 % of the prompts perturbed, `shuffle-servers` held
+# out) on the states the default serves: paper-6 physics with 2-24 servers per episode, the fresh
+# view's template `lean-v2` and oracle `greedy:incoming`, 80,000 records at p 0.3 and 0.5, half under
+# each decision protocol. CPU only. Wall time: README.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/default}
-DEVICE_B=auto
-[ "${2:-}" = "--stage-b-device" ] && DEVICE_B=${3:-auto}
 mkdir -p "$OUT"
 C=.venv/bin/comllm
-[ -f "$OUT/sft.jsonl.gz" ] || $C data --scenario paper-6 --n 200000 --split sft --servers 2-24 --seed 11 --out "$OUT/sft.jsonl.gz"
-[ -f "$OUT/mon.jsonl.gz" ] || $C data --scenario paper-6 --n 2000 --split test --servers 2-24 --seed 12 --out "$OUT/mon.jsonl.gz"
-[ -f "$OUT/stageA/model.safetensors" ] || $C sft --model default --value-range narrow --template estimates-compact --data "$OUT/sft.jsonl.gz" \
-  --out "$OUT/stageA" --steps 4000 --batch-size 32 --cost-head 1.0 --seed 0 \
-  --eval-data "$OUT/mon.jsonl.gz" --eval-every 1000 --eval-size 1500 --save-every 500 --no-progress
-[ -f "$OUT/stageB/model.safetensors" ] || $C sft --model "$OUT/stageA" --template annotated-compact --data "$OUT/sft.jsonl.gz" \
-  --max-records 130000 --out "$OUT/stageB" --steps 5000 --batch-size 64 --lr 5e-4 --cost-head 1.0 --seed 0 \
-  --eval-data "$OUT/mon.jsonl.gz" --eval-every 1000 --eval-size 1500 --save-every 500 --device "$DEVICE_B" --no-progress
-for pair in "stageA lm-estimates" "stageB lm-default"; do
-  set -- $pair
-  rm -rf "comllm/checkpoints/$2" && mkdir -p "comllm/checkpoints/$2"
-  for f in config.json generation_config.json model.safetensors tokenizer_config.json word_tokenizer.json comllm.json train_log.csv train_summary.json; do
-    [ -f "$OUT/$1/$f" ] && cp "$OUT/$1/$f" "comllm/checkpoints/$2/"
+for p in 0.3 0.5; do
+  for d in simultaneous sequential; do
+    f="$OUT/sft-$p-$d.jsonl.gz"
+    seed=$(( 20 + ${p/0./} + ${#d} ))
+    [ -f "$f" ] || $C data --scenario paper-6 --servers 2-24 --n 20000 --split sft --template lean-v2 \
+      --labels greedy:incoming --set arrival_prob=$p --set decisions=$d --seed $seed --out "$f"
   done
-  echo "shipped comllm/checkpoints/$2"
 done
+[ -f "$OUT/test-0.3.jsonl.gz" ] || $C data --scenario paper-6 --servers 2-24 --n 2000 --split test --template lean-v2 \
+  --labels greedy:incoming --set arrival_prob=0.3 --out "$OUT/test-0.3.jsonl.gz"
+DATA=$OUT NAME=default bash scripts/train_paper6_robust.sh "$OUT/sft"

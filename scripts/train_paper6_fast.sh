@@ -2,7 +2,7 @@
 # Reproduce comllm/checkpoints/lm-paper6-fast (`llm:paper6-fast`): a 2-layer x 64 model that decides
 # by its cost head (mode cost), trained from scratch on the paper-6 records of scripts/train_paper6.sh
 # (run that first for the data, or pass the folder holding sft-*.jsonl.gz and test-0.3.jsonl.gz).
-# Same line scheme, renumbering and perturbations (units held out) as lm-paper6-cost; about 6x fewer
+# The line scheme of `comllm sft --line-positions lines`, renumbering, perturbations (units held out); about 6x fewer
 # multiply-adds per token than the 3 x 128 models (README, "Decisions per second").
 set -euo pipefail
 cd "$(dirname "$0")/.."

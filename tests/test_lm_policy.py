@@ -100,23 +100,44 @@ def test_closed_loop_runs_with_the_llm_policy(lm) -> None:
     assert summary["n_tasks"] > 0 and summary["policy_stats"]["decisions"] >= summary["n_tasks"]
 
 
+def _fresh_view_ratio(scenario: str, specs: list[str], n: int = 150) -> list[float]:
+    """Oracle cost / chosen cost (``action_costs(incoming=True)``, the fresh view's one-step oracle)
+    of each spec on ``n`` states along a ``greedy:incoming`` trajectory of the scenario."""
+    sc = load_scenario(scenario)
+    sim, greedy, states = MECSimulator(sc, seed=11), make_policy("greedy:incoming", sc), []
+    while len(states) < n:
+        batch = sim.observe()
+        states.extend(batch.states())
+        sim.step(greedy.act(batch))
+    costs = action_costs(StateBatch.from_states(states), incoming=True)
+    best = costs.min(axis=1).sum()
+    return [float(best / costs[np.arange(len(states)), make_policy(s).decide(states)].sum()) for s in specs]
+
+
 @pytest.mark.skipif(not (default_checkpoint() / "config.json").is_file(), reason="no shipped checkpoint yet")
 def test_shipped_default_is_found_and_near_the_oracle() -> None:
-    sim = MECSimulator(load_scenario("paper-6"), seed=123)
-    policy = make_policy("llm")
-    chosen, oracle = 0.0, 0.0
-    for _ in range(60):
-        batch = sim.observe()
-        if len(batch):
-            acts = policy.act(batch)
-            c = action_costs(batch)
-            chosen += c[np.arange(len(batch)), acts].sum()
-            oracle += c.min(axis=1).sum()
-            sim.step(acts)
-        else:
-            sim.step(np.zeros(0, dtype=np.int64))
-    assert policy.stats["invalid"] == 0
-    assert oracle / chosen > 0.95
+    """``llm`` (README, "Shipped models"): the fresh view's oracle's choices on 6 and 11 servers,
+    and on prompts in other units, never invalid in closed loop."""
+    sc = load_scenario("paper-6")
+    policy = make_policy("llm", sc)
+    summary, _ = evaluate_closed_loop(sc, policy, slots=40, seeds=1, warmup=5)
+    assert summary["policy_stats"]["invalid"] == 0 and summary["n_tasks"] > 0
+    six = _fresh_view_ratio("paper-6", ["llm", "llm:default,perturb=units"])
+    (eleven,) = _fresh_view_ratio("paper-11", ["llm"])
+    assert min(six + [eleven]) > 0.97, (six, eleven)
+
+
+def test_retired_and_repointed_shipped_names() -> None:
+    """The role names resolve to the shipped folders; a retired name is refused with its restore recipe."""
+    from comllm.lm.loading import RETIRED, RETIRED_AT, SHIPPED, LMError, resolve_spec
+
+    assert SHIPPED["sft"] == SHIPPED["paper6"] == SHIPPED["paper6-robust"]
+    assert SHIPPED["comllm"] == SHIPPED["comllm-robust"] and SHIPPED["grpo"] == SHIPPED["grpo-robust"]
+    assert not set(SHIPPED) & set(RETIRED)
+    with pytest.raises(LMError, match=f"llm:paper6-cost: .*retired.*git archive {RETIRED_AT} comllm/checkpoints/lm-paper6-cost"):
+        resolve_spec("paper6-cost")
+    with pytest.raises(PolicyError, match="retired"):
+        make_policy("llm:estimates")
 
 
 def test_perturbed_prompts_in_closed_loop(lm) -> None:
@@ -143,19 +164,8 @@ def test_perturbed_prompts_in_closed_loop(lm) -> None:
 def test_the_shipped_robust_model_reads_prompts_in_other_units() -> None:
     """``llm:paper6-robust`` (wide value codec, trained on ``units``): on states whose prompts are
     written in kbit and s / ms, its choices cost within 3 % of the fresh view's oracle (README, "The robust model")."""
-    sc = load_scenario("paper-6")
-    sim, greedy, states = MECSimulator(sc, seed=11), make_policy("greedy:incoming", sc), []
-    while len(states) < 150:  # paper-6 states along a greedy:incoming trajectory
-        batch = sim.observe()
-        states.extend(batch.states())
-        sim.step(greedy.act(batch))
-    costs = action_costs(StateBatch.from_states(states), incoming=True)
-    best = costs.min(axis=1).sum()
-    def ratio(spec: str) -> float:
-        return float(best / costs[np.arange(len(states)), make_policy(spec).decide(states)].sum())
-
+    plain, units, every, old = _fresh_view_ratio(
+        "paper-6", ["llm:paper6-robust", "llm:paper6-robust,perturb=units", "llm:paper6-robust,perturb=all", "llm:paper6-fast,perturb=units"]
+    )
     # measured: 1.000, 0.991, 0.973; the fast model of before, never trained on units: 0.832
-    assert ratio("llm:paper6-robust") >= 0.99
-    assert ratio("llm:paper6-robust,perturb=units") >= 0.97
-    assert ratio("llm:paper6-robust,perturb=all") >= 0.95
-    assert ratio("llm:paper6-fast,perturb=units") < 0.9
+    assert plain >= 0.99 and units >= 0.97 and every >= 0.95 and old < 0.9

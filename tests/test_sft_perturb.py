@@ -296,6 +296,21 @@ def test_the_quick_eval_of_a_fresh_view_model_is_against_the_printed_estimates(l
     assert res["acc"] == pytest.approx(float(np.mean(actions == np.array(best))))
 
 
+def test_the_quick_eval_decides_in_the_runs_mode(states: list) -> None:
+    """A run trained to decide by its cost head (``--mode cost``) is evaluated by it, as its checkpoint decides."""
+    from comllm.lm.policy import DecodeOptions, LMPolicy
+    from comllm.lm.sft import _add_cost_head, printed_estimates, quick_eval
+
+    lm = new_embedded_lm("lean-v2", states[:20], TINY_SHAPE, 0)
+    _add_cost_head(lm)
+    some = states[:40]
+    best = np.array([int(np.argmin(e)) for e in printed_estimates(some)])
+    for mode in ("score", "cost"):
+        actions = LMPolicy(lm, DecodeOptions(mode=mode)).decide(some)
+        assert quick_eval(lm, some, [], mode=mode)["acc"] == pytest.approx(float(np.mean(actions == best)))
+    assert not np.array_equal(LMPolicy(lm, DecodeOptions(mode="cost")).decide(some), LMPolicy(lm).decide(some))
+
+
 def test_line_gaps_move_the_lines_and_nothing_else() -> None:
     import torch
 

@@ -75,7 +75,7 @@ class RewardConfig:
     over_deadline_penalty: float = 10.0
     shaping: str = "reference"
     # incoming by default: priced by the paper's stale formula, TRL's GRPO pulled the fresh-view SFT model
-    # back towards stale greedy (README, "The all-action stage": scripts/screen_grpo_trl.sh)
+    # back towards stale greedy (README, "The all-action stage": the TRL screen)
     task_cost: str = "incoming"
     horizon: int = LACS_DEFAULTS.horizon
     rollouts: int = LACS_DEFAULTS.rollouts

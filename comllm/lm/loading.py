@@ -9,15 +9,12 @@ weights; its base model is named in the adapter config and loaded first.
 ``spec`` forms accepted by :func:`load_lm`:
 
 * ``"default"``: the shipped default checkpoint (``comllm/checkpoints/lm-default``);
-* a shipped name (:data:`SHIPPED`): ``paper6`` (= ``sft``: the SFT model of the COMLLM recipe),
-  ``paper6-set`` (the same task under the line scheme of :mod:`comllm.lm.model`), ``paper6-cost``
-  (that model deciding by its cost head, ``mode=cost``), ``comllm-cost`` (the all-action stage
-  with ``--objective regress`` from it), ``paper6-fast`` (a 2 x 64 cost-mode model trained on the
-  same records, the fast one), ``comllm-fast`` (the all-action stage with ``--objective regress``
-  from it), ``paper6-robust`` (the fast shape on the wide value codec, trained on perturbed
-  prompts with ``units`` and families combined), ``comllm-robust`` (the all-action stage from it),
-  ``comllm``,
-  ``grpo``, ``estimates`` -> ``comllm/checkpoints/lm-<name>``;
+* a shipped name (:data:`SHIPPED`): ``paper6`` (= ``sft`` = ``paper6-robust``: the SFT model of
+  the COMLLM recipe, trained on paper-6 states only, robust to rewritten prompts), ``comllm``
+  (= ``comllm-robust``: the all-action LACS stage from it), ``grpo`` (= ``grpo-robust``: the same
+  stage without the look-ahead), ``paper6-fast`` and ``comllm-fast`` (the same shape and stages on
+  the narrow value codec, without ``units`` in training) -> ``comllm/checkpoints/lm-<folder>``;
+  a name of :data:`RETIRED` is refused with the revision that still holds it;
 * a local folder written by ``comllm sft`` or ``save_pretrained``;
 * a Hugging Face model name (``Qwen/Qwen2.5-0.5B``), loaded through the Auto classes.
 
@@ -229,10 +226,23 @@ def _quantization_config(four_bit: bool, device: str) -> Any:
 
 #: the shipped checkpoints by name (``llm:NAME``): folder names under ``comllm/checkpoints``
 SHIPPED: dict[str, str] = {
-    "default": "lm-default", "sft": "lm-paper6", "comllm": "lm-comllm", "grpo": "lm-grpo",
-    "paper6": "lm-paper6", "paper6-set": "lm-paper6-set", "paper6-cost": "lm-paper6-cost", "comllm-cost": "lm-comllm-cost",
-    "paper6-fast": "lm-paper6-fast", "comllm-fast": "lm-comllm-fast", "estimates": "lm-estimates",
-    "paper6-robust": "lm-paper6-robust", "comllm-robust": "lm-comllm-robust",
+    "default": "lm-default",
+    "sft": "lm-paper6-robust", "paper6": "lm-paper6-robust", "paper6-robust": "lm-paper6-robust",
+    "comllm": "lm-comllm-robust", "comllm-robust": "lm-comllm-robust",
+    "grpo": "lm-grpo-robust", "grpo-robust": "lm-grpo-robust",
+    "paper6-fast": "lm-paper6-fast", "comllm-fast": "lm-comllm-fast",
+}  # fmt: skip
+
+#: the revision whose ``comllm/checkpoints/`` last held the retired checkpoints (README, "Retired checkpoints")
+RETIRED_AT = "d4ca221"
+
+#: checkpoints no longer shipped (each below the speed goals of README "Decisions per second"):
+#: name -> (folder at :data:`RETIRED_AT`, what it was)
+RETIRED: dict[str, tuple[str, str]] = {
+    "estimates": ("lm-estimates", "the 2.07 M estimates-compact model, stage A of the previous default"),
+    "paper6-set": ("lm-paper6-set", "the 0.89 M paper-6 model reading the action lines as a set"),
+    "paper6-cost": ("lm-paper6-cost", "the 0.89 M paper-6 model deciding by its cost head"),
+    "comllm-cost": ("lm-comllm-cost", "the 0.89 M all-action stage from paper6-cost"),
 }  # fmt: skip
 
 
@@ -240,6 +250,13 @@ def resolve_spec(spec: str | Path | None) -> str:
     """``None``/``"default"``/a :data:`SHIPPED` name -> the shipped checkpoint; anything else unchanged.
 
     A local folder of the same name as a shipped one wins only when written as a path (``./comllm``)."""
+    if str(spec) in RETIRED:
+        folder, what = RETIRED[str(spec)]
+        raise LMError(
+            f"llm:{spec}: the shipped checkpoint '{spec}' ({what}) was retired; restore it with "
+            f"`mkdir -p old && git archive {RETIRED_AT} comllm/checkpoints/{folder} | tar -x -C old` "
+            f"and load it by its path: llm:old/comllm/checkpoints/{folder}"
+        )
     if spec is None or str(spec) in SHIPPED:
         path = default_checkpoint().parent / SHIPPED[str(spec or "default")]
         if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():

@@ -18,7 +18,7 @@ or ``llm:mode=sample``. Options:
   valid action is replaced by the ``fallback`` (``greedy``: the one-step cost
   oracle, default; ``local``; ``random``) and counted in :attr:`LMPolicy.stats`
   (``invalid``, ``invalid_rate``, ``decisions``);
-* ``cost`` mode (models with a cost head: ``comllm sft --cost-head``, e.g. ``llm:paper6-set``):
+* ``cost`` mode (models with a cost head: ``comllm sft --cost-head``, e.g. ``llm:paper6``):
   the model reads the prompt once and its cost head estimates every action's cost at the
   newline that ends the action's line (:func:`comllm.lm.scoring.line_costs`); the least is
   taken (the lowest action on a tie), never invalid. An action is found by its line's head

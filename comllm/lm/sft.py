@@ -603,8 +603,12 @@ def auto_threads() -> int:
 
 # ---------------------------------------------------------------- evaluation
 @torch.no_grad()
-def quick_eval(lm: LoadedLM, states: list[TaskState], costs: list[np.ndarray], batch: int = 64) -> dict[str, float]:
-    """Score-mode accuracy and perf ratio (oracle cost / chosen cost), overall and per server count.
+def quick_eval(
+    lm: LoadedLM, states: list[TaskState], costs: list[np.ndarray], batch: int = 64, mode: str = "score"
+) -> dict[str, float]:
+    """Accuracy and perf ratio (oracle cost / chosen cost), overall and per server count, of the model
+    deciding in ``mode`` (``score``, or ``cost`` for a model trained to decide by its cost head: the
+    run's ``--mode``, what its checkpoint will decide by).
 
     A fresh-view model is scored against the estimates its prompt prints (the fresh view's
     oracle, ``greedy:incoming``), not ``costs`` (the paper's formula).
@@ -616,7 +620,7 @@ def quick_eval(lm: LoadedLM, states: list[TaskState], costs: list[np.ndarray], b
         costs = printed_estimates(states)
 
     was_training = lm.model.training
-    policy = LMPolicy(lm, DecodeOptions(mode="score", batch=batch))
+    policy = LMPolicy(lm, DecodeOptions(mode=mode, batch=batch))
     actions = policy.decide(states)
     lm.model.train(was_training)
     oracle = np.array([c.min() for c in costs])
@@ -963,7 +967,7 @@ class _SFTRun:
     def evaluate(self) -> dict[str, float]:
         if not self.eval_states or not self.dp.main:
             return {}
-        res = quick_eval(self.lm, self.eval_states, self.eval_costs)
+        res = quick_eval(self.lm, self.eval_states, self.eval_costs, mode=self.cfg.mode or "score")
         for k, v in res.items():
             self.writer.add_scalar(f"eval/{k}", v, self.step)
         return res

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Reproduces comllm/checkpoints/lm-grpo-robust (`llm:grpo` = `llm:grpo-robust`): the ablation of the
+# COMLLM stage without the look-ahead, as the pipeline's GRPO row (configs/paper.yaml, `grpo.method:
+# all-actions`): scripts/train_comllm_robust.sh with --lam 0 --horizon 0, so each action is scored by
+# its own task's latency only. Same start (lm-paper6-robust), perturbations and iterations.
+# Wall time: README ("Shipped models").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-runs/grpo-robust}
+START=comllm/checkpoints/lm-paper6-robust PROB=0.6 SHIP=0 EXTRA="--lam 0 --horizon 0" \
+  FAMILIES="shuffle-fields paraphrase numbers units shuffle-fields+paraphrase+units+numbers" \
+  bash scripts/train_comllm_fast.sh "$OUT"
+bash scripts/ship_checkpoint.sh "$OUT" grpo-robust cost 0.03
