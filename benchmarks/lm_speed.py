@@ -1,7 +1,9 @@
 """Language-model policy speed: decisions per second beside greedy's, closed-loop wall time, SFT samples/s.
 
-    python benchmarks/lm_speed.py [--model paper6 --model comllm ...]   (default: every shipped model) [--threads 2] [--servers 6,11,16]
+    python benchmarks/lm_speed.py [--model paper6 --model comllm ...] [--threads 2] [--servers 6,11,16]
                                   [--closed-loop] [--train]
+
+Without ``--model``, every shipped language model (one name per folder of ``SHIPPED``).
 
 Decisions: states from a paper-6-like simulator run with N servers (a mixed server set);
 each row times the policy's ``act`` on prebuilt batches of 1 and 64 states (as the closed loop
