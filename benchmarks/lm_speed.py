@@ -210,7 +210,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     console = Console(width=220)
-    models = args.model or list({folder: name for name, folder in reversed(SHIPPED.items())}.values())[::-1]
+    first_name: dict[str, str] = {}  # shipped folder -> its first name in SHIPPED
+    for name, folder in SHIPPED.items():
+        first_name.setdefault(folder, name)
+    models = args.model or list(first_name.values())
     console.print(decision_table(models, [int(s) for s in args.servers.split(",")]))
     if args.closed_loop:
         console.print(closed_loop_table(models))

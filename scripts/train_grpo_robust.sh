@@ -6,8 +6,4 @@
 # Wall time: README ("Shipped models").
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${1:-runs/grpo-robust}
-START=comllm/checkpoints/lm-paper6-robust PROB=0.6 SHIP=0 EXTRA="--lam 0 --horizon 0" \
-  FAMILIES="shuffle-fields paraphrase numbers units shuffle-fields+paraphrase+units+numbers" \
-  bash scripts/train_comllm_fast.sh "$OUT"
-bash scripts/ship_checkpoint.sh "$OUT" grpo-robust cost 0.03
+EXTRA="--lam 0 --horizon 0" NAME=grpo-robust bash scripts/train_comllm_robust.sh "${1:-runs/grpo-robust}"

@@ -6,11 +6,12 @@
 # perturbed, `units` and the four families at once among the families drawn; `shuffle-servers` is
 # held out (alone and inside `all`). 6,000 steps x 48. Wall time: README ("Robustness").
 # DATA names the records' folder, NAME the checkpoint shipped (lm-NAME; scripts/train_default.sh
-# ships the same recipe on its 2-24-server records as lm-default).
+# ships the same recipe on its 2-24-server records as lm-default); SHIP=0 trains without shipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/p6robust}
 export DATA=${DATA:-runs/p6}
 VALUE_RANGE=wide FAMILIES="shuffle-fields paraphrase numbers units shuffle-fields+paraphrase+units+numbers" PROB=0.6 STEPS=6000 SHIP=0 \
   bash scripts/train_paper6_fast.sh "$OUT"
+[ "${SHIP:-1}" = 1 ] || exit 0
 bash scripts/ship_checkpoint.sh "$OUT" "${NAME:-paper6-robust}" cost

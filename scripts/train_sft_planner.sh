@@ -22,6 +22,5 @@ for p in 0.3 0.5; do for d in sequential simultaneous; do
 done; done
 [ -f "$OUT/test-0.3.jsonl.gz" ] || $C data --scenario paper-6 --n 2000 --split test --template lean-v2 \
   --labels lacs-planner --set arrival_prob=0.3 --out "$OUT/test-0.3.jsonl.gz"
-DATA=$OUT VALUE_RANGE=wide FAMILIES="shuffle-fields paraphrase numbers units shuffle-fields+paraphrase+units+numbers" \
-  PROB=0.6 STEPS=6000 SHIP=0 bash scripts/train_paper6_fast.sh "$OUT/sft"
+DATA=$OUT SHIP=0 bash scripts/train_paper6_robust.sh "$OUT/sft"
 echo "model in $OUT/sft (--policy llm:$OUT/sft,mode=score)"
