@@ -20,11 +20,18 @@ def test_spec_builds_the_planner_and_rejects_bad_arguments():
     assert make_policy("lacs-planner").settings.rollouts == 16
     inc = make_policy("lacs-planner:3,8,greedy-incoming")
     assert inc.settings.other_policy == "greedy-incoming" and inc.name == "lacs-planner:3,8,greedy-incoming"
-    for bad in ("lacs-planner:3", "lacs-planner:a,b", "lacs-planner:-1,4", "lacs-planner:2,0", "lacs-planner:3,8,x,y"):
+    lam = make_policy("lacs-planner:3,8,greedy,1.5")
+    assert lam.settings.lam == 1.5 and lam.name == "lacs-planner:3,8,greedy,1.5"
+    assert make_policy(lam.name).settings == lam.settings  # the name is a spec that rebuilds it
+    for bad in ("lacs-planner:3", "lacs-planner:a,b", "lacs-planner:-1,4", "lacs-planner:2,0", "lacs-planner:3,8,x,y",
+                "lacs-planner:3,8,greedy,1,2"):
         with pytest.raises(PolicyError, match="lacs-planner"):
             make_policy(bad)
     with pytest.raises(PolicyError, match="rule 'smart' is not one of"):
         make_policy("lacs-planner:3,8,smart")
+    for bad_lam in ("x", "-1", "nan"):
+        with pytest.raises(PolicyError, match=f"LAM '{bad_lam}' is not a number >= 0"):
+            make_policy(f"lacs-planner:3,8,greedy,{bad_lam}")
 
 
 def test_planner_needs_the_bound_simulator():

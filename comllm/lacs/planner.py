@@ -1,4 +1,4 @@
-"""``lacs-planner[:H,K[,RULE]]``: an online look-ahead planner, the non-learned upper reference of LACS.
+"""``lacs-planner[:H,K[,RULE[,LAM]]]``: an online look-ahead planner, the non-learned upper reference of LACS.
 
 At each slot it scores every action of each arriving task with the simulated LACS
 (:mod:`comllm.lacs.lookahead`, horizon ``H`` slots, ``K`` rollouts per action) from the
@@ -8,7 +8,9 @@ rollouts letting the greedy oracle decide the slot's other tasks; under ``sequen
 a task's rollouts fix the decisions taken earlier in the slot (``sim.decided``) and let
 the greedy oracle decide the tasks still to come. ``RULE`` replaces the greedy oracle in the
 rollouts by another rule of :data:`comllm.sim.batch.RULES` (e.g. ``greedy-incoming``:
-``greedy:incoming`` deciding each slot's tasks in turn).
+``greedy:incoming`` deciding each slot's tasks in turn); ``LAM`` is the weight ``lam`` of the
+future term (default :data:`~comllm.lacs.lookahead.LACS_DEFAULTS`' 0.3; ``H`` 0 scores the task's own
+simulated latency alone, which is how README's "LACS" section measures what the look-ahead adds).
 
 A :class:`~comllm.policies.Policy` only receives a :class:`~comllm.state.StateBatch`,
 so the planner needs the simulator itself: the closed-loop evaluator calls
@@ -56,7 +58,10 @@ class LacsPlanner(Policy):
         other_policy: str = LACS_DEFAULTS.other_policy,
     ) -> None:
         self.settings = LacsSettings(horizon=horizon, rollouts=rollouts, lam=lam, other_policy=other_policy)
-        self.name = f"lacs-planner:{horizon},{rollouts}" + ("" if other_policy == "greedy" else f",{other_policy}")
+        self.name = f"lacs-planner:{horizon},{rollouts}" + (
+            f",{other_policy},{lam:g}" if lam != LACS_DEFAULTS.lam
+            else "" if other_policy == LACS_DEFAULTS.other_policy else f",{other_policy}"
+        )
         self.sim: MECSimulator | None = None
         self._seed = 0
         self._decisions = 0
@@ -100,22 +105,31 @@ def _factory(arg: str | None, scenario: Scenario | None) -> LacsPlanner:
         return LacsPlanner()
     parts = [p.strip() for p in arg.split(",")]
     try:
-        if len(parts) not in (2, 3):
+        if len(parts) not in (2, 3, 4):
             raise ValueError
         h, k = int(parts[0]), int(parts[1])
     except ValueError:
         raise PolicyError(
-            f"lacs-planner takes 'H,K[,RULE]' (horizon slots, rollouts, the rollouts' rule), e.g. lacs-planner:5,16 "
-            f"or lacs-planner:5,16,greedy-incoming; got '{arg}'"
+            f"lacs-planner takes 'H,K[,RULE[,LAM]]' (horizon slots, rollouts, the rollouts' rule, the future "
+            f"term's weight), e.g. lacs-planner:5,16, lacs-planner:5,16,greedy-incoming or lacs-planner:5,16,greedy,1; "
+            f"got '{arg}'"
         )
     if h < 0 or k < 1:
         raise PolicyError(f"lacs-planner:{arg}: horizon must be >= 0 and rollouts >= 1")
-    rule = parts[2] if len(parts) == 3 else LACS_DEFAULTS.other_policy
+    rule = parts[2] if len(parts) >= 3 else LACS_DEFAULTS.other_policy
     if rule not in RULES:
         raise PolicyError(f"lacs-planner:{arg}: rule '{rule}' is not one of {', '.join(RULES)}")
-    return LacsPlanner(horizon=h, rollouts=k, other_policy=rule)
+    lam = LACS_DEFAULTS.lam
+    if len(parts) == 4:
+        try:
+            lam = float(parts[3])
+        except ValueError:
+            lam = -1.0
+        if not lam >= 0:
+            raise PolicyError(f"lacs-planner:{arg}: LAM '{parts[3]}' is not a number >= 0 (weight of the future term)")
+    return LacsPlanner(horizon=h, rollouts=k, lam=lam, other_policy=rule)
 
 
-register_policy("lacs-planner", "look-ahead planner: best simulated LACS score per task (arg H,K)", LacsPlanner)(
+register_policy("lacs-planner", "look-ahead planner: best simulated LACS score per task (arg H,K[,RULE[,LAM]])", LacsPlanner)(
     _factory
 )
