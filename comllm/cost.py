@@ -17,6 +17,15 @@ by tasks bound for ``j`` (``StateBatch.incoming``; under ``decisions=sequential`
 holds the slot's earlier decisions). With ``incoming_active`` the incoming tasks also
 join the active count, ``a_j + n_j + 1`` (``n_j`` = ``StateBatch.incoming_n``); that
 over-counts at heavy load (docs/notes/fresh-view.md), so it is an option.
+
+The *sharing* variant (policy ``greedy:sharing``) prices the server's compute as the simulator
+serves it (``comllm/sim/kernels.py``, slot rule 3: each non-empty device queue gets an equal share
+of the server): a new queue is finished once the server has computed its ``S`` Mbit and, of each
+other queue, at most as much (``min(w_i, S)``); with the backlog spread evenly over the ``a``
+queues that is ``min(Q, a·S) + S`` Mbit, so server j costs
+``tx_wait + S/R + (min(Q_j, a_j·S) + S)·d / (f_j·Δ)``, where the paper's formula counts every
+queued bit ``a_j + 1`` times. ``greedy:sharing`` applies it to the fresh view (``Q_j + I_j`` and
+``a_j + n_j``); README, "What a policy sees", has its closed loop.
 """
 
 from __future__ import annotations
@@ -27,11 +36,15 @@ from numba import njit
 from comllm.state import StateBatch
 
 
-def action_costs(batch: StateBatch, incoming: bool = False, incoming_active: bool = False) -> np.ndarray:
+def action_costs(
+    batch: StateBatch, incoming: bool = False, incoming_active: bool = False, sharing: bool = False
+) -> np.ndarray:
     """Estimated latency (slots) of every action, shape ``(B, N + 1)``; column 0 is local.
 
     ``incoming``: add the Mbit in flight to each server to its backlog; ``incoming_active``:
-    also count the tasks in flight among its active queues (see the module docstring).
+    also count the tasks in flight among its active queues; ``sharing``: the server's compute
+    as its queues share it, ``min(Q, a·S) + S`` Mbit instead of ``(Q + S)·(a + 1)`` (see the
+    module docstring).
     """
     slot = batch.slot_s
     queued = batch.queued + batch.incoming if incoming else batch.queued
@@ -41,13 +54,11 @@ def action_costs(batch: StateBatch, incoming: bool = False, incoming_active: boo
     )
     size = batch.task_size[:, None]
     rate = np.maximum(batch.upload_rate, 1e-9)[:, None]
+    work = np.minimum(queued, active * size) + size if sharing else (queued + size) * (active + 1)  # Mbit
     server = (
         batch.tx_wait[:, None]
         + size / rate
-        + (queued + size)
-        * (batch.server_cycles_per_bit / 1000.0)
-        * (active + 1)
-        / (batch.server_ghz * slot[:, None])
+        + work * (batch.server_cycles_per_bit / 1000.0) / (batch.server_ghz * slot[:, None])
     )
     return np.concatenate([local[:, None], server], axis=1)
 
@@ -57,9 +68,11 @@ def oracle_from_costs(costs: np.ndarray) -> np.ndarray:
     return np.argmin(costs, axis=-1)
 
 
-def oracle_actions(batch: StateBatch, incoming: bool = False, incoming_active: bool = False) -> np.ndarray:
+def oracle_actions(
+    batch: StateBatch, incoming: bool = False, incoming_active: bool = False, sharing: bool = False
+) -> np.ndarray:
     """The greedy oracle: the action of least one-step cost, shape ``(B,)`` (ties: lowest action)."""
-    return oracle_from_costs(action_costs(batch, incoming, incoming_active))
+    return oracle_from_costs(action_costs(batch, incoming, incoming_active, sharing))
 
 
 def chosen_costs(batch: StateBatch, actions: np.ndarray) -> np.ndarray:

@@ -44,20 +44,24 @@ class GreedyPolicy(Policy):
 
     ``greedy`` is the paper's formula; ``greedy:incoming`` adds the Mbit in flight to each
     server to its backlog, ``greedy:incoming,active`` also counts the tasks in flight among
-    its active queues.
+    its active queues; ``greedy:sharing`` does both and prices the server's compute as its
+    queues share it (:mod:`comllm.cost`, the *sharing* variant).
     """
 
     name = "greedy"
     stateless = True
 
-    def __init__(self, incoming: bool = False, incoming_active: bool = False) -> None:
-        self.incoming = incoming
-        self.incoming_active = incoming_active
-        if incoming:
+    def __init__(self, incoming: bool = False, incoming_active: bool = False, sharing: bool = False) -> None:
+        self.incoming = incoming or sharing
+        self.incoming_active = incoming_active or sharing
+        self.sharing = sharing
+        if sharing:
+            self.name = "greedy:sharing"
+        elif incoming:
             self.name = "greedy:incoming,active" if incoming_active else "greedy:incoming"
 
     def act(self, batch: StateBatch) -> np.ndarray:
-        return oracle_actions(batch, self.incoming, self.incoming_active)
+        return oracle_actions(batch, self.incoming, self.incoming_active, self.sharing)
 
 
 def _greedy(arg: str | None, sc) -> GreedyPolicy:
@@ -67,7 +71,11 @@ def _greedy(arg: str | None, sc) -> GreedyPolicy:
         return GreedyPolicy(incoming=True)
     if arg.replace(" ", "") == "incoming,active":
         return GreedyPolicy(incoming=True, incoming_active=True)
-    raise PolicyError(f"policy 'greedy' takes no argument, 'incoming' or 'incoming,active' (got 'greedy:{arg}')")
+    if arg == "sharing":
+        return GreedyPolicy(sharing=True)
+    raise PolicyError(
+        f"policy 'greedy' takes no argument, 'incoming', 'incoming,active' or 'sharing' (got 'greedy:{arg}')"
+    )
 
 
 class RoundRobinPolicy(Policy):
@@ -106,7 +114,9 @@ class LeastLoadedPolicy(Policy):
 
 register_policy("random", "uniformly random action")(lambda arg, sc: RandomPolicy(int(arg) if arg else 0))
 register_policy("local", "always compute on the device")(lambda arg, sc: (_no_arg("local", arg), LocalPolicy())[1])
-register_policy("greedy", "one-step cost oracle; greedy:incoming also counts traffic in flight")(_greedy)
+register_policy(
+    "greedy", "one-step cost oracle; greedy:incoming also counts traffic in flight, greedy:sharing also shares the server"
+)(_greedy)
 register_policy("round-robin", "offload to servers in turn")(
     lambda arg, sc: (_no_arg("round-robin", arg), RoundRobinPolicy())[1]
 )
