@@ -5,8 +5,8 @@
 RESULTS: ``comllm simulate --json`` files of the language models (one setting each, e.g. from
 ``comllm simulate --scenario paper-6 --policy llm:comllm --slots 2000 --seeds 3 --set
 arrival_prob=0.3 --set decisions=sequential --json F``). The baselines' rows come from
-``docs/results/fresh-view.json`` (greedy, greedy:incoming, DQN) and
-``docs/results/fresh-view-planner.json`` (the planner, 400 slots × 2 seeds). One table per
+``docs/results/fresh-view.json`` (greedy, greedy:incoming, DQN), ``docs/results/fresh-view-sharing.json``
+(greedy:sharing) and ``docs/results/fresh-view-planner.json`` (the planner, 400 slots × 2 seeds). One table per
 protocol: latency ± 95 % CI / drops / Jain of offloads, and each model's per-server share.
 ``--label`` names a model's rows (its spec without ``threads=``, e.g. ``llm:runs/x/final=GRPO``).
 """
@@ -17,7 +17,11 @@ import argparse
 import json
 from pathlib import Path
 
-BASE = {"greedy": "greedy", "greedy:incoming": "greedy:incoming", "dqn:{n}": "DQN", "lacs-planner:5,16": "lacs-planner"}
+BASE = {
+    "greedy": "greedy", "greedy:incoming": "greedy:incoming", "greedy:sharing": "greedy:sharing", "dqn:{n}": "DQN",
+    "lacs-planner:5,16": "lacs-planner",
+}  # fmt: skip
+BASE_FILES = ("docs/results/fresh-view.json", "docs/results/fresh-view-sharing.json", "docs/results/fresh-view-planner.json")
 SETTINGS = [("paper-6", "0.3"), ("paper-6", "0.5"), ("paper-11", "0.3"), ("paper-11", "0.5")]
 
 
@@ -34,7 +38,7 @@ def main() -> None:
     args = ap.parse_args()
     labels = dict(x.rsplit("=", 1) for x in args.label)
     rows: dict[tuple[str, tuple[str, str, str]], dict] = {}
-    for f in ("docs/results/fresh-view.json", "docs/results/fresh-view-planner.json"):
+    for f in BASE_FILES:
         for r in json.loads(Path(f).read_text()):
             if r["policy"] in BASE:
                 rows[(BASE[r["policy"]], key(r))] = r
@@ -46,7 +50,7 @@ def main() -> None:
             name = labels.get(name, name)
             models.append(name) if name not in models else None
             rows[(name, key(r))] = r
-    order = [*models, "greedy", "greedy:incoming", "DQN", "lacs-planner"]
+    order = [*models, *BASE.values()]
     out = []
     for proto in ("simultaneous", "sequential"):
         out.append(f"**{proto}** (latency in slots ± 95 % CI / drops / Jain of offloads)\n")
