@@ -21,7 +21,9 @@ BASE = {
     "greedy": "greedy", "greedy:incoming": "greedy:incoming", "greedy:sharing": "greedy:sharing", "dqn:{n}": "DQN",
     "lacs-planner:5,16": "lacs-planner",
 }  # fmt: skip
-BASE_FILES = ("docs/results/fresh-view.json", "docs/results/fresh-view-sharing.json", "docs/results/fresh-view-planner.json")
+BASE_FILES = (
+    "docs/results/fresh-view.json", "docs/results/fresh-view-sharing.json", "docs/results/fresh-view-planner.json"
+)  # fmt: skip
 SETTINGS = [("paper-6", "0.3"), ("paper-6", "0.5"), ("paper-11", "0.3"), ("paper-11", "0.5")]
 
 

@@ -29,7 +29,7 @@ def test_spec_builds_the_planner_and_rejects_bad_arguments():
             make_policy(bad)
     with pytest.raises(PolicyError, match="rule 'smart' is not one of"):
         make_policy("lacs-planner:3,8,smart")
-    for bad_lam in ("x", "-1", "nan"):
+    for bad_lam in ("x", "-1", "nan", "inf"):
         with pytest.raises(PolicyError, match=f"LAM '{bad_lam}' is not a number >= 0"):
             make_policy(f"lacs-planner:3,8,greedy,{bad_lam}")
 

@@ -124,12 +124,12 @@ def _factory(arg: str | None, scenario: Scenario | None) -> LacsPlanner:
         try:
             lam = float(parts[3])
         except ValueError:
-            lam = -1.0
-        if not lam >= 0:
+            lam = float("nan")
+        if not (np.isfinite(lam) and lam >= 0):
             raise PolicyError(f"lacs-planner:{arg}: LAM '{parts[3]}' is not a number >= 0 (weight of the future term)")
     return LacsPlanner(horizon=h, rollouts=k, lam=lam, other_policy=rule)
 
 
-register_policy("lacs-planner", "look-ahead planner: best simulated LACS score per task (arg H,K[,RULE[,LAM]])", LacsPlanner)(
-    _factory
-)
+register_policy(
+    "lacs-planner", "look-ahead planner: best simulated LACS score per task (arg H,K[,RULE[,LAM]])", LacsPlanner
+)(_factory)

@@ -115,7 +115,8 @@ class LeastLoadedPolicy(Policy):
 register_policy("random", "uniformly random action")(lambda arg, sc: RandomPolicy(int(arg) if arg else 0))
 register_policy("local", "always compute on the device")(lambda arg, sc: (_no_arg("local", arg), LocalPolicy())[1])
 register_policy(
-    "greedy", "one-step cost oracle; greedy:incoming also counts traffic in flight, greedy:sharing also shares the server"
+    "greedy",
+    "one-step cost oracle; greedy:incoming also counts traffic in flight, greedy:sharing also shares the server",
 )(_greedy)
 register_policy("round-robin", "offload to servers in turn")(
     lambda arg, sc: (_no_arg("round-robin", arg), RoundRobinPolicy())[1]
