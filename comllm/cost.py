@@ -54,12 +54,12 @@ def action_costs(
     )
     size = batch.task_size[:, None]
     rate = np.maximum(batch.upload_rate, 1e-9)[:, None]
-    work = np.minimum(queued, active * size) + size if sharing else (queued + size) * (active + 1)  # Mbit
-    server = (
-        batch.tx_wait[:, None]
-        + size / rate
-        + work * (batch.server_cycles_per_bit / 1000.0) / (batch.server_ghz * slot[:, None])
-    )
+    density, speed = batch.server_cycles_per_bit / 1000.0, batch.server_ghz * slot[:, None]
+    if sharing:
+        compute = (np.minimum(queued, active * size) + size) * density / speed
+    else:  # this order of operations, as greedy_action_scaled's, keeps the two bit-identical
+        compute = (queued + size) * density * (active + 1) / speed
+    server = batch.tx_wait[:, None] + size / rate + compute
     return np.concatenate([local[:, None], server], axis=1)
 
 

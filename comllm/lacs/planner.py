@@ -58,10 +58,12 @@ class LacsPlanner(Policy):
         other_policy: str = LACS_DEFAULTS.other_policy,
     ) -> None:
         self.settings = LacsSettings(horizon=horizon, rollouts=rollouts, lam=lam, other_policy=other_policy)
-        self.name = f"lacs-planner:{horizon},{rollouts}" + (
-            f",{other_policy},{lam:g}" if lam != LACS_DEFAULTS.lam
-            else "" if other_policy == LACS_DEFAULTS.other_policy else f",{other_policy}"
-        )
+        spec = [str(horizon), str(rollouts)]  # the shortest spec that rebuilds these settings
+        if other_policy != LACS_DEFAULTS.other_policy or lam != LACS_DEFAULTS.lam:
+            spec.append(other_policy)
+        if lam != LACS_DEFAULTS.lam:
+            spec.append(f"{lam:g}")
+        self.name = "lacs-planner:" + ",".join(spec)
         self.sim: MECSimulator | None = None
         self._seed = 0
         self._decisions = 0
