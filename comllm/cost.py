@@ -63,6 +63,24 @@ def action_costs(
     return np.concatenate([local[:, None], server], axis=1)
 
 
+#: The named one-step estimates, each the flags of :func:`action_costs` it takes: the estimate a
+#: template prints (``Template.estimate``), an open-loop score's oracle and the GRPO reward's task
+#: cost are chosen by these names, and each is the cost of a greedy policy of the same name
+#: (``greedy``, ``greedy:incoming``, ``greedy:sharing``).
+ESTIMATES: dict[str, dict[str, bool]] = {
+    "paper": {},
+    "incoming": {"incoming": True},
+    "sharing": {"incoming": True, "incoming_active": True, "sharing": True},
+}
+
+
+def estimate_costs(batch: StateBatch, estimate: str) -> np.ndarray:
+    """The named one-step estimate (:data:`ESTIMATES`) of every action, slots, shape ``(B, N + 1)``."""
+    if estimate not in ESTIMATES:
+        raise ValueError(f"estimate '{estimate}' is not one of {', '.join(ESTIMATES)}")
+    return action_costs(batch, **ESTIMATES[estimate])
+
+
 def oracle_from_costs(costs: np.ndarray) -> np.ndarray:
     """The oracle's rule on given costs ``(..., N + 1)``: the least, ties to the lowest action (local first)."""
     return np.argmin(costs, axis=-1)

@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-runs/p6}
 OUT=${1:-runs/p6fast}
-# the perturbation families of training (the rest are held out); SHIP=0 trains without shipping
+# the perturbation families of training (the rest are held out); SHIP=0 trains without shipping;
+# TEMPLATE=lean-sharing prints greedy:sharing's estimate instead of the incoming-aware one
 FAMILIES=${FAMILIES:-shuffle-fields paraphrase numbers}
 PROB=${PROB:-0.3}      # share of the training prompts perturbed
 STEPS=${STEPS:-4000}
@@ -18,7 +19,7 @@ SHIP=${SHIP:-1}
 C=.venv/bin/comllm
 data=()
 for f in "$DATA"/sft-*.jsonl.gz; do data+=(--data "$f"); done
-[ -f "$OUT/model.safetensors" ] || $C sft --model default --value-range "$VALUE_RANGE" --template lean-v2 "${data[@]}" \
+[ -f "$OUT/model.safetensors" ] || $C sft --model default --value-range "$VALUE_RANGE" --template "${TEMPLATE:-lean-v2}" "${data[@]}" \
   --hidden 64 --layers 2 --heads 2 --intermediate 192 --steps "$STEPS" --batch-size 48 --lr 2e-3 --seed 7 \
   --cost-head 2.0 --mode cost --renumber 0.5 --renumber-max 24 --line-positions lines --line-compare earlier \
   $(for f in $FAMILIES; do echo --perturb "$f"; done) --perturb-prob "$PROB" --perturb-seed 7 \

@@ -81,6 +81,16 @@ def test_task_cost_incoming_counts_the_traffic_in_flight(record):
         RewardConfig(task_cost="stale")
 
 
+def test_task_cost_sharing_prices_the_server_as_its_queues_share_it(record):
+    _, _, cost, batch = record
+    shared = action_costs(batch, incoming=True, incoming_active=True, sharing=True)[0]
+    assert not np.allclose(shared, action_costs(batch, incoming=True)[0])
+    r = rewards(RewardConfig(lacs="off", task_cost="sharing"), record)
+    for i, a in [(0, 1), (1, 0), (3, 3), (5, 2)]:
+        over = 10.0 * (shared[a] > batch.max_delay[0])
+        assert r["task"][i] == pytest.approx(0.8 * (1 - shared[a] - over))
+
+
 def test_a_sequential_record_is_priced_with_the_slots_earlier_decisions_in_flight():
     """task_cost incoming on a record with slot_decisions: the task sees the traffic the earlier tasks sent."""
     sim = MECSimulator(load_scenario("paper-6", {"decisions": "sequential", "arrival_prob": 0.6}), seed=5)

@@ -292,8 +292,29 @@ def test_the_quick_eval_of_a_fresh_view_model_is_against_the_printed_estimates(l
     stale = [np.arange(s.n_servers + 1, dtype=float)[::-1] + 1 for s in some]  # argmin: the last server
     res = quick_eval(lean, some, stale)
     actions = LMPolicy(lean).decide(some)
-    best = [int(np.argmin(e)) for e in printed_estimates(some)]
+    best = [int(np.argmin(e)) for e in printed_estimates(some, get_template("lean-v2"))]
     assert res["acc"] == pytest.approx(float(np.mean(actions == np.array(best))))
+
+
+def test_a_lean_sharing_model_regresses_and_is_scored_against_the_sharing_estimate(states: list) -> None:
+    """``lean-sharing`` prints greedy:sharing's estimate: its cost head's targets and its quick eval's oracle are that."""
+    from comllm.cost import action_costs
+    from comllm.lm.policy import DecodeOptions, LMPolicy
+    from comllm.lm.sft import _add_cost_head, quick_eval
+    from comllm.state import StateBatch
+
+    lm = new_embedded_lm("lean-sharing", states[:20], TINY_SHAPE, 0)
+    _add_cost_head(lm)
+    some = states[:40]
+    sharing = [action_costs(StateBatch.from_states([s]), incoming=True, incoming_active=True, sharing=True)[0] for s in some]
+    incoming = [action_costs(StateBatch.from_states([s]), incoming=True)[0] for s in some]
+    assert any(not np.allclose(a, b) for a, b in zip(sharing, incoming))  # the two estimates differ on these states
+    ex = encode_examples(lm, some, np.zeros(len(some), dtype=np.int64), [np.zeros(s.n_servers + 1) for s in some],
+                         with_line_ends=True)  # fmt: skip
+    assert all(np.array_equal(c, e) for c, e in zip(ex.costs, sharing))
+    actions = LMPolicy(lm, DecodeOptions(mode="cost")).decide(some)
+    best = np.array([int(np.argmin(e)) for e in sharing])
+    assert quick_eval(lm, some, [], mode="cost")["acc"] == pytest.approx(float(np.mean(actions == best)))
 
 
 def test_the_quick_eval_decides_in_the_runs_mode(states: list) -> None:
@@ -304,7 +325,7 @@ def test_the_quick_eval_decides_in_the_runs_mode(states: list) -> None:
     lm = new_embedded_lm("lean-v2", states[:20], TINY_SHAPE, 0)
     _add_cost_head(lm)
     some = states[:40]
-    best = np.array([int(np.argmin(e)) for e in printed_estimates(some)])
+    best = np.array([int(np.argmin(e)) for e in printed_estimates(some, get_template("lean-v2"))])
     for mode in ("score", "cost"):
         actions = LMPolicy(lm, DecodeOptions(mode=mode)).decide(some)
         assert quick_eval(lm, some, [], mode=mode)["acc"] == pytest.approx(float(np.mean(actions == best)))

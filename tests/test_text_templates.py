@@ -233,17 +233,54 @@ def _fresh_example():
     return replace(s, servers=servers, slot_arrivals=4, slot_pending=3)
 
 
+def test_lean_sharing_is_lean_v2_printing_greedy_sharings_estimate() -> None:
+    """The docstring's example; every line as ``lean-v2``'s but the estimate, which is ``greedy:sharing``'s."""
+    from comllm.cost import ESTIMATES, estimate_costs
+    from comllm.policies import make_policy
+    from comllm.state import StateBatch
+
+    s = _fresh_example()
+    lean, sharing = get_template("lean-v2"), get_template("lean-sharing")
+    assert (lean.printed_estimate, sharing.printed_estimate) == ("incoming", "sharing")
+    a, b = lean.render_prompt(s).splitlines(), sharing.render_prompt(s).splitlines()
+    assert b[2:5] == [
+        "server 1: est 3.52 active 0 queue 0 incoming 3.2",
+        "server 2: est 4.13 active 2 queue 7.27 incoming 0",
+        "server 3: est 23.59 active 5 queue 31.5 incoming 12.5",
+    ]
+    drop_est = lambda line: re.sub(r"est [0-9.]+", "est", line)  # noqa: E731
+    assert [drop_est(x) for x in a] == [drop_est(x) for x in b] and a != b
+    batch = StateBatch.from_states([s])
+    est = [float(x.split("est ")[1].split()[0]) for x in b[1:5]]
+    assert est == pytest.approx(estimate_costs(batch, "sharing")[0], abs=0.005)
+    assert np.array_equal(sharing.estimate_costs(batch), estimate_costs(batch, "sharing"))
+    # each named estimate is its greedy policy's cost: the argmin is the policy's action
+    from tests.fixtures.text_states import random_fresh_state
+
+    rng = np.random.default_rng(5)
+    many = StateBatch.from_states([random_fresh_state(rng, 6, history_len=10) for _ in range(200)])
+    picks = {}
+    for name in ESTIMATES:
+        policy = make_policy("greedy" if name == "paper" else f"greedy:{name}")
+        picks[name] = policy.act(many)
+        assert np.array_equal(picks[name], np.argmin(estimate_costs(many, name), axis=1))
+    assert (picks["sharing"] != picks["incoming"]).any() and (picks["incoming"] != picks["paper"]).any()
+    with pytest.raises(ValueError, match="estimate 'nope' is not one of paper, incoming, sharing"):
+        estimate_costs(batch, "nope")
+
+
 def test_every_template_has_a_v2_and_the_v2_carry_the_fresh_view() -> None:
     from comllm.text.template import ALL_FIELDS, FRESH_VIEW_FIELDS
 
     born_fresh = {"lean-v2"}  # templates made for the fresh view, without an older twin
-    old = [n for n in TEMPLATES if not n.endswith("-v2")]
+    named_fresh = {"lean-sharing"}  # fresh-view templates named for the estimate they print, not by the suffix
+    old = [n for n in TEMPLATES if not n.endswith("-v2") and n not in named_fresh]
     assert sorted([f"{n}-v2" for n in old] + sorted(born_fresh)) == sorted(V2)
     assert sorted(V2) == sorted(n for n in TEMPLATES if n.endswith("-v2"))
-    for name in V2:
+    for name in (*V2, *named_fresh):
         t = get_template(name)
         assert t.fresh_view and t.carried == ALL_FIELDS
-        if name not in born_fresh:
+        if name not in born_fresh | named_fresh:
             assert t.lang == get_template(name[:-3]).lang and t.decimals == get_template(name[:-3]).decimals
     for name in old:
         assert not get_template(name).fresh_view and not get_template(name).carried & FRESH_VIEW_FIELDS

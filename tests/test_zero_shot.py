@@ -40,5 +40,8 @@ def test_open_loop_scores_against_the_fresh_views_oracle_on_request():
     paper = evaluate_open_loop(states, make_policy("greedy"), oracle="paper")
     assert paper["accuracy"] == 1.0
     assert evaluate_open_loop(states, make_policy("greedy"), oracle="incoming")["perf_ratio"] < 1.0
-    with pytest.raises(ComllmError, match="oracle 'best' must be one of paper, incoming"):
+    gs = evaluate_open_loop(states, make_policy("greedy:sharing"), oracle="sharing")
+    assert gs["accuracy"] == 1.0 and gs["oracle"] == "sharing"
+    assert evaluate_open_loop(states, make_policy("greedy:incoming"), oracle="sharing")["perf_ratio"] < 1.0
+    with pytest.raises(ComllmError, match="oracle 'best' must be one of paper, incoming, sharing"):
         evaluate_open_loop(states, make_policy("greedy"), oracle="best")

@@ -113,7 +113,7 @@ def eval_data(
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the results as JSON"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="skip malformed records (and count them)"),
     limit: Optional[int] = typer.Option(None, min=1, help="evaluate only the first LIMIT records"),
-    oracle: str = typer.Option("paper", help="scored against: paper (the cost model) | incoming (the fresh view's)"),
+    oracle: str = typer.Option("paper", help="scored against: paper (the cost model) | incoming (the fresh view's) | sharing (greedy:sharing's)"),
 ) -> None:
     """Open-loop evaluation: a policy decides every state of a data file, scored by the cost model."""
     check_input("--data", data)

@@ -8,10 +8,11 @@ delay counts as a drop at the deadline (``avg_cost`` caps each cost there, as
 the closed-loop metrics count a drop; ``*_raw`` keep the uncapped estimates).
 An action outside 0..N is invalid and counts as a drop.
 
-``oracle="incoming"`` scores against the fresh view's one-step oracle instead
-(``action_costs(batch, incoming=True)``: incoming Mbit counted as queued, the
-``greedy:incoming`` policy, docs/model.md §6): the target of the models trained on
-the ``-v2`` templates. The default, ``"paper"``, is the paper's cost model.
+``oracle`` names the one-step estimate scored against (:data:`comllm.cost.ESTIMATES`):
+``"paper"`` (the default) is the paper's cost model; ``"incoming"`` the fresh view's
+(incoming Mbit counted as queued, the ``greedy:incoming`` policy, docs/model.md §6), the
+target of the models trained on the ``-v2`` templates; ``"sharing"`` ``greedy:sharing``'s,
+the target of the models trained on ``lean-sharing``.
 
 States are grouped by server count into :class:`~comllm.state.StateBatch` es and
 handed to ``policy.act``: a language-model policy renders them in its own
@@ -25,7 +26,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from comllm.cost import action_costs, oracle_from_costs
+from comllm.cost import ESTIMATES, estimate_costs, oracle_from_costs
 from comllm.errors import ComllmError
 from comllm.evaluate.metrics import jain_index, nan_to_none
 from comllm.policies.base import Policy
@@ -37,7 +38,7 @@ class _Group:
     """Running sums for the states with one server count."""
 
     n_servers: int
-    incoming: bool = False
+    oracle: str = "paper"  # a name of comllm.cost.ESTIMATES
     n: int = 0
     correct: int = 0
     cost_match: int = 0
@@ -54,7 +55,7 @@ class _Group:
         self.counts = np.zeros(self.n_servers + 1, dtype=np.int64)
 
     def add(self, batch: StateBatch, actions: np.ndarray) -> None:
-        costs = action_costs(batch, incoming=self.incoming)
+        costs = estimate_costs(batch, self.oracle)
         b = len(batch)
         deadline = batch.max_delay.astype(np.float64)
         oracle = oracle_from_costs(costs)
@@ -103,7 +104,7 @@ def _state_of(item: Any) -> TaskState:
     raise ComllmError(f"open-loop evaluation takes records or task states, not {type(item).__name__}")
 
 
-ORACLES = ("paper", "incoming")
+ORACLES = tuple(ESTIMATES)
 
 
 def evaluate_open_loop(
@@ -133,7 +134,7 @@ def evaluate_open_loop(
         actions = np.asarray(policy.act(batch)).reshape(-1)
         if len(actions) != len(batch):
             raise ComllmError(f"policy '{policy.name}' returned {len(actions)} actions for {len(batch)} states")
-        groups.setdefault(n, _Group(n, oracle == "incoming")).add(batch, actions.astype(np.int64))
+        groups.setdefault(n, _Group(n, oracle)).add(batch, actions.astype(np.int64))
 
     for item in records:
         s = _state_of(item)

@@ -167,10 +167,10 @@ class EvalConfig(_Section):
         default_factory=lambda: ["none", "shuffle-fields", "paraphrase", "units", "numbers", "shuffle-servers"]
     )
     robustness_n: int = Field(500, ge=1)
-    oracle: Literal["paper", "incoming"] = Field(
+    oracle: Literal["paper", "incoming", "sharing"] = Field(
         "paper",
         description="one-step oracle of the open-loop metrics (accuracy, perf ratio): paper (the paper's formula) |"
-        " incoming (the fresh view's, greedy:incoming)",
+        " incoming (the fresh view's, greedy:incoming) | sharing (greedy:sharing's, the lean-sharing template's)",
     )
     lm_options: dict[Literal["sft", "grpo", "comllm"], str] = Field(
         default_factory=dict,

@@ -153,7 +153,7 @@ def run_evaluation(pipe: "Pipeline", log: Callable[[str], None] = print) -> None
     lms = lm_policies(pipe)
     data = pipe.data_dir()
     zs_files = {n: data / f"test-{n}.jsonl.gz" for n in e.server_counts if (data / f"test-{n}.jsonl.gz").is_file()}
-    oracle_policy = "greedy:incoming" if e.oracle == "incoming" else "greedy"
+    oracle_policy = "greedy" if e.oracle == "paper" else f"greedy:{e.oracle}"  # the estimate's own greedy policy
     _write(out / "zero_shot.json", _open_loop_rows({**lms, oracle_policy: oracle_policy}, zs_files, log, e.zero_shot_n, e.oracle))
     ol_files = {n: data / f"test-{n}.jsonl.gz" for n in pipe.cfg.data.test_servers}
     # open loop has no simulator, and a spec of the scenario's size (dqn:{n}) no single form

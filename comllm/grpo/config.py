@@ -81,8 +81,8 @@ class GRPORunConfig(BaseModel):
     )
     task_cost: Literal[tuple(TASK_COSTS)] = Field(  # type: ignore[valid-type]
         _REWARD.task_cost,
-        description="the task term's one-step cost: incoming (with the traffic in flight, the fresh view's) | greedy"
-        " (the paper's formula, which ignores it)",
+        description="the task term's one-step cost: incoming (with the traffic in flight, the fresh view's) | sharing"
+        " (greedy:sharing's, the server shared among its queues: a lean-sharing model's) | greedy (the paper's formula)",
     )
     task_weight: float = Field(_REWARD.task_weight, ge=0, description="weight of the task (one-step cost) term")
     format_weight: float = Field(_REWARD.format_weight, ge=0, description="weight of the format term")

@@ -21,8 +21,10 @@ look-ahead term ``future(a)``, ``C = cost + lam * future``:
 an unparseable answer gets ``unparseable`` (-10) from ``task`` and 0 from the others.
 ``cost`` is the fresh view's one-step cost (``task_cost="incoming"``, the default: each server's
 backlog counts the Mbit already in flight to it, ``greedy:incoming``'s estimate, README "What a
-policy sees") or the paper's formula (``task_cost="greedy"``, the reference's), which ignores that
-traffic and pulls a model trained on the fresh view back towards the stale greedy. A
+policy sees"), ``greedy:sharing``'s (``task_cost="sharing"``: the server shared among its queues,
+what a ``lean-sharing`` prompt prints) or the paper's formula (``task_cost="greedy"``, the
+reference's), which ignores that traffic and pulls a model trained on the fresh view back towards
+the stale greedy. A
 sequential record's task is priced as it saw the slot: with the traffic of the tasks decided
 before it (its ``slot_decisions``) in flight (:meth:`MECSimulator.observe_after`).
 ``shaping="normalised"`` replaces the last two by ratios in (0, 1]:
@@ -45,7 +47,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from comllm.cost import action_costs
+from comllm.cost import estimate_costs
 from comllm.lacs.lookahead import LACS_DEFAULTS, LacsError, LacsSettings, as_snapshot, lacs_evaluate_batch
 from comllm.lacs.reference import reference_terms
 from comllm.sim import MECSimulator
@@ -56,7 +58,8 @@ RewardFunc = Callable[..., list[float]]
 
 LACS_MODES = ("sim", "reference", "off")
 SHAPINGS = ("reference", "normalised")
-TASK_COSTS = ("greedy", "incoming")
+#: the task cost's names: ``greedy`` is the paper's formula, the others the estimates of those names (comllm.cost.ESTIMATES)
+TASK_COSTS = ("greedy", "incoming", "sharing")
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,7 @@ class LacsRewards:
         fixed = self._decided(decided)
         # a sequential record's task sees the slot's earlier decisions (their traffic is headed out)
         row = sim.observe_after(dev, fixed) if fixed else batch.subset(rows)
-        cost = action_costs(row, incoming=self.config.task_cost == "incoming")[0]
+        cost = estimate_costs(row, "paper" if self.config.task_cost == "greedy" else self.config.task_cost)[0]
         rec = _Record(snap, dev, row, cost, fixed)
         self._records[key] = rec
         if len(self._records) > self._cache_size:

@@ -19,7 +19,7 @@ every word the perturbations write (:func:`perturbation_corpus`); a checkpoint w
 vocabulary lacks some gets a warning (they are read as ``<unk>``). With ``--cost-head`` the
 auxiliary line losses are computed on the canonical prompts only (a perturbed prompt's lines
 may be reordered or reworded); the least-cost regression at the prompt's end is kept for all.
-A fresh-view template's cost head regresses the incoming-aware estimates its prompt prints.
+A fresh-view template's cost head regresses the estimates its prompt prints (``Template.printed_estimate``).
 
 Batches: each epoch is a seeded permutation, cut into chunks of 64 batches
 whose examples are sorted by length before being cut into batches (bucketing:
@@ -306,8 +306,8 @@ def encode_examples(
             action_line_ends(lm, template, p, s.n_servers) if d is None else perturbed_line_ends(lm, template, p, names[1:])
             for p, s, d, names in zip(prompts, states, draws, line_names)
         ]
-        if getattr(template, "fresh_view", False):
-            costs = printed_estimates(states)
+        if template.printed_estimate != "paper":
+            costs = printed_estimates(states, template)
     return Examples(
         line_ends=line_ends,
         line_names=line_names,
@@ -319,18 +319,17 @@ def encode_examples(
     )
 
 
-def printed_estimates(states: list[TaskState]) -> list[np.ndarray]:
-    """Each state's incoming-aware one-step estimates (slots): what a fresh-view prompt prints as ``est``.
+def printed_estimates(states: list[TaskState], template: Any) -> list[np.ndarray]:
+    """Each state's one-step estimates (slots) as ``template`` prints them (``Template.printed_estimate``).
 
-    The cost head of a fresh-view model regresses these rather than the records' ``costs`` (the
-    paper's stale formula, which such a prompt does not show).
+    The cost head of a model on a fresh-view template regresses these rather than the records'
+    ``costs`` (the paper's stale formula, which such a prompt does not show).
     """
-    from comllm.cost import action_costs
     from comllm.state import StateBatch, group_by_servers
 
     out: list[np.ndarray] = [np.zeros(0)] * len(states)
     for members in group_by_servers(states).values():
-        est = action_costs(StateBatch.from_states([states[i] for i in members]), incoming=True)
+        est = template.estimate_costs(StateBatch.from_states([states[i] for i in members]))
         for row, i in enumerate(members):
             out[i] = est[row]
     return out
@@ -610,14 +609,15 @@ def quick_eval(
     deciding in ``mode`` (``score``, or ``cost`` for a model trained to decide by its cost head: the
     run's ``--mode``, what its checkpoint will decide by).
 
-    A fresh-view model is scored against the estimates its prompt prints (the fresh view's
-    oracle, ``greedy:incoming``), not ``costs`` (the paper's formula).
+    A fresh-view model is scored against the estimates its prompt prints (``greedy:incoming``'s, or
+    ``greedy:sharing``'s for ``lean-sharing``), not ``costs`` (the paper's formula).
     """
     from comllm.lm.policy import DecodeOptions, LMPolicy
     from comllm.text import get_template
 
-    if getattr(get_template(lm.meta.template), "fresh_view", False):
-        costs = printed_estimates(states)
+    template = get_template(lm.meta.template)
+    if template.printed_estimate != "paper":
+        costs = printed_estimates(states, template)
 
     was_training = lm.model.training
     policy = LMPolicy(lm, DecodeOptions(mode=mode, batch=batch))

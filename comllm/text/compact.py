@@ -89,7 +89,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from comllm.cost import action_costs
 from comllm.state import StateBatch, TaskState
 from comllm.text.answers import action_name
 from comllm.text.template import Template, quantize_state
@@ -198,14 +197,6 @@ class CompactStyle:
         return [WORDS, FRESH_WORDS] if self.fresh_view else [WORDS]
 
 
-def estimates(state: TaskState, incoming: bool = False) -> np.ndarray:
-    """Estimated latency (slots) of every action of ``state``, shape ``(N + 1,)`` (docs/model.md §6).
-
-    ``incoming``: the incoming-aware estimate (``comllm.cost.action_costs(batch, incoming=True)``).
-    """
-    return action_costs(StateBatch.from_states([state]), incoming=incoming)[0]
-
-
 class CompactTemplate(Template):
     """The compact templates: a subclass says which lines it writes (estimates, raw state, fresh view)."""
 
@@ -215,6 +206,7 @@ class CompactTemplate(Template):
     with_estimates = True
     with_raw = True
     fresh_view = False  # the -v2 templates: the fresh view, the incoming-aware estimate and a legend line
+    sharing = False  # the estimate printed is greedy:sharing's (comllm.cost.ESTIMATES), not the incoming-aware one
     legend = True  # -v2 with estimates: a first line saying which estimate is printed
 
     def __init__(self, style: CompactStyle | None = None) -> None:
@@ -235,6 +227,10 @@ class CompactTemplate(Template):
 
         task, server = (TASK_ATTRS_V2, SERVER_ATTRS_V2) if cls.fresh_view else (TASK_ATTRS, SERVER_ATTRS)
         return CompactStyle(task_attrs=keep(task), local_attrs=keep(LOCAL_ATTRS), server_attrs=keep(server))
+
+    @property
+    def printed_estimate(self) -> str:
+        return "sharing" if self.sharing else super().printed_estimate
 
     @property
     def action_line_start(self) -> int:
@@ -298,7 +294,7 @@ class CompactTemplate(Template):
         if self.fresh_view:
             task |= {"arrivals": (b.slot_arrivals, True), "unseen": (b.slot_pending, True)}
         put(st.task_attrs, task)
-        est = action_costs(b, incoming=self.fresh_view) if self.with_estimates else None
+        est = self.estimate_costs(b) if self.with_estimates else None
         local: dict[str, tuple[np.ndarray, bool]] = {}
         if est is not None:
             local["est"] = (est[:, 0], False)
@@ -324,7 +320,7 @@ class CompactTemplate(Template):
     def render_prompt(self, state: TaskState) -> str:
         st = self.style
         num = CompactNumbers(st.numbers, self.decimals)
-        est = estimates(state, incoming=self.fresh_view) if self.with_estimates else None
+        est = self.estimate_costs(StateBatch.from_states([state]))[0] if self.with_estimates else None
         slot = state.slot_s
         time_f, data_f = factor("time", st.time_unit, slot), factor("data", st.data_unit, slot)
         freq_f, dens_f = factor("freq", st.freq_unit, slot), factor("density", st.density_unit, slot)
@@ -471,11 +467,34 @@ class LeanV2(CompactTemplate):
         )  # fmt: skip
 
 
+class LeanSharing(LeanV2):
+    """``lean-v2`` printing ``greedy:sharing``'s estimate (:data:`comllm.cost.ESTIMATES`, ``sharing``).
+
+    The same lines, words and numbers but ``est``: each server's compute is priced as its queues
+    share it, ``min(Q + I, (a + n)·S) + S`` Mbit, instead of the paper's ``(Q + I + S)·(a + 1)``,
+    which over-counts a loaded server's backlog (README, "What a policy sees"). A cost head
+    trained on this template regresses that estimate::
+
+        task 4.19 arrivals 4 unseen 3
+        local: est 7.98 wait 3
+        server 1: est 3.52 active 0 queue 0 incoming 3.2
+        server 2: est 4.13 active 2 queue 7.27 incoming 0
+        server 3: est 23.59 active 5 queue 31.5 incoming 12.5
+        answer:
+
+    (``lean-v2`` prints 6.4 and 160.78 for servers 2 and 3 of the same state.)
+    """
+
+    name = "lean-sharing"
+    sharing = True
+    description = "lean-v2 with greedy:sharing's estimate (a server's compute as its queues share it)"
+
+
 #: the lean template's attributes (a subset of the ``-v2`` ones, same canonical order)
 LEAN_TASK_ATTRS: tuple[str, ...] = ("task", "arrivals", "unseen")
 LEAN_LOCAL_ATTRS: tuple[str, ...] = ("est", "wait")
 LEAN_SERVER_ATTRS: tuple[str, ...] = ("est", "active", "queue", "incoming")
 
 COMPACT_TEMPLATES = (EstimatesCompact(), AnnotatedCompact(), RawCompact())
-COMPACT_TEMPLATES_V2 = (EstimatesCompactV2(), AnnotatedCompactV2(), RawCompactV2(), LeanV2())
+COMPACT_TEMPLATES_V2 = (EstimatesCompactV2(), AnnotatedCompactV2(), RawCompactV2(), LeanV2(), LeanSharing())
 

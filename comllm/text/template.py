@@ -13,7 +13,10 @@ import copy
 import dataclasses
 from typing import Any, ClassVar, Protocol
 
-from comllm.state import FieldSpec, ServerView, TaskState, server_fields, task_fields
+import numpy as np
+
+from comllm.cost import estimate_costs
+from comllm.state import FieldSpec, ServerView, StateBatch, TaskState, server_fields, task_fields
 from comllm.text import answers as _answers
 from comllm.text.errors import TextError
 from comllm.text.parse import parse_field_items, parse_prompt_text
@@ -117,6 +120,17 @@ class Template:
         """The state a prompt of this template describes; :class:`TextError` naming the field if it cannot."""
         self._need_state()
         return parse_prompt_text(text)
+
+    @property
+    def printed_estimate(self) -> str:
+        """The one-step estimate (a name of :data:`comllm.cost.ESTIMATES`) this template's prompts print,
+        which a cost head trained on them regresses (``comllm sft --cost-head``): the fresh view's
+        ``incoming`` for a ``-v2`` template, the paper's formula otherwise."""
+        return "incoming" if self.fresh_view else "paper"
+
+    def estimate_costs(self, batch: StateBatch) -> np.ndarray:
+        """:attr:`printed_estimate` of every action of ``batch``, slots, shape ``(B, N + 1)``."""
+        return estimate_costs(batch, self.printed_estimate)
 
     @property
     def carried(self) -> frozenset[str]:
