@@ -124,3 +124,23 @@ def greedy_action_scaled(task_size, local_wait, tx_wait, upload_rate, local_cpb,
             best = c
             best_a = j + 1
     return best_a
+
+
+@njit(cache=True, nogil=True)
+def greedy_action_sharing(task_size, local_wait, tx_wait, upload_rate, local_cpb, local_speed,
+                          server_cpb, server_speed, queued, active):  # fmt: skip
+    """:func:`greedy_action_scaled` under the *sharing* formula (``greedy:sharing``); compiled.
+
+    ``queued`` and ``active`` (N,) are the view the policy prices, the traffic in flight included
+    (``Q + I`` and ``a + n``); the costs are bit-identical to ``action_costs(..., sharing=True)``
+    on that view, and so is the action (the LACS rollout rule ``greedy-sharing`` calls this).
+    """
+    rate = max(upload_rate, 1e-9)
+    best = local_wait + task_size * local_cpb / local_speed
+    best_a = 0
+    for j in range(server_cpb.shape[0]):
+        c = tx_wait + task_size / rate + (min(queued[j], active[j] * task_size) + task_size) * server_cpb[j] / server_speed[j]
+        if c < best:
+            best = c
+            best_a = j + 1
+    return best_a

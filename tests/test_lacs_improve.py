@@ -103,9 +103,10 @@ def test_bad_settings_are_one_line_naming_the_option():
         ImproveConfig(renumber=0.5)
     with pytest.raises(ImproveError, match="--renumber = 1.5"):
         ImproveConfig(objective="regress", renumber=1.5)
-    with pytest.raises(ImproveError, match="--other-policy = 'smart': must be one of greedy, local, random, greedy-incoming"):
+    with pytest.raises(ImproveError, match="--other-policy = 'smart': must be one of greedy, local, random, greedy-incoming, greedy-sharing"):
         ImproveConfig(other_policy="smart")
     assert ImproveConfig(other_policy="greedy-incoming").lacs(3).other_policy == "greedy-incoming"
+    assert ImproveConfig(other_policy="greedy-sharing").lacs(3).other_policy == "greedy-sharing"
 
 
 def _lines(enc, k):

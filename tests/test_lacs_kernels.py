@@ -2,8 +2,9 @@
 
 * ``comllm.cost.greedy_action_scaled`` (numba) == ``oracle_actions``, near-ties included;
 * a batched rollout (``comllm.sim.batch``) == ``MECSimulator`` run from the same snapshot
-  with the same actions (greedy oracle for the other tasks, or ``greedy:incoming`` deciding
-  each slot's tasks in turn under the ``greedy-incoming`` rule) and the same random draws.
+  with the same actions (greedy oracle for the other tasks, or ``greedy:incoming`` /
+  ``greedy:sharing`` deciding each slot's tasks in turn under the ``greedy-incoming`` /
+  ``greedy-sharing`` rule) and the same random draws.
 """
 
 import numpy as np
@@ -71,26 +72,50 @@ def test_greedy_action_breaks_ties_like_argmin():
     assert greedy_action_scaled(3.0, 50.0, 0.0, 1.4, 0.297, 0.25, cpb / 1000.0, ghz * 0.1, q, a) == 1
 
 
-def _in_turn_incoming(batch, given):
-    """``greedy:incoming`` deciding a slot's tasks one at a time in device order, each task
-    seeing the traffic in flight and the decisions before it (``given``: positions with a
-    decision already, counted first), from the simulator's own view and the numpy oracle."""
+@pytest.mark.parametrize("n_servers", [1, 6, 11])
+def test_greedy_action_sharing_is_the_sharing_oracle(n_servers):
+    """The rollouts' form of ``greedy:sharing`` takes the numpy oracle's action, near-ties included."""
+    from comllm.cost import greedy_action_sharing
+
+    b = random_batch(np.random.default_rng(n_servers + 200), n=2000, n_servers=n_servers)
+    b.server_ghz[:, 1:] = b.server_ghz[:, :1]  # twin servers: exact ties
+    b.server_cycles_per_bit[:, 1:] = b.server_cycles_per_bit[:, :1]
+    got = [
+        greedy_action_sharing(
+            b.task_size[i], b.local_wait[i], b.tx_wait[i], b.upload_rate[i], b.device_cycles_per_bit[i] / 1000.0,
+            b.device_ghz[i] * b.slot_s[i], b.server_cycles_per_bit[i] / 1000.0, b.server_ghz[i] * b.slot_s[i],
+            b.queued[i], b.active[i],
+        )  # fmt: skip
+        for i in range(len(b))
+    ]
+    want = oracle_actions(b, sharing=True)
+    np.testing.assert_array_equal(got, want)
+    assert (want != oracle_actions(b)).mean() > 0.05  # not the paper's formula
+
+
+def _in_turn_incoming(batch, given, sharing=False):
+    """``greedy:incoming`` (``sharing``: ``greedy:sharing``) deciding a slot's tasks one at a time in
+    device order, each task seeing the traffic in flight and the decisions before it (``given``:
+    positions with a decision already, counted first), from the simulator's own view and the numpy
+    oracle."""
     acts = np.full(len(batch), -1, dtype=np.int64)
     if not len(batch):
         return acts
-    inc = batch.incoming[0].copy()
+    inc, inc_n = batch.incoming[0].copy(), batch.incoming_n[0].copy()
     for pos, a in given.items():
         acts[pos] = a
         if a > 0:
             inc[a - 1] += batch.task_size[pos]
+            inc_n[a - 1] += 1
     for pos in range(len(batch)):
         if acts[pos] >= 0:
             continue
         one = batch.subset([pos])
-        one.incoming = inc[None].copy()
-        acts[pos] = oracle_actions(one, incoming=True)[0]
+        one.incoming, one.incoming_n = inc[None].copy(), inc_n[None].copy()
+        acts[pos] = oracle_actions(one, incoming=True, incoming_active=sharing, sharing=sharing)[0]
         if acts[pos] > 0:
             inc[acts[pos] - 1] += batch.task_size[pos]
+            inc_n[acts[pos] - 1] += 1
     return acts
 
 
@@ -103,8 +128,8 @@ def _simulator_rollout(snap, device, action, n_slots, horizon, drop_cost, rule="
     for i in range(n_slots):
         batch = sim.observe()
         cur = {int(np.flatnonzero(batch.device == device)[0]): action} if i == 0 else {}
-        if rule == "greedy-incoming":
-            acts = _in_turn_incoming(batch, cur)
+        if rule in ("greedy-incoming", "greedy-sharing"):
+            acts = _in_turn_incoming(batch, cur, sharing=rule == "greedy-sharing")
         else:
             acts = greedy.act(batch) if len(batch) else np.zeros(0, dtype=np.int64)
             for pos, a in cur.items():
@@ -186,7 +211,7 @@ def _check_rollout_matches_simulator(scenario, seed, warmup, horizon, action_pic
 
 @pytest.mark.parametrize("name", ["paper-6", "small", "tang-wong"])
 @pytest.mark.parametrize("action_pick", [0, 1, 5])
-@pytest.mark.parametrize("rule", ["greedy", "greedy-incoming"])
+@pytest.mark.parametrize("rule", ["greedy", "greedy-incoming", "greedy-sharing"])
 def test_rollout_reproduces_the_simulator_on_presets(name, action_pick, rule):
     _check_rollout_matches_simulator(
         load_scenario(name), seed=action_pick, warmup=60, horizon=5, action_pick=action_pick, rule=rule
@@ -197,13 +222,14 @@ def test_the_incoming_rule_decides_other_than_greedy():
     """The differential test above is not vacuous: on paper-6 slots with several arrivals the
     in-turn incoming rule and greedy disagree (greedy sends a slot's tasks to one server)."""
     sim = MECSimulator(load_scenario("paper-6"), seed=4)
-    greedy, differ = GreedyPolicy(), 0
+    greedy, differ, differ_sharing = GreedyPolicy(), 0, 0
     for _ in range(300):
         b = sim.observe()
         acts = greedy.act(b) if len(b) else np.zeros(0, dtype=np.int64)
         differ += int((_in_turn_incoming(b, {}) != acts).sum())
+        differ_sharing += int((_in_turn_incoming(b, {}, sharing=True) != _in_turn_incoming(b, {})).sum())
         sim.step(acts)
-    assert differ > 20
+    assert differ > 20 and differ_sharing > 20
 
 
 def test_rollout_reproduces_the_simulator_from_a_json_snapshot():
@@ -222,6 +248,7 @@ def test_rollout_reproduces_the_simulator_from_a_json_snapshot():
 def test_rollout_reproduces_the_simulator_on_random_scenarios(scenario, seed, warmup, horizon, action_pick):
     _check_rollout_matches_simulator(scenario, seed, warmup, horizon, action_pick)
     _check_rollout_matches_simulator(scenario, seed, warmup, horizon, action_pick, rule="greedy-incoming")
+    _check_rollout_matches_simulator(scenario, seed, warmup, horizon, action_pick, rule="greedy-sharing")
 
 
 def test_rollout_params_reject_bad_settings():
@@ -234,7 +261,7 @@ def test_rollout_params_reject_bad_settings():
     assert p.max_slots == 4 + sc.deadline
 
 
-@pytest.mark.parametrize("rule", ["greedy", "local", "random", "greedy-incoming"])
+@pytest.mark.parametrize("rule", ["greedy", "local", "random", "greedy-incoming", "greedy-sharing"])
 @pytest.mark.parametrize("horizon", [0, 3])
 def test_batched_rollouts_equal_one_rollout_at_a_time(rule, horizon):
     """rollout_batch (many rollouts per candidate, slot t0 run once per candidate where no

@@ -112,7 +112,7 @@ class ImproveConfig:
     other_policy: str = opt(
         LACS_DEFAULTS.other_policy,
         "LACS: how the rollouts decide the later slots' tasks: greedy | greedy-incoming (greedy:incoming, "
-        "a slot's tasks in turn) | local | random",
+        "a slot's tasks in turn) | greedy-sharing (greedy:sharing, in turn) | local | random",
     )
     rollouts: int = opt(LACS_DEFAULTS.rollouts, "LACS: rollouts per action")
     lam: float = opt(LACS_DEFAULTS.lam, "LACS: weight of the later tasks' mean latency")

@@ -20,7 +20,9 @@ One rollout from decision slot ``t0`` (the snapshot's slot):
   policy ``greedy:incoming`` deciding the slot's tasks in turn, each counting the traffic
   in flight to every server and the decisions made before it in the slot, as
   ``decisions=sequential`` shows them, in device order; in slot ``t0`` the current task's
-  and the ``first_actions`` come first);
+  and the ``first_actions`` come first; greedy-sharing: the same in turn with the policy
+  ``greedy:sharing``, whose view also counts the tasks in flight among a server's active
+  queues, :func:`comllm.cost.greedy_action_sharing`);
 * *horizon tasks* are the tasks other than the current one that arrive in slots
   ``t0 .. t0 + horizon``; the rollout stops once the current task and every
   horizon task have ended (at most ``horizon + D`` slots), or after ``n_slots``.
@@ -44,7 +46,7 @@ import numpy as np
 from numba import njit, prange
 
 from comllm import cost as _cost
-from comllm.cost import greedy_action_scaled
+from comllm.cost import greedy_action_scaled, greedy_action_sharing
 from comllm.errors import ComllmError
 from comllm.scenario import Scenario
 from comllm.sim import kernels as K
@@ -54,7 +56,11 @@ RULE_GREEDY = 0
 RULE_LOCAL = 1
 RULE_RANDOM = 2
 RULE_GREEDY_INCOMING = 3
-RULES = {"greedy": RULE_GREEDY, "local": RULE_LOCAL, "random": RULE_RANDOM, "greedy-incoming": RULE_GREEDY_INCOMING}
+RULE_GREEDY_SHARING = 4
+RULES = {
+    "greedy": RULE_GREEDY, "local": RULE_LOCAL, "random": RULE_RANDOM, "greedy-incoming": RULE_GREEDY_INCOMING,
+    "greedy-sharing": RULE_GREEDY_SHARING,
+}  # fmt: skip
 
 #: columns of a rollout's output row
 OUT_CUR_COST = 0  # current task: latency (slots) or drop_cost
@@ -172,7 +178,7 @@ def rollout_scratch(M, D, N):
         np.empty(N), np.empty(N, dtype=np.int64), np.zeros(N), np.zeros(N), np.empty(N), np.empty(N, dtype=np.int64),
         np.empty(M * D, dtype=np.int64), np.empty(M * D), np.empty(M * D, dtype=np.int64), np.empty(M * D, dtype=np.int64),
         np.empty(D, dtype=np.int64), np.empty(M), np.empty(M, dtype=np.int64), np.empty(N), np.empty(N),
-        np.empty(N), np.empty(N, dtype=np.int64), np.empty(N),
+        np.empty(N), np.empty(N, dtype=np.int64), np.empty(N), np.empty(N, dtype=np.int64),
     )  # fmt: skip
 
 
@@ -227,7 +233,7 @@ def rollout_system_into(
     n_slots = ip[_I_MAX_SLOTS]
     stop_early = ip[_I_STOP_EARLY] != 0
     (dev, acts, lw, tw, queued, active, served, used, share, seen, o_code, o_lat, o_tid, o_act, order, rate_b, occ,
-     s_cpb, s_speed, inc, inc_n, q_inc) = scratch
+     s_cpb, s_speed, inc, inc_n, q_inc, a_inc) = scratch
     # the greedy rule's constant factors (greedy_action_scaled)
     for j in range(N):
         s_cpb[j] = server_cpb[j] / 1000.0
@@ -245,7 +251,8 @@ def rollout_system_into(
     # Under the greedy rule, slot i + 1's inputs are drawn before slot i runs (into a second
     # rate array: slot i still transmits at its own rates) so that run_slot can observe each
     # device for slot i + 1 right after serving it, in the same pass.
-    with_incoming = rule == RULE_GREEDY_INCOMING
+    with_sharing = rule == RULE_GREEDY_SHARING
+    with_incoming = rule == RULE_GREEDY_INCOMING or with_sharing
     prepare = rule == RULE_GREEDY or with_incoming
     rate_cur = rate
     rate_nxt = rate_b
@@ -294,7 +301,7 @@ def rollout_system_into(
         observed = prepared
         if n_new > 0:
             if with_incoming:
-                # greedy:incoming in turn: the traffic in flight plus the slot's decisions so far
+                # greedy:incoming (greedy:sharing) in turn: the traffic in flight plus the slot's decisions so far
                 if not observed:
                     K.observe_system_into(
                         t, arr, rem, act, stage, rate_cur, local_rate, lw, tw, queued, active, seen, order
@@ -310,17 +317,26 @@ def rollout_system_into(
                         acts[j] = first_actions[m]
                     if acts[j] > 0:
                         inc[acts[j] - 1] += new_size[m]
+                        inc_n[acts[j] - 1] += 1
                 for j in range(n_new):
                     if acts[j] >= 0:
                         continue
                     m = dev[j]
-                    for k in range(N):  # the sum the policy's view forms, queued + incoming
+                    for k in range(N):  # the sums the policy's view forms, queued + incoming (active + in flight)
                         q_inc[k] = queued[k] + inc[k]
-                    acts[j] = greedy_action_scaled(
-                        new_size[m], lw[m], tw[m], rate_cur[m], l_cpb, l_speed, s_cpb, s_speed, q_inc, active
-                    )
+                    if with_sharing:
+                        for k in range(N):
+                            a_inc[k] = active[k] + inc_n[k]
+                        acts[j] = greedy_action_sharing(
+                            new_size[m], lw[m], tw[m], rate_cur[m], l_cpb, l_speed, s_cpb, s_speed, q_inc, a_inc
+                        )
+                    else:
+                        acts[j] = greedy_action_scaled(
+                            new_size[m], lw[m], tw[m], rate_cur[m], l_cpb, l_speed, s_cpb, s_speed, q_inc, active
+                        )
                     if acts[j] > 0:
                         inc[acts[j] - 1] += new_size[m]
+                        inc_n[acts[j] - 1] += 1
             else:
                 for j in range(n_new):
                     m = dev[j]
