@@ -100,16 +100,18 @@ def test_closed_loop_runs_with_the_llm_policy(lm) -> None:
     assert summary["n_tasks"] > 0 and summary["policy_stats"]["decisions"] >= summary["n_tasks"]
 
 
-def _fresh_view_ratio(scenario: str, specs: list[str], n: int = 150) -> list[float]:
-    """Oracle cost / chosen cost (``action_costs(incoming=True)``, the fresh view's one-step oracle)
-    of each spec on ``n`` states along a ``greedy:incoming`` trajectory of the scenario."""
+def _fresh_view_ratio(scenario: str, specs: list[str], n: int = 150, estimate: str = "incoming") -> list[float]:
+    """Oracle cost / chosen cost (``estimate``, a name of ``comllm.cost.ESTIMATES``; default the fresh
+    view's one-step oracle) of each spec on ``n`` states along a ``greedy:incoming`` trajectory."""
+    from comllm.cost import estimate_costs
+
     sc = load_scenario(scenario)
     sim, greedy, states = MECSimulator(sc, seed=11), make_policy("greedy:incoming", sc), []
     while len(states) < n:
         batch = sim.observe()
         states.extend(batch.states())
         sim.step(greedy.act(batch))
-    costs = action_costs(StateBatch.from_states(states), incoming=True)
+    costs = estimate_costs(StateBatch.from_states(states), estimate)
     best = costs.min(axis=1).sum()
     return [float(best / costs[np.arange(len(states)), make_policy(s).decide(states)].sum()) for s in specs]
 
@@ -125,6 +127,21 @@ def test_shipped_default_is_found_and_near_the_oracle() -> None:
     six = _fresh_view_ratio("paper-6", ["llm", "llm:default,perturb=units"])
     (eleven,) = _fresh_view_ratio("paper-11", ["llm"])
     assert min(six + [eleven]) > 0.97, (six, eleven)
+
+
+@pytest.mark.skipif(not (default_checkpoint().parent / "lm-paper6-sharing" / "config.json").is_file(), reason="not shipped")
+def test_the_sharing_family_reads_lean_sharing_and_its_sft_decides_as_greedy_sharing() -> None:
+    """``llm:paper6-sharing`` / ``comllm-sharing`` / ``grpo-sharing`` (README, "The sharing family"):
+    prompts in ``lean-sharing``; the SFT model takes the sharing oracle's choices on 6 and 11 servers."""
+    from comllm.lm.loading import load_lm
+
+    for name in ("paper6-sharing", "comllm-sharing", "grpo-sharing"):
+        assert load_lm(name).meta.template == "lean-sharing"
+    ratios = [*_fresh_view_ratio("paper-6", ["llm:paper6-sharing"], estimate="sharing"),
+              *_fresh_view_ratio("paper-11", ["llm:paper6-sharing"], estimate="sharing")]  # fmt: skip
+    assert min(ratios) > 0.97, ratios
+    # and not those of the estimate lean-v2 prints
+    assert _fresh_view_ratio("paper-6", ["llm:paper6-sharing"])[0] < min(ratios)
 
 
 def test_retired_and_repointed_shipped_names() -> None:

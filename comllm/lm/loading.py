@@ -13,7 +13,9 @@ weights; its base model is named in the adapter config and loaded first.
   the COMLLM recipe, trained on paper-6 states only, robust to rewritten prompts), ``comllm``
   (= ``comllm-robust``: the all-action LACS stage from it), ``grpo`` (= ``grpo-robust``: the same
   stage without the look-ahead), ``paper6-fast`` and ``comllm-fast`` (the same shape and stages on
-  the narrow value codec, without ``units`` in training) -> ``comllm/checkpoints/lm-<folder>``;
+  the narrow value codec, without ``units`` in training), ``paper6-sharing``, ``comllm-sharing`` and
+  ``grpo-sharing`` (the robust recipe on ``lean-sharing``, which prints ``greedy:sharing``'s estimate,
+  the stage's rollouts deciding as ``greedy:sharing``) -> ``comllm/checkpoints/lm-<folder>``;
   a name of :data:`RETIRED` is refused with the revision that still holds it;
 * a local folder written by ``comllm sft`` or ``save_pretrained``;
 * a Hugging Face model name (``Qwen/Qwen2.5-0.5B``), loaded through the Auto classes.
@@ -231,6 +233,7 @@ SHIPPED: dict[str, str] = {
     "comllm": "lm-comllm-robust", "comllm-robust": "lm-comllm-robust",
     "grpo": "lm-grpo-robust", "grpo-robust": "lm-grpo-robust",
     "paper6-fast": "lm-paper6-fast", "comllm-fast": "lm-comllm-fast",
+    "paper6-sharing": "lm-paper6-sharing", "comllm-sharing": "lm-comllm-sharing", "grpo-sharing": "lm-grpo-sharing",
 }  # fmt: skip
 
 #: the revision whose ``comllm/checkpoints/`` last held the retired checkpoints (README, "Retired checkpoints")
