@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces comllm/checkpoints/lm-grpo-robust (`llm:grpo` = `llm:grpo-robust`): the ablation of the
+# Reproduces comllm/checkpoints/lm-grpo-robust (`llm:grpo-robust`): the ablation of the
 # COMLLM stage without the look-ahead, as the pipeline's GRPO row (configs/paper.yaml, `grpo.method:
 # all-actions`): scripts/train_comllm_robust.sh with --lam 0 --horizon 0, so each action is scored by
 # its own task's latency only. Same start (lm-paper6-robust), perturbations and iterations.

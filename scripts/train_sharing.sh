@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Reproduces the sharing family (README, "The sharing family"): lm-paper6-sharing (`llm:paper6-sharing`, SFT),
-# lm-comllm-sharing (`llm:comllm-sharing`, the all-action LACS stage from it) and lm-grpo-sharing
-# (`llm:grpo-sharing`, that stage without the look-ahead). The robust recipe (scripts/train_paper6_robust.sh,
+# Reproduces the shipped roles (README, "The sharing family"): lm-paper6-sharing (`llm:sft` =
+# `llm:paper6-sharing`, SFT), lm-comllm-sharing (`llm:comllm` = `llm:comllm-sharing`, the all-action LACS
+# stage from it) and lm-grpo-sharing (`llm:grpo` = `llm:grpo-sharing`, that stage without the look-ahead). The robust recipe (scripts/train_paper6_robust.sh,
 # scripts/train_comllm_robust.sh) on the template lean-sharing, whose prompts print greedy:sharing's
 # estimate (the cost head regresses it), and in the stage LACS rollouts that decide the other tasks as
 # greedy:sharing does (--other-policy greedy-sharing). Needs the paper-6 records of scripts/train_paper6.sh

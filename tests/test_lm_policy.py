@@ -148,8 +148,9 @@ def test_retired_and_repointed_shipped_names() -> None:
     """The role names resolve to the shipped folders; a retired name is refused with its restore recipe."""
     from comllm.lm.loading import RETIRED, RETIRED_AT, SHIPPED, LMError, resolve_spec
 
-    assert SHIPPED["sft"] == SHIPPED["paper6"] == SHIPPED["paper6-robust"]
-    assert SHIPPED["comllm"] == SHIPPED["comllm-robust"] and SHIPPED["grpo"] == SHIPPED["grpo-robust"]
+    assert SHIPPED["sft"] == SHIPPED["paper6-sharing"] and SHIPPED["paper6"] == SHIPPED["paper6-robust"]
+    assert SHIPPED["comllm"] == SHIPPED["comllm-sharing"] and SHIPPED["grpo"] == SHIPPED["grpo-sharing"]
+    assert {SHIPPED["comllm-robust"], SHIPPED["grpo-robust"]} == {"lm-comllm-robust", "lm-grpo-robust"}
     assert not set(SHIPPED) & set(RETIRED)
     with pytest.raises(LMError, match=f"llm:paper6-cost: .*retired.*git archive {RETIRED_AT} comllm/checkpoints/lm-paper6-cost"):
         resolve_spec("paper6-cost")

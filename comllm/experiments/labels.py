@@ -25,7 +25,7 @@ LM_STAGES: tuple[str, ...] = ("sft", "grpo", "comllm")
 BASELINES: tuple[str, ...] = ("greedy", "random", "local", "round-robin", "least-loaded", "lacs-planner")
 
 #: shipped language models: folder under ``comllm/checkpoints/`` -> the stage that trained it
-SHIPPED_LMS: dict[str, str] = {"lm-paper6-robust": "sft", "lm-grpo-robust": "grpo", "lm-comllm-robust": "comllm"}
+SHIPPED_LMS: dict[str, str] = {"lm-paper6-sharing": "sft", "lm-grpo-sharing": "grpo", "lm-comllm-sharing": "comllm"}
 
 #: shipped DRL agents: folder prefix (``<prefix>-<servers>`` under ``comllm/checkpoints/``) -> algorithm
 SHIPPED_DRL: dict[str, str] = {"dqn": "dqn", "d3qn": "d3qn-lstm"}

@@ -9,13 +9,14 @@ weights; its base model is named in the adapter config and loaded first.
 ``spec`` forms accepted by :func:`load_lm`:
 
 * ``"default"``: the shipped default checkpoint (``comllm/checkpoints/lm-default``);
-* a shipped name (:data:`SHIPPED`): ``paper6`` (= ``sft`` = ``paper6-robust``: the SFT model of
-  the COMLLM recipe, trained on paper-6 states only, robust to rewritten prompts), ``comllm``
-  (= ``comllm-robust``: the all-action LACS stage from it), ``grpo`` (= ``grpo-robust``: the same
-  stage without the look-ahead), ``paper6-fast`` and ``comllm-fast`` (the same shape and stages on
-  the narrow value codec, without ``units`` in training), ``paper6-sharing``, ``comllm-sharing`` and
-  ``grpo-sharing`` (the robust recipe on ``lean-sharing``, which prints ``greedy:sharing``'s estimate,
-  the stage's rollouts deciding as ``greedy:sharing``) -> ``comllm/checkpoints/lm-<folder>``;
+* a shipped name (:data:`SHIPPED`): the roles ``sft`` (= ``paper6-sharing``: the SFT model of the
+  COMLLM recipe, trained on paper-6 states only, robust to rewritten prompts, its prompts in
+  ``lean-sharing``), ``comllm`` (= ``comllm-sharing``: the all-action LACS stage from it, its
+  rollouts deciding as ``greedy:sharing``) and ``grpo`` (= ``grpo-sharing``: the same stage without
+  the look-ahead); ``paper6`` (= ``paper6-robust``), ``comllm-robust`` and ``grpo-robust`` (the same
+  recipe on ``lean-v2``, the roles until 2026-12-07 night), ``paper6-fast`` and ``comllm-fast`` (the
+  same shape and stages on the narrow value codec, without ``units`` in training) ->
+  ``comllm/checkpoints/lm-<folder>``;
   a name of :data:`RETIRED` is refused with the revision that still holds it;
 * a local folder written by ``comllm sft`` or ``save_pretrained``;
 * a Hugging Face model name (``Qwen/Qwen2.5-0.5B``), loaded through the Auto classes.
@@ -229,11 +230,12 @@ def _quantization_config(four_bit: bool, device: str) -> Any:
 #: the shipped checkpoints by name (``llm:NAME``): folder names under ``comllm/checkpoints``
 SHIPPED: dict[str, str] = {
     "default": "lm-default",
-    "sft": "lm-paper6-robust", "paper6": "lm-paper6-robust", "paper6-robust": "lm-paper6-robust",
-    "comllm": "lm-comllm-robust", "comllm-robust": "lm-comllm-robust",
-    "grpo": "lm-grpo-robust", "grpo-robust": "lm-grpo-robust",
+    "sft": "lm-paper6-sharing", "paper6-sharing": "lm-paper6-sharing",
+    "comllm": "lm-comllm-sharing", "comllm-sharing": "lm-comllm-sharing",
+    "grpo": "lm-grpo-sharing", "grpo-sharing": "lm-grpo-sharing",
+    "paper6": "lm-paper6-robust", "paper6-robust": "lm-paper6-robust",
+    "comllm-robust": "lm-comllm-robust", "grpo-robust": "lm-grpo-robust",
     "paper6-fast": "lm-paper6-fast", "comllm-fast": "lm-comllm-fast",
-    "paper6-sharing": "lm-paper6-sharing", "comllm-sharing": "lm-comllm-sharing", "grpo-sharing": "lm-grpo-sharing",
 }  # fmt: skip
 
 #: the revision whose ``comllm/checkpoints/`` last held the retired checkpoints (README, "Retired checkpoints")
