@@ -45,22 +45,28 @@ def random_batch(rng, n=200, n_servers=5):
 
 
 @pytest.mark.parametrize("n_servers", [1, 6, 11])
-def test_greedy_action_scaled_is_the_oracle(n_servers):
-    """The rollouts' form (constant factors computed once) takes the oracle's action, near-ties included."""
-    from comllm.cost import greedy_action_scaled
+@pytest.mark.parametrize("sharing", [False, True])
+def test_the_compiled_greedy_rules_are_their_oracles(n_servers, sharing):
+    """The rollouts' forms (constant factors computed once) of ``greedy`` (``greedy_action_scaled``) and
+    ``greedy:sharing`` (``greedy_action_sharing``) take the numpy oracle's action, near-ties included."""
+    from comllm.cost import greedy_action_scaled, greedy_action_sharing
 
-    b = random_batch(np.random.default_rng(n_servers + 100), n=2000, n_servers=n_servers)
+    rule = greedy_action_sharing if sharing else greedy_action_scaled
+    b = random_batch(np.random.default_rng(n_servers + 100 + 100 * sharing), n=2000, n_servers=n_servers)
     b.server_ghz[:, 1:] = b.server_ghz[:, :1]  # twin servers: exact ties
     b.server_cycles_per_bit[:, 1:] = b.server_cycles_per_bit[:, :1]
     got = [
-        greedy_action_scaled(
+        rule(
             b.task_size[i], b.local_wait[i], b.tx_wait[i], b.upload_rate[i], b.device_cycles_per_bit[i] / 1000.0,
             b.device_ghz[i] * b.slot_s[i], b.server_cycles_per_bit[i] / 1000.0, b.server_ghz[i] * b.slot_s[i],
             b.queued[i], b.active[i],
         )  # fmt: skip
         for i in range(len(b))
     ]
-    np.testing.assert_array_equal(got, oracle_actions(b))
+    want = oracle_actions(b, sharing=sharing)
+    np.testing.assert_array_equal(got, want)
+    if sharing:
+        assert (want != oracle_actions(b)).mean() > 0.05  # not the paper's formula
 
 
 def test_greedy_action_breaks_ties_like_argmin():
@@ -70,27 +76,6 @@ def test_greedy_action_breaks_ties_like_argmin():
     ghz, cpb = np.array([30.0, 30.0]), np.array([297.0, 297.0])
     q, a = np.zeros(2), np.zeros(2, dtype=np.int64)
     assert greedy_action_scaled(3.0, 50.0, 0.0, 1.4, 0.297, 0.25, cpb / 1000.0, ghz * 0.1, q, a) == 1
-
-
-@pytest.mark.parametrize("n_servers", [1, 6, 11])
-def test_greedy_action_sharing_is_the_sharing_oracle(n_servers):
-    """The rollouts' form of ``greedy:sharing`` takes the numpy oracle's action, near-ties included."""
-    from comllm.cost import greedy_action_sharing
-
-    b = random_batch(np.random.default_rng(n_servers + 200), n=2000, n_servers=n_servers)
-    b.server_ghz[:, 1:] = b.server_ghz[:, :1]  # twin servers: exact ties
-    b.server_cycles_per_bit[:, 1:] = b.server_cycles_per_bit[:, :1]
-    got = [
-        greedy_action_sharing(
-            b.task_size[i], b.local_wait[i], b.tx_wait[i], b.upload_rate[i], b.device_cycles_per_bit[i] / 1000.0,
-            b.device_ghz[i] * b.slot_s[i], b.server_cycles_per_bit[i] / 1000.0, b.server_ghz[i] * b.slot_s[i],
-            b.queued[i], b.active[i],
-        )  # fmt: skip
-        for i in range(len(b))
-    ]
-    want = oracle_actions(b, sharing=True)
-    np.testing.assert_array_equal(got, want)
-    assert (want != oracle_actions(b)).mean() > 0.05  # not the paper's formula
 
 
 def _in_turn_incoming(batch, given, sharing=False):
