@@ -64,7 +64,7 @@ def action_costs(
 
 
 #: The named one-step estimates, each the flags of :func:`action_costs` it takes: the estimate a
-#: template prints (``Template.estimate``), an open-loop score's oracle and the GRPO reward's task
+#: template prints (``Template.printed_estimate``), an open-loop score's oracle and the GRPO reward's task
 #: cost are chosen by these names, and each is the cost of a greedy policy of the same name
 #: (``greedy``, ``greedy:incoming``, ``greedy:sharing``).
 ESTIMATES: dict[str, dict[str, bool]] = {

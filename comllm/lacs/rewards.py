@@ -24,9 +24,8 @@ backlog counts the Mbit already in flight to it, ``greedy:incoming``'s estimate,
 policy sees"), ``greedy:sharing``'s (``task_cost="sharing"``: the server shared among its queues,
 what a ``lean-sharing`` prompt prints) or the paper's formula (``task_cost="greedy"``, the
 reference's), which ignores that traffic and pulls a model trained on the fresh view back towards
-the stale greedy. A
-sequential record's task is priced as it saw the slot: with the traffic of the tasks decided
-before it (its ``slot_decisions``) in flight (:meth:`MECSimulator.observe_after`).
+the stale greedy. A sequential record's task is priced as it saw the slot: with the traffic of the
+tasks decided before it (its ``slot_decisions``) in flight (:meth:`MECSimulator.observe_after`).
 ``shaping="normalised"`` replaces the last two by ratios in (0, 1]:
 ``task = task_weight * min_b cost(b) / cost(a)`` and
 ``lacs = task_weight * (min_b C(b) / C(a) - min_b cost(b) / cost(a))``.
