@@ -8,6 +8,7 @@
 # SFT of lm-paper6-robust on them (scripts/train_paper6_robust.sh: same shape, codec, perturbations
 # and steps). Its cost head regresses the one-step estimates the prompt prints whatever the labels,
 # so the planner's choices live in the answer head: evaluate it with `llm:OUT/sft,mode=score`.
+# TEMPLATE=lean-sharing trains it in the sharing family's template (the records serve any template).
 # Not shipped (README, the COMLLM table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
