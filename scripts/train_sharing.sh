@@ -5,7 +5,8 @@
 # look-ahead). The robust recipe (scripts/train_paper6_robust.sh, scripts/train_comllm_robust.sh) on the
 # template lean-sharing, whose prompts print greedy:sharing's estimate (the cost head regresses it), and
 # in the stage LACS rollouts that decide the other tasks as greedy:sharing does (--other-policy
-# greedy-sharing) and a ten times stronger pull towards the start's estimates (--beta 1). All three draw among near-ties (cost_temperature 0.03). Needs the paper-6 records of
+# greedy-sharing) and a ten times stronger pull towards the start's estimates (--beta 1). All three
+# draw among near-ties (cost_temperature 0.03). Needs the paper-6 records of
 # scripts/train_paper6.sh (DATA, default runs/p6). Training about 6.7 + 3.4 + 2.8 min on this 2-core CPU
 # (README). SHIP=0 trains without shipping.
 set -euo pipefail
