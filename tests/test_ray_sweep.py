@@ -1,6 +1,12 @@
-"""The sweep on a Ray cluster: a local head node started by the test, reached by its address."""
+"""The sweep on a Ray cluster: a local head node started by the test, reached by its address.
+
+The head listens on this machine only and lives as long as the module; it and its clients run with
+Ray's token authentication off (``RAY_AUTH_MODE=disabled``): with it on, Ray 2.60 on this machine
+refused the test's own client ("InvalidAuthToken") although both read the same token file.
+"""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +26,17 @@ def ray_head(tmp_path_factory):
         port = str(sock.getsockname()[1])
     cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}", "--num-cpus=2",
            "--include-dashboard=false", f"--temp-dir={tmp}", "--disable-usage-stats"]  # fmt: skip
-    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-    yield f"127.0.0.1:{port}"
-    subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True, timeout=120)
+    before = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # the head and the sweeps the test starts (module docstring)
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+        yield f"127.0.0.1:{port}"
+        subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True, timeout=120)
+    finally:
+        if before is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = before
 
 
 def test_sweep_on_ray_equals_local(ray_head, tmp_path):
