@@ -176,3 +176,7 @@ def test_greedy_sharing_beats_greedy_incoming_in_closed_loop_at_heavy_load(decis
     assert make_policy("greedy:sharing").name == "greedy:sharing"
     with pytest.raises(PolicyError, match="'sharing'"):
         make_policy("greedy:shared")
+    from comllm.policies.heuristics import GreedyPolicy
+
+    with pytest.raises(PolicyError, match="needs incoming=True and incoming_active=True .got incoming=False"):
+        GreedyPolicy(sharing=True)

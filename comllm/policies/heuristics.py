@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from comllm.cost import oracle_actions
+from comllm.cost import ESTIMATES, oracle_actions
 from comllm.policies.base import Policy, PolicyError, register_policy
 from comllm.state import StateBatch
 
@@ -52,9 +52,12 @@ class GreedyPolicy(Policy):
     stateless = True
 
     def __init__(self, incoming: bool = False, incoming_active: bool = False, sharing: bool = False) -> None:
-        self.incoming = incoming or sharing
-        self.incoming_active = incoming_active or sharing
-        self.sharing = sharing
+        if sharing and not (incoming and incoming_active):
+            raise PolicyError(
+                f"greedy: sharing=True prices the fresh view and needs incoming=True and incoming_active=True "
+                f"(got incoming={incoming}, incoming_active={incoming_active}; comllm.cost.ESTIMATES['sharing'])"
+            )
+        self.incoming, self.incoming_active, self.sharing = incoming, incoming_active, sharing
         if sharing:
             self.name = "greedy:sharing"
         elif incoming:
@@ -66,13 +69,11 @@ class GreedyPolicy(Policy):
 
 def _greedy(arg: str | None, sc) -> GreedyPolicy:
     if not arg:
-        return GreedyPolicy()
-    if arg == "incoming":
-        return GreedyPolicy(incoming=True)
+        return GreedyPolicy(**ESTIMATES["paper"])
+    if arg in ("incoming", "sharing"):  # each named estimate's flags: one source (comllm.cost.ESTIMATES)
+        return GreedyPolicy(**ESTIMATES[arg])
     if arg.replace(" ", "") == "incoming,active":
         return GreedyPolicy(incoming=True, incoming_active=True)
-    if arg == "sharing":
-        return GreedyPolicy(sharing=True)
     raise PolicyError(
         f"policy 'greedy' takes no argument, 'incoming', 'incoming,active' or 'sharing' (got 'greedy:{arg}')"
     )
