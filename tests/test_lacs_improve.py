@@ -4,6 +4,7 @@ rollouts, and a tiny model's run, resumed."""
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -278,6 +279,46 @@ def test_regress_trains_the_cost_head_and_decides_by_it(tmp_path):
     from comllm.scenario import load_scenario
 
     assert make_policy(f"llm:{drawn}", load_scenario("small")).options.cost_temperature == 0.05
+    # --anchor start+lookahead: the run trains the head too, and says so in its config
+    held = improve(_cfg(tmp_path / "start", tmp_path / "held", objective="regress", iterations=1, lr=3e-3,
+                        anchor="start+lookahead"), log=lambda s: None)  # fmt: skip
+    assert not torch.equal(load_lm(str(held)).model.cost_head.weight, before)
+    assert json.loads((tmp_path / "held" / "config.json").read_text())["anchor"] == "start+lookahead"
+
+
+def test_the_lookahead_anchor_holds_the_own_latency_and_adds_the_whole_increment():
+    """anchor="start+lookahead": the regress loss's minimiser is the fit of the own latency pulled
+    towards the start (what the stage without the look-ahead converges to) plus the whole increment."""
+    rng = np.random.default_rng(3)
+    current = rng.uniform(1, 8, (4, 5))
+    future = rng.uniform(1, 8, (4, 5))
+    from comllm.lacs.improve import lookahead_increment
+
+    scores, inc = lookahead_increment(np.stack([current, future], axis=1), 0.3)
+    y, y_own = (torch.as_tensor(value_targets(v), dtype=torch.float32) for v in (scores, current))
+    ref, beta = torch.as_tensor(rng.uniform(0, 2, (4, 5)), dtype=torch.float32), 1.0
+
+    def minimiser(target, anchor):
+        c = torch.zeros(4, 5, requires_grad=True)
+        opt = torch.optim.LBFGS([c], max_iter=200, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss, _ = regress_loss(c, target, anchor, beta)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return c.detach()
+
+    without = minimiser(y_own, ref)  # the stage without the look-ahead (lam 0)
+    inc_t = torch.as_tensor(inc, dtype=torch.float32)
+    assert torch.allclose(minimiser(y, ref + inc_t), without + inc_t, atol=1e-4)
+    assert torch.allclose(minimiser(y, ref), without + inc_t / (1 + beta), atol=1e-4)  # the plain anchor halves it
+    with pytest.raises(ImproveError, match="--anchor = 'end'"):
+        ImproveConfig(objective="regress", anchor="end")
+    with pytest.raises(ImproveError, match="--anchor = 'start\\+lookahead': is for --objective regress"):
+        ImproveConfig(anchor="start+lookahead")
 
 
 def test_relative_value_targets_keep_the_differences_and_the_references_level():

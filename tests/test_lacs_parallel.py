@@ -68,6 +68,19 @@ def test_two_worker_processes_give_the_in_process_scores_exactly(data, in_proces
     assert not np.array_equal(score(data, CFG, 3), in_process)
 
 
+def test_the_parts_of_the_scores_are_its_own_latency_and_the_later_tasks_price(data, in_process):
+    from comllm.lacs.improve import lookahead_increment, value_targets
+
+    parts = score(data, CFG, 2, parts=True)
+    assert parts.shape == (len(data), 2, in_process.shape[1])
+    np.testing.assert_array_equal(score(data, dataclasses.replace(CFG, workers=2), 2, parts=True), parts)
+    scores, inc = lookahead_increment(parts, CFG.lam)
+    np.testing.assert_array_equal(scores, in_process)  # current + lam * future is the score, bit for bit
+    np.testing.assert_allclose(inc, value_targets(in_process) - value_targets(parts[:, 0]))
+    assert (parts[:, 1] > 0).any() and (inc > 0).any()  # later tasks were priced
+    assert not lookahead_increment(parts, 0.0)[1].any()  # without the look-ahead there is no increment
+
+
 @pytest.fixture(scope="module")
 def ray_head():
     ray = pytest.importorskip("ray")

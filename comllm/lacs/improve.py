@@ -32,7 +32,13 @@ group in which every completion is the same answer. One iteration, read top to b
    line's end regresses ``log1p(min(score, 100))`` of every action (mean squared error) plus
    ``β`` × the squared distance to the reference's estimates, and the policy decides by the
    least estimate (``llm:...,mode=cost``): fitted look-ahead values on the policy's own
-   states (the log's ``expected_advantage`` column then holds ``-MSE`` and ``kl`` the distance);
+   states (the log's ``expected_advantage`` column then holds ``-MSE`` and ``kl`` the distance).
+   With ``anchor="start+lookahead"`` the anchor is the reference's estimate plus each action's
+   look-ahead increment ``log1p(score) - log1p(current)`` (``current`` the task's own latency,
+   :mod:`comllm.lacs.lookahead`): β holds only the estimate of the task's own latency near the
+   start's, and the price of the later tasks, which the start does not estimate, is fitted in
+   full (the fixed point of the loss is the ``β = 0`` fit of the own latency pulled towards the
+   start, plus the whole increment);
 5. **evaluate**: closed-loop latency, drops and Jain of the updated model on
    ``eval_slots`` × ``eval_seeds`` (seeds from 1000, never those of collection), logged.
 
@@ -67,6 +73,7 @@ from comllm.state import StateBatch
 OTHERS = ("policy", "greedy")
 OBJECTIVES = ("advantage", "soft-best", "regress")
 VALUE_TARGETS = ("absolute", "relative")
+ANCHORS = ("start", "start+lookahead")
 LOG_FIELDS = (
     "iteration", "states", "loss", "expected_advantage", "kl", "agree_best", "entropy",
     "eval_latency", "eval_drop_rate", "eval_jain", "collect_s", "score_s", "update_s", "eval_s", "mix",
@@ -127,6 +134,11 @@ class ImproveConfig:
         "action's log1p LACS score and the policy decides by the least (llm mode=cost)",
     )
     tau: float = opt(0.25, "soft-best: temperature of the target, slots of LACS score")
+    anchor: str = opt(
+        "start", "regress: what beta holds the cost head near: start (the starting model's estimates) | "
+        "start+lookahead (those plus each action's look-ahead increment log1p(score) - log1p(own latency): only "
+        "the own-latency estimate is held, the later tasks' price is fitted in full)",
+    )
     value_target: str = opt(
         "absolute", "regress: absolute (every action's log1p LACS score) | relative (the scores' differences "
         "between a state's actions, their mean over the actions kept at the reference's mean estimate)",
@@ -180,6 +192,8 @@ class ImproveConfig:
         need(np.isfinite(self.lam) and self.lam >= 0, "lam", "must be a finite number >= 0")
         need(self.drop_cost == "deadline" or self.drop_cost == "penalty", "drop_cost", "must be deadline or penalty")
         need(self.value_target in VALUE_TARGETS, "value_target", f"must be one of {', '.join(VALUE_TARGETS)}")
+        need(self.anchor in ANCHORS, "anchor", f"must be one of {', '.join(ANCHORS)}")
+        need(self.anchor == "start" or self.objective == "regress", "anchor", "is for --objective regress")
         need(0 <= self.renumber <= 1, "renumber", "must be a probability in [0, 1]")
         need(self.renumber_order in ("increasing", "any"), "renumber_order", "must be increasing or any")
         need(1 <= self.renumber_max <= 128, "renumber_max", "must be in 1..128")
@@ -261,10 +275,20 @@ def collect(policy: Any, scenario: Scenario, cfg: ImproveConfig, iteration: int)
 
 
 # ------------------------------------------------------------------ 2. score
-def score(data: Collected, cfg: ImproveConfig, iteration: int) -> np.ndarray:
+def score(data: Collected, cfg: ImproveConfig, iteration: int, parts: bool = False) -> np.ndarray:
     """LACS score of every action of every recorded state, ``(S, N + 1)``, slots (lower is better);
-    in parallel over ``cfg.workers`` processes or Ray tasks on ``cfg.ray``, the same scores either way."""
-    return score_states(data.snapshots, data.devices, data.fixed, cfg.lacs(iteration), cfg.workers, cfg.ray)
+    in parallel over ``cfg.workers`` processes or Ray tasks on ``cfg.ray``, the same scores either way.
+    With ``parts``: ``(S, 2, N + 1)``, the own latency and the later tasks' mean cost
+    (:func:`comllm.lacs.parallel.score_chunk`)."""
+    return score_states(data.snapshots, data.devices, data.fixed, cfg.lacs(iteration), cfg.workers, cfg.ray, parts)
+
+
+def lookahead_increment(parts: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """The scores ``(S, A)`` of :func:`score`'s ``parts`` and each action's look-ahead increment on the
+    cost head's scale, ``value_targets(score) - value_targets(current)`` (``anchor="start+lookahead"``)."""
+    current, future = parts[:, 0], parts[:, 1]
+    scores = current + lam * future  # LacsResult.score's expression: the same values, bit for bit
+    return scores, value_targets(scores) - value_targets(current)
 
 
 # -------------------------------------------------------------- 3. advantage
@@ -421,11 +445,13 @@ class _Scorer:
 def update(
     model: torch.nn.Module, ref: torch.nn.Module, scorer: _Scorer, opt: torch.optim.Optimizer,
     data: Collected, adv: np.ndarray, cfg: ImproveConfig, rng: np.random.Generator, seed: int = 0,
+    anchor_shift: np.ndarray | None = None,
 ) -> dict[str, float]:  # fmt: skip
     """``epochs`` passes of the all-action loss over the iteration's states; mean metrics of the last pass.
 
     The prompts are encoded once (:meth:`_Scorer.encode`, augmented draws from ``seed``); the
-    reference is read on the same prompts."""
+    reference is read on the same prompts. ``anchor_shift`` ``(S, A)``, under ``regress``: added to
+    the reference's estimates to make the anchor (:func:`lookahead_increment`)."""
     enc = scorer.encode(data.states, cfg, seed)
     with torch.no_grad():
         ref.eval()
@@ -437,6 +463,8 @@ def update(
     adv_t = torch.as_tensor(adv, dtype=torch.float32)
     if cfg.objective == "regress" and cfg.value_target == "relative":
         adv_t = relative_targets(adv_t, ref_logp)
+    if anchor_shift is not None:
+        ref_logp = ref_logp + torch.as_tensor(anchor_shift, dtype=torch.float32)
     model.train()
     sums: dict[str, float] = {}
     for epoch in range(cfg.epochs):
@@ -528,11 +556,16 @@ def improve(cfg: ImproveConfig, log: Callable[[str], None] = print, progress: An
             t0 = time.perf_counter()
             data = collect(policy, scenario, cfg, it)
             t1 = time.perf_counter()
-            scores = score(data, cfg, it)
+            shift = None
+            if cfg.anchor == "start+lookahead":
+                scores, shift = lookahead_increment(score(data, cfg, it, parts=True), cfg.lam)
+            else:
+                scores = score(data, cfg, it)
             adv = (soft_targets(scores, cfg.tau) if cfg.objective == "soft-best"
                    else value_targets(scores) if cfg.objective == "regress" else advantages(scores))  # fmt: skip
             t2 = time.perf_counter()
-            metrics = update(lm.model, ref, scorer, opt, data, adv, cfg, rng, seed=cfg.seed * 1000 + it)
+            metrics = update(lm.model, ref, scorer, opt, data, adv, cfg, rng, seed=cfg.seed * 1000 + it,
+                             anchor_shift=shift)  # fmt: skip
             with torch.no_grad():
                 best = np.argmin(scores, axis=1)
                 chosen = np.concatenate([

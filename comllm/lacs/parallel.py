@@ -54,13 +54,16 @@ def cpu_cores() -> int:
 
 
 def score_chunk(
-    snapshots: Sequence[Any], devices: Sequence[int], fixed: Sequence[dict[int, int]], settings: Any
-) -> np.ndarray:
-    """LACS score of every action of each state, ``(S, N + 1)``, slots: the in-process scoring."""
+    snapshots: Sequence[Any], devices: Sequence[int], fixed: Sequence[dict[int, int]], settings: Any,
+    parts: bool = False,
+) -> np.ndarray:  # fmt: skip
+    """LACS score of every action of each state, ``(S, N + 1)``, slots: the in-process scoring. With
+    ``parts``: ``(S, 2, N + 1)``, each action's ``current`` (the task's own latency) and ``future``
+    (the later tasks' mean cost), whose ``current + lam * future`` is the score."""
     from comllm.lacs.lookahead import lacs_evaluate_batch
 
     res = lacs_evaluate_batch(list(snapshots), list(devices), settings, None, list(fixed))
-    return np.stack([r.score for r in res])
+    return np.stack([np.stack([r.current, r.future]) if parts else r.score for r in res])
 
 
 def _one_thread() -> None:
@@ -78,10 +81,11 @@ def _init_worker() -> None:
 
 
 def _worker_chunk(
-    snapshots: Sequence[Any], devices: Sequence[int], fixed: Sequence[dict[int, int]], settings: Any
-) -> np.ndarray:
+    snapshots: Sequence[Any], devices: Sequence[int], fixed: Sequence[dict[int, int]], settings: Any,
+    parts: bool = False,
+) -> np.ndarray:  # fmt: skip
     _one_thread()  # a Ray task may run in a worker that has not been set up
-    return score_chunk(snapshots, devices, fixed, settings)
+    return score_chunk(snapshots, devices, fixed, settings, parts)
 
 
 def chunk_bounds(n: int, chunks: int) -> list[tuple[int, int]]:
@@ -142,6 +146,7 @@ def score_states(
     settings: Any,
     workers: int = 1,
     ray: str | None = None,
+    parts: bool = False,
 ) -> np.ndarray:
     """:func:`score_chunk` of all states, in chunks on ``workers`` processes or as Ray tasks (module docstring)."""
     n = len(devices)
@@ -149,9 +154,9 @@ def score_states(
     if workers == 0:
         workers = cpu_cores() if ray_ is None else max(int(ray_.cluster_resources().get("CPU", 1)), 1)
     if n == 0 or (ray_ is None and (workers <= 1 or n <= 1)):
-        return score_chunk(snapshots, devices, fixed, settings)
+        return score_chunk(snapshots, devices, fixed, settings, parts)
     args = [
-        (list(snapshots[lo:hi]), list(devices[lo:hi]), list(fixed[lo:hi]), settings)
+        (list(snapshots[lo:hi]), list(devices[lo:hi]), list(fixed[lo:hi]), settings, parts)
         for lo, hi in chunk_bounds(n, workers * CHUNKS_PER_WORKER)
     ]
     if ray_ is not None:
