@@ -37,8 +37,8 @@ group in which every completion is the same answer. One iteration, read top to b
    look-ahead increment ``log1p(score) - log1p(current)`` (``current`` the task's own latency,
    :mod:`comllm.lacs.lookahead`): β holds only the estimate of the task's own latency near the
    start's, and the price of the later tasks, which the start does not estimate, is fitted in
-   full (the fixed point of the loss is the ``β = 0`` fit of the own latency pulled towards the
-   start, plus the whole increment);
+   full (the loss's minimiser is that of the same stage without the look-ahead, ``lam = 0``,
+   plus the whole increment; with the plain anchor it is plus ``1 / (1 + β)`` of it);
 5. **evaluate**: closed-loop latency, drops and Jain of the updated model on
    ``eval_slots`` × ``eval_seeds`` (seeds from 1000, never those of collection), logged.
 
