@@ -294,7 +294,7 @@ def test_the_lookahead_anchor_holds_the_own_latency_and_adds_the_whole_increment
     future = rng.uniform(1, 8, (4, 5))
     from comllm.lacs.improve import lookahead_increment
 
-    scores, inc = lookahead_increment(np.stack([current, future], axis=1), 0.3)
+    scores, inc = lookahead_increment(np.stack([current + 0.3 * future, current], axis=1))
     y, y_own = (torch.as_tensor(value_targets(v), dtype=torch.float32) for v in (scores, current))
     ref, beta = torch.as_tensor(rng.uniform(0, 2, (4, 5)), dtype=torch.float32), 1.0
 

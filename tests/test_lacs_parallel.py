@@ -74,11 +74,12 @@ def test_the_parts_of_the_scores_are_its_own_latency_and_the_later_tasks_price(d
     parts = score(data, CFG, 2, parts=True)
     assert parts.shape == (len(data), 2, in_process.shape[1])
     np.testing.assert_array_equal(score(data, dataclasses.replace(CFG, workers=2), 2, parts=True), parts)
-    scores, inc = lookahead_increment(parts, CFG.lam)
-    np.testing.assert_array_equal(scores, in_process)  # current + lam * future is the score, bit for bit
-    np.testing.assert_allclose(inc, value_targets(in_process) - value_targets(parts[:, 0]))
-    assert (parts[:, 1] > 0).any() and (inc > 0).any()  # later tasks were priced
-    assert not lookahead_increment(parts, 0.0)[1].any()  # without the look-ahead there is no increment
+    scores, inc = lookahead_increment(parts)
+    np.testing.assert_array_equal(scores, in_process)  # the scores themselves, bit for bit
+    np.testing.assert_allclose(inc, value_targets(in_process) - value_targets(parts[:, 1]))
+    assert (parts[:, 1] < in_process).any() and (inc > 0).any()  # later tasks were priced
+    # without the look-ahead the score is the own latency: no increment
+    assert not lookahead_increment(score(data, dataclasses.replace(CFG, lam=0.0), 2, parts=True))[1].any()
 
 
 @pytest.fixture(scope="module")

@@ -278,16 +278,15 @@ def collect(policy: Any, scenario: Scenario, cfg: ImproveConfig, iteration: int)
 def score(data: Collected, cfg: ImproveConfig, iteration: int, parts: bool = False) -> np.ndarray:
     """LACS score of every action of every recorded state, ``(S, N + 1)``, slots (lower is better);
     in parallel over ``cfg.workers`` processes or Ray tasks on ``cfg.ray``, the same scores either way.
-    With ``parts``: ``(S, 2, N + 1)``, the own latency and the later tasks' mean cost
+    With ``parts``: ``(S, 2, N + 1)``, the scores and their own-latency part
     (:func:`comllm.lacs.parallel.score_chunk`)."""
     return score_states(data.snapshots, data.devices, data.fixed, cfg.lacs(iteration), cfg.workers, cfg.ray, parts)
 
 
-def lookahead_increment(parts: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
+def lookahead_increment(parts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The scores ``(S, A)`` of :func:`score`'s ``parts`` and each action's look-ahead increment on the
     cost head's scale, ``value_targets(score) - value_targets(current)`` (``anchor="start+lookahead"``)."""
-    current, future = parts[:, 0], parts[:, 1]
-    scores = current + lam * future  # LacsResult.score's expression: the same values, bit for bit
+    scores, current = parts[:, 0], parts[:, 1]
     return scores, value_targets(scores) - value_targets(current)
 
 
@@ -558,7 +557,7 @@ def improve(cfg: ImproveConfig, log: Callable[[str], None] = print, progress: An
             t1 = time.perf_counter()
             shift = None
             if cfg.anchor == "start+lookahead":
-                scores, shift = lookahead_increment(score(data, cfg, it, parts=True), cfg.lam)
+                scores, shift = lookahead_increment(score(data, cfg, it, parts=True))
             else:
                 scores = score(data, cfg, it)
             adv = (soft_targets(scores, cfg.tau) if cfg.objective == "soft-best"

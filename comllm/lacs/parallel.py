@@ -58,12 +58,11 @@ def score_chunk(
     parts: bool = False,
 ) -> np.ndarray:  # fmt: skip
     """LACS score of every action of each state, ``(S, N + 1)``, slots: the in-process scoring. With
-    ``parts``: ``(S, 2, N + 1)``, each action's ``current`` (the task's own latency) and ``future``
-    (the later tasks' mean cost), whose ``current + lam * future`` is the score."""
+    ``parts``: ``(S, 2, N + 1)``, each action's score and its ``current`` part (the task's own latency)."""
     from comllm.lacs.lookahead import lacs_evaluate_batch
 
     res = lacs_evaluate_batch(list(snapshots), list(devices), settings, None, list(fixed))
-    return np.stack([np.stack([r.current, r.future]) if parts else r.score for r in res])
+    return np.stack([np.stack([r.score, r.current]) if parts else r.score for r in res])
 
 
 def _one_thread() -> None:
